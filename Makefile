@@ -1,0 +1,29 @@
+# `make run` and `make test` set everything up on a fresh machine (a venv in .venv).
+# CPU machines pin torch's CPU build through constraints-cpu.txt; on a GPU machine use
+# `make venv CONSTRAINTS= EXTRAS=dev,coco,wandb,gpu`.
+VENV ?= .venv
+PYTHON ?= python3
+CONSTRAINTS ?= constraints-cpu.txt
+EXTRAS ?= dev,coco,wandb
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: venv run test test-slow bench clean
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[$(EXTRAS)]'
+	touch $@
+
+run: venv
+	$(PY) train.py
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-slow: venv
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+clean:
+	rm -rf outputs multirun .pytest_cache

@@ -1,0 +1,1 @@
+"""Benchmark formats, the synthetic benchmark, prompts and the continual datamodule."""

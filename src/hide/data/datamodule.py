@@ -1,0 +1,133 @@
+"""Benchmarks (which tasks, read from where) and the continual datamodule (what one stage trains
+on, and each task's test set)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from hide.data import synthetic
+from hide.data.collate import Encoder, EvalCollator, TrainCollator
+from hide.data.formats import DataFormatError, TaskData, TaskSpec, load_task
+from hide.models.backbone import Backbone
+
+log = logging.getLogger(__name__)
+
+
+class Benchmark:
+    """A sequence of tasks in the UCIT on-disk layout under `data_dir`.
+
+    Args:
+        data_dir: root holding `datasets/` and `instructions/`.
+        tasks: task specs in training order (name, kind, dir, train_file, test_file, references_file).
+        num_tasks: use only the first N tasks (None: all).
+        train_per_task, test_per_task: keep the first K records of each file (None: all).
+        max_new_tokens: generation budget for this benchmark's answers.
+    """
+
+    def __init__(self, data_dir: str, tasks: list[dict], num_tasks: int | None = None,
+                 train_per_task: int | None = None, test_per_task: int | None = None,
+                 max_new_tokens: int = 128, check_images: bool = True):
+        self.data_dir = Path(data_dir).expanduser()
+        specs = [TaskSpec(**dict(t)) for t in tasks]
+        if num_tasks is not None:
+            if not 1 <= num_tasks <= len(specs):
+                raise ValueError(f"benchmark.num_tasks={num_tasks}, but the benchmark has {len(specs)} tasks")
+            specs = specs[:num_tasks]
+        self.specs = specs
+        self.train_per_task = train_per_task
+        self.test_per_task = test_per_task
+        self.max_new_tokens = max_new_tokens
+        self.check_images = check_images
+
+    @property
+    def task_names(self) -> list[str]:
+        return [s.name for s in self.specs]
+
+    def prepare(self) -> None:
+        """Make the files exist (the synthetic benchmark generates them)."""
+        if not self.data_dir.exists():
+            raise DataFormatError(
+                f"Benchmark directory {self.data_dir} does not exist: set paths.data_dir to the root "
+                f"that holds datasets/ and instructions/ (see experiments/ucit/README.md)."
+            )
+
+    def load(self) -> list[TaskData]:
+        self.prepare()
+        return [load_task(self.data_dir, spec, self.train_per_task, self.test_per_task, self.check_images)
+                for spec in self.specs]
+
+
+class SyntheticBenchmark(Benchmark):
+    """The six procedurally generated tasks (`hide.data.synthetic`), written on first use in the
+    UCIT layout under `root/<sizes and seed>/` and then read by the same loader as UCIT."""
+
+    def __init__(self, root: str, num_tasks: int | None = None, train_per_task: int = 600,
+                 test_per_task: int = 200, image_size: int = 64, seed: int = 0, max_new_tokens: int = 32):
+        self.image_size = image_size
+        self.seed = seed
+        data_dir = Path(root).expanduser() / f"n{train_per_task}-t{test_per_task}-px{image_size}-s{seed}"
+        super().__init__(str(data_dir), synthetic.SYNTH_TASKS, num_tasks, train_per_task, test_per_task,
+                         max_new_tokens)
+        # Files already hold exactly K records; limits are kept for UCIT-style reading.
+
+    def prepare(self) -> None:
+        synthetic.generate_benchmark(self.data_dir, train_per_task=self.train_per_task,
+                                     test_per_task=self.test_per_task, image_size=self.image_size,
+                                     seed=self.seed)
+
+
+class ContinualDataModule(pl.LightningDataModule):
+    """Serves the training data of one stage (one task, or several for joint training and replay)
+    and each task's test set. Items are (task index, record) so batches know their tasks.
+
+    Args:
+        benchmark: where the tasks come from.
+        batch_size: per-device training batch size.
+        eval_batch_size: per-device generation batch size.
+        num_workers: DataLoader workers.
+        max_length: longest tokenised conversation accepted (longer ones are an error, not truncated).
+        seed: shuffling seed (each stage's order is a function of seed and stage).
+    """
+
+    def __init__(self, benchmark: Benchmark, batch_size: int = 16, eval_batch_size: int = 64,
+                 num_workers: int = 0, max_length: int = 2048, seed: int = 0):
+        super().__init__()
+        self.benchmark = benchmark
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.max_length = max_length
+        self.seed = seed
+        self.tasks: list[TaskData] = []
+        self.stage_tasks: list[int] = []
+        self.stage = 0
+        self.encoder: Encoder | None = None
+
+    def load(self, backbone: Backbone) -> list[TaskData]:
+        self.encoder = Encoder(backbone.tokenizer, backbone.image_processor, backbone.image_seq_length,
+                               self.max_length)
+        self.tasks = self.benchmark.load()
+        return self.tasks
+
+    def set_stage(self, stage: int, task_indices: list[int]) -> None:
+        self.stage = stage
+        self.stage_tasks = list(task_indices)
+
+    def train_items(self, task_indices: list[int]) -> list[tuple[int, object]]:
+        return [(t, record) for t in task_indices for record in self.tasks[t].train]
+
+    def train_dataloader(self) -> DataLoader:
+        items = self.train_items(self.stage_tasks)
+        generator = torch.Generator().manual_seed(self.seed * 1000 + self.stage)
+        return DataLoader(items, batch_size=self.batch_size, shuffle=True, generator=generator,
+                          collate_fn=TrainCollator(self.encoder), num_workers=self.num_workers)
+
+    def test_dataloader(self, task_index: int) -> DataLoader:
+        items = [(task_index, record) for record in self.tasks[task_index].test]
+        return DataLoader(items, batch_size=self.eval_batch_size, shuffle=False,
+                          collate_fn=EvalCollator(self.encoder), num_workers=self.num_workers)

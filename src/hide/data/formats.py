@@ -1,0 +1,624 @@
+"""On-disk formats of UCIT (see shared/spec/protocol.md), read and written by one module.
+
+Train file:   JSON list of {"id", "image", "conversations": [{"from": "human"|"gpt", "value"}, ...]}
+Test file:    JSON list of {"question_id", "image", "text", "answer"}
+Caption refs: COCO {"images": [{"id", "file_name"}], "annotations": [{"image_id", "caption"}]},
+              matched to the test file by position (image ids 1..N in test-file order).
+
+Image paths in both files are relative to `<data_dir>/datasets/`; the instruction files of a task
+live in `<data_dir>/instructions/<task dir>/`.
+
+The loaders validate every record and raise `DataFormatError` with a one-paragraph message that
+names the file, the record (index and id when known), what is wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+IMAGE_TOKEN = "<image>"
+
+
+class DataFormatError(ValueError):
+    """A benchmark file or record is malformed; the message names the file, the record and the fix."""
+
+
+@dataclass
+class Turn:
+    """One human instruction and the assistant's answer to it."""
+
+    instruction: str
+    answer: str
+
+
+@dataclass
+class TrainRecord:
+    """A training conversation. Every `Turn.instruction` is the plain instruction text: the loader
+    strips the `<image>` token (and the newline next to it) from the first one, and the prompt
+    builder puts the token back."""
+
+    id: str
+    image: Path  # absolute path
+    turns: list[Turn]
+
+
+@dataclass
+class TestRecord:
+    """A test question with its reference answer (for caption tasks the references live elsewhere)."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    question_id: str
+    image: Path  # absolute path
+    text: str  # the instruction, without the <image> token
+    answer: str
+
+
+@dataclass
+class TaskData:
+    """Everything one continual task needs: its training conversations, test questions and,
+    for caption tasks, the reference captions of each test item (keyed by question_id)."""
+
+    name: str
+    kind: str  # "qa" or "caption"
+    train: list[TrainRecord]
+    test: list[TestRecord]
+    references: dict[str, list[str]] | None = field(default=None)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = None) -> None:
+    """Write JSON through a temporary file and a rename, so that a crash never leaves a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=indent)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_train_file(path: str | os.PathLike, records: list[dict]) -> None:
+    """`records`: dicts in the LLaVA training format (id, image relative to datasets/, conversations)."""
+    write_json_atomic(path, records)
+
+
+def write_test_file(path: str | os.PathLike, records: list[dict]) -> None:
+    """`records`: dicts {question_id, image (relative to datasets/), text, answer}."""
+    write_json_atomic(path, records)
+
+
+def write_caption_references(
+    path: str | os.PathLike, file_names: list[str], captions: list[list[str]]
+) -> None:
+    """COCO-format references; image ids are 1..N in the order of the test file."""
+    if len(file_names) != len(captions):
+        raise ValueError(f"{len(file_names)} file names but {len(captions)} caption lists")
+    images = [{"id": i + 1, "file_name": name} for i, name in enumerate(file_names)]
+    annotations = []
+    for i, caps in enumerate(captions):
+        for cap in caps:
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "caption": cap})
+    write_json_atomic(path, {"images": images, "annotations": annotations})
+
+
+# ---------------------------------------------------------------------------------------------
+# Task description
+# ---------------------------------------------------------------------------------------------
+
+TASK_KINDS = ("qa", "caption")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Where one task's files are and how it is scored.
+
+    `train_file`, `test_file` and `references_file` are relative to `<data_dir>/instructions/<dir>/`;
+    `dir` defaults to `name`. Caption tasks need `references_file` (the COCO-format captions);
+    QA tasks must not have one.
+    """
+
+    name: str
+    kind: str
+    train_file: str
+    test_file: str
+    references_file: str | None = None
+    dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise DataFormatError(
+                f"task spec: name must be a non-empty string, got {self.name!r}. Give every task a name."
+            )
+        if self.kind not in TASK_KINDS:
+            raise DataFormatError(
+                f"task {self.name!r}: kind must be one of {', '.join(map(repr, TASK_KINDS))}, "
+                f"got {self.kind!r}. Set kind to 'qa' for exact-match tasks or 'caption' for "
+                f"captioning tasks scored with the COCO caption metrics."
+            )
+        if self.dir is None:
+            object.__setattr__(self, "dir", self.name)
+        for attr in ("train_file", "test_file", "dir"):
+            value = getattr(self, attr)
+            if not isinstance(value, str) or not value:
+                raise DataFormatError(
+                    f"task {self.name!r}: {attr} must be a non-empty string, got {value!r}. "
+                    f"Set it to the file (or folder) name under instructions/."
+                )
+        if self.kind == "caption":
+            if not isinstance(self.references_file, str) or not self.references_file:
+                raise DataFormatError(
+                    f"task {self.name!r} is a caption task but has no references_file. Set "
+                    f"references_file to its COCO-format reference captions (in UCIT: "
+                    f"val_coco_type_3000.json) under instructions/{self.dir}/."
+                )
+        elif self.references_file is not None:
+            raise DataFormatError(
+                f"task {self.name!r} is a QA task but has references_file="
+                f"{self.references_file!r}; only caption tasks use reference captions. Remove "
+                f"references_file or set kind to 'caption'."
+            )
+
+
+# The six UCIT tasks in the benchmark's order (folder names under instructions/).
+UCIT_TASKS: tuple[TaskSpec, ...] = (
+    TaskSpec("ImageNet-R", "qa", "train.json", "test_3000.json"),
+    TaskSpec("ArxivQA", "qa", "train_4w.json", "test_3000.json"),
+    TaskSpec("VizWiz", "caption", "train.json", "test_3000.json", "val_coco_type_3000.json"),
+    TaskSpec("IconQA", "qa", "train.json", "test_3000.json"),
+    TaskSpec("CLEVR", "qa", "train_4w.json", "test_3000.json"),
+    TaskSpec("Flickr30k", "caption", "train_brief_4w.json", "test_3000.json", "val_coco_type_3000.json"),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loaders
+# ---------------------------------------------------------------------------------------------
+
+
+def _describe_dir(folder: Path, limit: int = 30) -> str:
+    """'folder X contains: a, b, c' (or says that it is missing / empty), for error messages."""
+    if not folder.exists():
+        parent = folder.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        return f"the folder {folder} does not exist ({_describe_dir(parent, limit)})"
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    try:
+        with os.scandir(folder) as it:
+            names = sorted(e.name + ("/" if e.is_dir() else "") for e in it)
+    except OSError as e:
+        return f"the folder {folder} cannot be listed ({e})"
+    if not names:
+        return f"the folder {folder} is empty"
+    shown = ", ".join(names[:limit])
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return f"the folder {folder} contains: {shown}{more}"
+
+
+def _read_json(path: Path, what: str) -> Any:
+    """Parse a JSON file; every failure is a DataFormatError naming the file."""
+    if not path.is_file():
+        if path.exists():
+            raise DataFormatError(
+                f"The {what} {path} is not a regular file. Point the task at the JSON file itself."
+            )
+        raise DataFormatError(
+            f"The {what} {path} does not exist; {_describe_dir(path.parent)}. Check paths.data_dir "
+            f"and the task's file names, or download the missing file."
+        )
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataFormatError(
+            f"The {what} {path} cannot be read as UTF-8 text ({e}). Check the file's permissions "
+            f"and that it is the JSON file and not an archive."
+        ) from e
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataFormatError(
+            f"The {what} {path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno} "
+            f"(char {e.pos}). Fix the JSON syntax there or download the file again (a truncated "
+            f"download is a common cause)."
+        ) from e
+
+
+def _expect_list(obj: Any, path: Path, what: str, item: str) -> list:
+    if not isinstance(obj, list):
+        raise DataFormatError(
+            f"The {what} {path} must hold a JSON list of {item} at the top level, but it holds "
+            f"{_json_type(obj)}. Use the file in the UCIT format (a list of records)."
+        )
+    return obj
+
+
+def _json_type(obj: Any) -> str:
+    """The JSON type of `obj` with its article, for messages ('a list', 'an object', 'null')."""
+    if obj is None:
+        return "null"
+    if isinstance(obj, bool):
+        return "a boolean"
+    if isinstance(obj, (int, float)):
+        return "a number"
+    if isinstance(obj, str):
+        return "a string"
+    if isinstance(obj, list):
+        return "a list"
+    if isinstance(obj, dict):
+        return "an object"
+    return f"a {type(obj).__name__}"
+
+
+def _record_label(index: int, rid: Any = None) -> str:
+    return f"record at index {index}" + ("" if rid is None else f" (id {rid!r})")
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
+
+
+def _resolve_image(
+    image: Any, datasets_dir: Path, check_images: bool, where: str
+) -> Path:
+    if not isinstance(image, str) or not image.strip():
+        raise DataFormatError(
+            f"{where}: 'image' must be a non-empty string (a path relative to datasets/), got "
+            f"{image!r}. Fix or remove the record."
+        )
+    resolved = Path(os.path.abspath(datasets_dir / image))
+    if check_images:
+        _check_image(resolved, datasets_dir, where)
+    return resolved
+
+
+def _check_image(resolved: Path, datasets_dir: Path, where: str) -> None:
+    if not resolved.is_file():
+        raise DataFormatError(
+            f"{where}: the image {resolved} does not exist ({_describe_dir(resolved.parent, limit=10)}). "
+            f"Download/extract the images under {datasets_dir}, fix the record's image path, or "
+            f"load with check_images=False."
+        )
+
+
+def _strip_image_token(value: str) -> str:
+    """Remove the one `<image>` token and the newline next to it (after it, or before it when the
+    token ends the text)."""
+    if IMAGE_TOKEN + "\n" in value:
+        return value.replace(IMAGE_TOKEN + "\n", "", 1)
+    if value.endswith("\n" + IMAGE_TOKEN):
+        return value[: -len(IMAGE_TOKEN) - 1]
+    return value.replace(IMAGE_TOKEN, "", 1)
+
+
+def load_train_file(
+    path: str | os.PathLike,
+    datasets_dir: str | os.PathLike,
+    check_images: bool = True,
+    *,
+    task_name: str | None = None,
+) -> list[TrainRecord]:
+    """Load and validate a LLaVA-format training file.
+
+    Image paths are resolved against `datasets_dir` (checked to exist when `check_images`).
+    The `<image>` token (exactly one, in the first human turn) is stripped from the instruction.
+    `task_name` only improves the message of the empty-file error.
+    """
+    path = Path(path)
+    datasets_dir = Path(datasets_dir)
+    what = "training file"
+    records = _expect_list(_read_json(path, what), path, what, "conversation records")
+    if not records:
+        who = f"task {task_name!r}" if task_name else "the task"
+        raise DataFormatError(
+            f"{who} has no training records in {path} (the file holds an empty list). Use the "
+            f"full training file or remove the task from the sequence."
+        )
+    out: list[TrainRecord] = []
+    seen: dict[str, int] = {}
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise DataFormatError(
+                f"{path}: {_record_label(i)} must be a JSON object with keys id, image and "
+                f"conversations, but it is {_json_type(rec)}. Fix or remove the record."
+            )
+        rid = rec.get("id")
+        where = f"{path}: {_record_label(i, rid)}"
+        missing = [k for k in ("id", "image", "conversations") if k not in rec]
+        if missing:
+            raise DataFormatError(
+                f"{where} is missing the key(s) {', '.join(map(repr, missing))} (it has "
+                f"{', '.join(map(repr, rec)) or 'no keys'}). Every training record needs id, image "
+                f"and conversations; fix or remove the record."
+            )
+        if not _is_id(rid):
+            raise DataFormatError(
+                f"{where}: 'id' must be a string or an integer, got {_json_type(rid)}. "
+                f"Give the record a unique string or integer id."
+            )
+        rid = str(rid)
+        if rid in seen:
+            raise DataFormatError(
+                f"{where}: duplicate id {rid!r}, already used by the record at index {seen[rid]}. "
+                f"Ids must be unique within a file; renumber or remove the duplicate."
+            )
+        seen[rid] = i
+        image = _resolve_image(rec["image"], datasets_dir, check_images, where)
+        turns = _parse_conversations(rec["conversations"], where)
+        out.append(TrainRecord(id=rid, image=image, turns=turns))
+    return out
+
+
+def _parse_conversations(conv: Any, where: str) -> list[Turn]:
+    fix = (
+        "A conversation is a list of {\"from\", \"value\"} turns alternating human/gpt, starting "
+        "with human and ending with gpt, with one <image> token in the first human value"
+    )
+    if not isinstance(conv, list):
+        raise DataFormatError(
+            f"{where}: 'conversations' must be a list, got {_json_type(conv)}. {fix}; fix or "
+            f"remove the record."
+        )
+    if not conv:
+        raise DataFormatError(f"{where}: 'conversations' is empty. {fix}; fix or remove the record.")
+    values: list[str] = []
+    for j, turn in enumerate(conv):
+        if not isinstance(turn, dict):
+            raise DataFormatError(
+                f"{where}: turn {j} of 'conversations' must be an object with 'from' and 'value', "
+                f"got {_json_type(turn)}. {fix}; fix or remove the record."
+            )
+        missing = [k for k in ("from", "value") if k not in turn]
+        if missing:
+            raise DataFormatError(
+                f"{where}: turn {j} of 'conversations' is missing the key(s) "
+                f"{', '.join(map(repr, missing))}. {fix}; fix or remove the record."
+            )
+        expected = "human" if j % 2 == 0 else "gpt"
+        if turn["from"] != expected:
+            raise DataFormatError(
+                f"{where}: turn {j} of 'conversations' is from {turn['from']!r} but {expected!r} was "
+                f"expected (turns must alternate). {fix}; fix or remove the record."
+            )
+        value = turn["value"]
+        if not isinstance(value, str):
+            raise DataFormatError(
+                f"{where}: the 'value' of turn {j} of 'conversations' must be a string, got "
+                f"{_json_type(value)}. {fix}; fix or remove the record."
+            )
+        n_tokens = value.count(IMAGE_TOKEN)
+        if j == 0 and n_tokens != 1:
+            raise DataFormatError(
+                f"{where}: the first human turn must contain exactly one {IMAGE_TOKEN} token, but it "
+                f"contains {n_tokens}. {fix}; fix or remove the record."
+            )
+        if j > 0 and n_tokens:
+            raise DataFormatError(
+                f"{where}: turn {j} of 'conversations' contains {n_tokens} {IMAGE_TOKEN} token(s); "
+                f"only the first human turn may hold one. {fix}; fix or remove the record."
+            )
+        values.append(value)
+    if len(values) % 2:
+        raise DataFormatError(
+            f"{where}: 'conversations' ends with a human turn (turn {len(values) - 1}) that has no "
+            f"gpt answer. {fix}; fix or remove the record."
+        )
+    values[0] = _strip_image_token(values[0])
+    return [Turn(instruction=values[k], answer=values[k + 1]) for k in range(0, len(values), 2)]
+
+
+def load_test_file(
+    path: str | os.PathLike,
+    datasets_dir: str | os.PathLike,
+    check_images: bool = True,
+    *,
+    task_name: str | None = None,
+) -> list[TestRecord]:
+    """Load and validate a test file (list of {question_id, image, text, answer}).
+
+    A leading `<image>` token (with its newline) is stripped from `text`; any other `<image>` token
+    is an error. `task_name` only improves the message of the empty-file error.
+    """
+    path = Path(path)
+    datasets_dir = Path(datasets_dir)
+    what = "test file"
+    records = _expect_list(_read_json(path, what), path, what, "test records")
+    if not records:
+        who = f"task {task_name!r}" if task_name else "the task"
+        raise DataFormatError(
+            f"{who} has no test records in {path} (the file holds an empty list). Use the full "
+            f"test file or remove the task from the sequence."
+        )
+    out: list[TestRecord] = []
+    seen: dict[str, int] = {}
+    keys = ("question_id", "image", "text", "answer")
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise DataFormatError(
+                f"{path}: {_record_label(i)} must be a JSON object with keys "
+                f"{', '.join(keys)}, but it is {_json_type(rec)}. Fix or remove the record."
+            )
+        qid = rec.get("question_id")
+        where = f"{path}: {_record_label(i, qid)}"
+        missing = [k for k in keys if k not in rec]
+        if missing:
+            raise DataFormatError(
+                f"{where} is missing the key(s) {', '.join(map(repr, missing))} (it has "
+                f"{', '.join(map(repr, rec)) or 'no keys'}). Every test record needs "
+                f"{', '.join(keys)}; fix or remove the record."
+            )
+        if not _is_id(qid):
+            raise DataFormatError(
+                f"{where}: 'question_id' must be a string or an integer, got {_json_type(qid)}. "
+                f"Give the record a unique string or integer question_id."
+            )
+        qid = str(qid)
+        if qid in seen:
+            raise DataFormatError(
+                f"{where}: duplicate question_id {qid!r}, already used by the record at index "
+                f"{seen[qid]}. Question ids must be unique within a file; renumber or remove the "
+                f"duplicate."
+            )
+        seen[qid] = i
+        for key in ("text", "answer"):
+            if not isinstance(rec[key], str):
+                raise DataFormatError(
+                    f"{where}: {key!r} must be a string, got {_json_type(rec[key])}. Fix the "
+                    f"record (write numbers and options as text)."
+                )
+        text = rec["text"]
+        if text.startswith(IMAGE_TOKEN):
+            text = text[len(IMAGE_TOKEN):]
+            if text.startswith("\n"):
+                text = text[1:]
+        if IMAGE_TOKEN in text:
+            raise DataFormatError(
+                f"{where}: 'text' contains an {IMAGE_TOKEN} token other than a leading one. The "
+                f"prompt builder adds the image token itself; remove it from the text."
+            )
+        image = _resolve_image(rec["image"], datasets_dir, check_images, where)
+        out.append(TestRecord(question_id=qid, image=image, text=text, answer=rec["answer"]))
+    return out
+
+
+def load_caption_references(
+    path: str | os.PathLike,
+    test_records: list[TestRecord],
+    *,
+    test_file: str | os.PathLike | None = None,
+) -> dict[str, list[str]]:
+    """Load COCO-format reference captions and key them by the test records' question_id.
+
+    Matching is by position: the image ids, sorted ascending, are matched to `test_records` in
+    order, so the counts must agree. `test_file` (where `test_records` came from) only improves
+    the messages.
+    """
+    path = Path(path)
+    what = "caption reference file"
+    test_desc = f"the test file {test_file}" if test_file is not None else "the test records"
+    data = _read_json(path, what)
+    coco_fix = (
+        "The file must be COCO caption format: {\"images\": [{\"id\", \"file_name\"}], "
+        "\"annotations\": [{\"image_id\", \"caption\"}]}"
+    )
+    if not isinstance(data, dict):
+        raise DataFormatError(
+            f"The {what} {path} must hold a JSON object at the top level, but it holds "
+            f"{_json_type(data)}. {coco_fix}."
+        )
+    for key in ("images", "annotations"):
+        if key not in data:
+            raise DataFormatError(f"The {what} {path} has no {key!r} key. {coco_fix}.")
+        if not isinstance(data[key], list):
+            raise DataFormatError(
+                f"The {what} {path}: {key!r} must be a list, got {_json_type(data[key])}. {coco_fix}."
+            )
+    captions: dict[int, list[str]] = {}
+    for i, img in enumerate(data["images"]):
+        where = f"{path}: image entry at index {i}"
+        if not isinstance(img, dict) or "id" not in img:
+            raise DataFormatError(f"{where} must be an object with an 'id', got {img!r}. {coco_fix}.")
+        iid = img["id"]
+        if not isinstance(iid, int) or isinstance(iid, bool):
+            raise DataFormatError(
+                f"{where} (id {iid!r}): 'id' must be an integer, got {_json_type(iid)}. "
+                f"Number the images 1..N in test-file order."
+            )
+        if iid in captions:
+            raise DataFormatError(
+                f"{where}: duplicate image id {iid}. Image ids must be unique; number the images "
+                f"1..N in test-file order."
+            )
+        captions[iid] = []
+    for i, ann in enumerate(data["annotations"]):
+        where = f"{path}: annotation at index {i}"
+        if not isinstance(ann, dict) or "image_id" not in ann or "caption" not in ann:
+            raise DataFormatError(
+                f"{where} must be an object with 'image_id' and 'caption', got {ann!r}. {coco_fix}."
+            )
+        iid, cap = ann["image_id"], ann["caption"]
+        if not isinstance(cap, str):
+            raise DataFormatError(
+                f"{where} (image_id {iid!r}): 'caption' must be a string, got {_json_type(cap)}. "
+                f"Fix or remove the annotation."
+            )
+        if isinstance(iid, bool) or iid not in captions:
+            raise DataFormatError(
+                f"{where}: image_id {iid!r} is not the id of any entry in 'images'. Add the image "
+                f"or fix/remove the annotation."
+            )
+        captions[iid].append(cap)
+    if len(captions) != len(test_records):
+        raise DataFormatError(
+            f"The {what} {path} has {len(captions)} images but {test_desc} has "
+            f"{len(test_records)} records; references are matched to test records by position, so "
+            f"the counts must be equal. Use the reference file that belongs to this test file."
+        )
+    out: dict[str, list[str]] = {}
+    for iid, rec in zip(sorted(captions), test_records):
+        if not captions[iid]:
+            raise DataFormatError(
+                f"{path}: image id {iid} (matched to test question_id {rec.question_id!r}) has no "
+                f"caption in 'annotations'. Every image needs at least one reference caption; add "
+                f"one or use the complete reference file."
+            )
+        out[rec.question_id] = captions[iid]
+    return out
+
+
+def _check_limit(name: str, value: int | None) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be None or a positive integer, got {value!r}")
+
+
+def load_task(
+    data_dir: str | os.PathLike,
+    spec: TaskSpec,
+    train_limit: int | None = None,
+    test_limit: int | None = None,
+    check_images: bool = True,
+) -> TaskData:
+    """Load one task: files under `<data_dir>/instructions/<spec.dir>/`, images under
+    `<data_dir>/datasets/`. The limits keep the first K records of each file (deterministic);
+    references are checked against the full test file and then restricted to the kept records.
+    Every record of both files is validated; with `check_images` the images of the kept records
+    must exist."""
+    _check_limit("train_limit", train_limit)
+    _check_limit("test_limit", test_limit)
+    data_dir = Path(data_dir)
+    folder = data_dir / "instructions" / spec.dir
+    datasets_dir = data_dir / "datasets"
+    test_path = folder / spec.test_file
+    train_path = folder / spec.train_file
+    # Every record is validated, but only the images of the kept records are checked for existence
+    # (a debug run on a few records works with a partial download, and 40k stat calls are skipped).
+    train = load_train_file(train_path, datasets_dir, check_images=False, task_name=spec.name)
+    test = load_test_file(test_path, datasets_dir, check_images=False, task_name=spec.name)
+    references = None
+    if spec.kind == "caption":
+        references = load_caption_references(folder / spec.references_file, test, test_file=test_path)
+    if train_limit is not None:
+        train = train[:train_limit]
+    if test_limit is not None:
+        test = test[:test_limit]
+        if references is not None:
+            references = {r.question_id: references[r.question_id] for r in test}
+    if check_images:
+        for i, r in enumerate(train):
+            _check_image(r.image, datasets_dir, f"{train_path}: {_record_label(i, r.id)}")
+        for i, r in enumerate(test):
+            _check_image(r.image, datasets_dir, f"{test_path}: {_record_label(i, r.question_id)}")
+    return TaskData(name=spec.name, kind=spec.kind, train=train, test=test, references=references)

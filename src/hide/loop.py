@@ -1,0 +1,179 @@
+"""The task loop: one function that takes a composed config through a whole task sequence.
+
+    base model -> evaluate (row 0)
+    for each stage t: method.on_task_start -> Trainer.fit -> method.on_task_end -> evaluate (row t)
+
+and writes the accuracy matrix with every continual-learning metric after each evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from hide.data.datamodule import ContinualDataModule
+from hide.data.formats import TaskData, write_json_atomic
+from hide.metrics.captions import score_captions
+from hide.metrics.qa import exact_match_score
+from hide.module import ContinualModule
+from hide.report import ContinualResults
+
+log = logging.getLogger(__name__)
+
+EVAL_SCHEDULES = ("full", "seen", "seen_next")
+
+
+class PhaseTimer:
+    """Wall seconds spent per phase (backbone, training, evaluation, scoring)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
+
+
+def tasks_to_evaluate(schedule: str, stage: int, num_tasks: int) -> list[int]:
+    """Which tasks are scored after `stage` (0 = the base model). `full` scores every task at every
+    stage; `seen` only the tasks trained so far; `seen_next` those plus the next one (and the base
+    model on every task), which still gives FWT."""
+    if schedule == "full" or (schedule == "seen_next" and stage == 0) or stage == num_tasks:
+        return list(range(num_tasks))
+    if schedule == "seen":
+        return list(range(stage))
+    if schedule == "seen_next":
+        return list(range(min(stage + 1, num_tasks)))
+    raise ValueError(f"eval.schedule={schedule!r}; choose one of {EVAL_SCHEDULES}")
+
+
+def score_task(task: TaskData, predictions: dict[str, str]) -> dict:
+    """The task's score (0-100) and its breakdown: exact match for QA, COCO caption metrics
+    (mean of BLEU-1..4, METEOR, ROUGE-L, CIDEr) for captions."""
+    if task.kind == "caption":
+        return score_captions(predictions, {r.question_id: task.references[r.question_id] for r in task.test})
+    return {"score": exact_match_score(predictions, {r.question_id: r.answer for r in task.test})}
+
+
+def make_trainer(cfg: DictConfig, loggers: list) -> pl.Trainer:
+    return instantiate(cfg.trainer, logger=loggers or False)
+
+
+def evaluate(trainer: pl.Trainer, module: ContinualModule, datamodule: ContinualDataModule,
+             task_indices: list[int]) -> dict[int, dict[str, str]]:
+    """Batched greedy answers for each task's test set: {task index: {question_id: answer}}."""
+    if not task_indices:
+        return {}
+    loaders = [datamodule.test_dataloader(t) for t in task_indices]
+    outputs = trainer.predict(module, dataloaders=loaders, return_predictions=True)
+    if len(loaders) == 1:
+        outputs = [outputs]
+    predictions: dict[int, dict[str, str]] = {t: {} for t in task_indices}
+    for per_loader in outputs:
+        for batch in per_loader:
+            for task, qid, text in batch:
+                predictions[task][qid] = text
+    return predictions
+
+
+def run_continual(cfg: DictConfig, out_dir: str | Path) -> dict:
+    """Run the configured method through the benchmark's task sequence; return metrics.json's content."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    console = Console()
+    timer = PhaseTimer()
+    start = time.perf_counter()
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    torch.set_num_threads(cfg.get("num_threads") or torch.get_num_threads())
+
+    with timer("backbone"):
+        backbone = instantiate(cfg.model)
+    benchmark = instantiate(cfg.benchmark)
+    datamodule: ContinualDataModule = instantiate(cfg.data, benchmark=benchmark, seed=cfg.seed)
+    with timer("data"):
+        tasks = datamodule.load(backbone)
+    names = [t.name for t in tasks]
+    num_tasks = len(tasks)
+
+    method = instantiate(cfg.method)
+    method.attach(backbone, num_tasks)
+    module = ContinualModule(backbone, method, max_new_tokens=benchmark.max_new_tokens, **cfg.optim)
+    loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c is not None]
+
+    results = ContinualResults(names, out_dir)
+    results.extra.update({
+        "method": method.name,
+        "benchmark": type(benchmark).__name__,
+        "seed": int(cfg.seed),
+        "params_trainable": method.trainable_parameters(backbone.model),
+        "eval_schedule": cfg.eval.schedule,
+    })
+    schedule = cfg.eval.schedule
+    predictions_dir = out_dir / "predictions"
+
+    def evaluate_stage(stage: int) -> None:
+        trained = sorted({t for s in method.stages(num_tasks)[:stage] if s for t in s})
+        method.on_eval_start(module, trained)
+        wanted = tasks_to_evaluate(schedule, stage, num_tasks)
+        with timer("evaluation"):
+            predictions = evaluate(make_trainer(cfg, []), module, datamodule, wanted)
+        with timer("scoring"):
+            for t, preds in predictions.items():
+                results.record(stage, t, score_task(tasks[t], preds))
+        write_json_atomic(predictions_dir / f"stage{stage}.json",
+                          {names[t]: p for t, p in predictions.items()})
+        results.extra["timing"] = {**timer.seconds, "total": time.perf_counter() - start}
+        results.write()
+        shown = ", ".join(f"{names[t]} {results.matrix[stage][t]:.1f}" for t in wanted)
+        console.print(f"[bold]after {'base' if stage == 0 else names[stage - 1]}[/]: {shown}")
+
+    evaluate_stage(0)
+    for stage, train_on in enumerate(method.stages(num_tasks), start=1):
+        if train_on is None:
+            continue  # no model exists at this stage (joint training): the row stays absent
+        if not train_on:
+            results.copy_row(stage - 1, stage)  # nothing trained: the model is the previous one
+            continue
+        console.rule(f"stage {stage}/{num_tasks}: training on {', '.join(names[t] for t in train_on)}")
+        module.current_task = train_on[-1]
+        datamodule.set_stage(stage, train_on)
+        method.on_task_start(module, train_on[-1])
+        trainer = make_trainer(cfg, loggers)
+        with timer("training"):
+            trainer.fit(module, datamodule=datamodule)
+        method.on_task_end(module, train_on[-1], datamodule.train_dataloader())
+        evaluate_stage(stage)
+
+    results.extra["wall_seconds"] = time.perf_counter() - start
+    results.extra["timing"] = {**timer.seconds, "total": results.extra["wall_seconds"]}
+    results.write()
+    heatmap = results.heatmap(title=f"{method.name} on {type(benchmark).__name__}")
+    for logger in loggers:
+        log_to_wandb(logger, results, heatmap)
+    console.print(results.table())
+    console.print(results.summary_table())
+    console.print(f"results in {out_dir}")
+    OmegaConf.save(cfg, out_dir / "config_resolved.yaml", resolve=True)
+    return results.to_dict()
+
+
+def log_to_wandb(logger, results: ContinualResults, heatmap: Path) -> None:
+    """The matrix as a wandb table and the heatmap as an image, when that logger is on."""
+    if type(logger).__name__ != "WandbLogger":
+        return
+    rows = [["base" if s == 0 else results.tasks[s - 1]] + row for s, row in enumerate(results.matrix)]
+    logger.log_table(key="accuracy_matrix", columns=["after"] + results.tasks, data=rows)
+    logger.log_image(key="accuracy_matrix_heatmap", images=[str(heatmap)])
+    logger.log_metrics({k: v for k, v in results.metrics().items() if v is not None})

@@ -1,0 +1,81 @@
+"""The method interface: hooks that the one task loop (`hide.loop.run_continual`) calls.
+
+A method decides which parameters train (it injects its adapters in `attach`), what each stage
+trains on (`stages`), and may add loss terms and begin/end-of-task work. Everything else (data,
+optimisation, evaluation, metrics) is shared, so methods differ only where they really differ.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hide.models.backbone import Backbone
+from hide.models.lora import LLAMA_LINEARS, LoRALinear, inject_lora
+
+
+class ContinualMethod:
+    """Base class. Subclasses override the hooks they need.
+
+    Args:
+        rank, alpha, dropout, init_std: the LoRA adapters on every language-model linear
+            (scale s = alpha / rank; see `LoRALinear`).
+        targets: names of the linears that get adapters.
+        train_projector: train the multimodal projector (at `optim.projector_lr`) on every task.
+    """
+
+    name = "base"
+
+    def __init__(self, rank: int = 8, alpha: float = 16.0, dropout: float = 0.05,
+                 init_std: float | None = None, targets: tuple[str, ...] = LLAMA_LINEARS,
+                 train_projector: bool = True):
+        self.rank = rank
+        self.alpha = alpha
+        self.dropout = dropout
+        self.init_std = init_std
+        self.targets = tuple(targets)
+        self.train_projector = train_projector
+        self.adapters: dict[str, LoRALinear] = {}
+
+    # -- set-up -----------------------------------------------------------------------------
+    def num_slots(self, num_tasks: int) -> int:
+        """How many expert slots each adapted linear holds (one shared adapter by default)."""
+        return 1
+
+    def attach(self, backbone: Backbone, num_tasks: int) -> None:
+        """Freeze the backbone, then inject this method's adapters and unfreeze what trains."""
+        backbone.model.requires_grad_(False)
+        slots = self.num_slots(num_tasks)
+        self.adapters = inject_lora(
+            backbone.language_model,
+            lambda linear, _: LoRALinear(linear, self.rank, self.alpha, slots, self.dropout, self.init_std),
+            targets=self.targets,
+        )
+        for layer in self.adapters.values():
+            layer.lora_A.requires_grad_(True)
+            layer.lora_B.requires_grad_(True)
+        backbone.projector.requires_grad_(self.train_projector)
+
+    # -- the schedule -----------------------------------------------------------------------
+    def stages(self, num_tasks: int) -> list[list[int] | None]:
+        """What stage t (1..T) trains on: a list of task indices. [] = no training (the model is
+        unchanged, so its row equals row 0); None = no model exists at that stage (row absent)."""
+        return [[t] for t in range(num_tasks)]
+
+    # -- hooks ------------------------------------------------------------------------------
+    def on_task_start(self, module, task_index: int) -> None:
+        """Before training on a task (e.g. activate a fresh expert)."""
+
+    def extra_loss(self, module, batch: dict, outputs) -> torch.Tensor | None:
+        """A regularisation term added to the answer-token cross-entropy."""
+        return None
+
+    def on_task_end(self, module, task_index: int, train_loader) -> None:
+        """After training on a task (e.g. freeze its expert, compute a Fisher, store anchors)."""
+
+    def on_eval_start(self, module, trained_tasks: list[int]) -> None:
+        """Before generating answers (e.g. set up routing or fused weights)."""
+
+    # -- reporting --------------------------------------------------------------------------
+    def trainable_parameters(self, model: nn.Module) -> int:
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)

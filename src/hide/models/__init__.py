@@ -1,0 +1,1 @@
+"""Backbones (tiny offline LLaVA, llava-hf checkpoints) and adapter layers."""

@@ -1,0 +1,94 @@
+"""Loading a LLaVA backbone with `from_pretrained`: the same code path for the tiny offline model
+(built and cached by `hide.models.tiny`) and for llava-hf checkpoints such as llava-1.5-7b-hf."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoImageProcessor, AutoTokenizer, LlavaForConditionalGeneration
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class BackboneError(RuntimeError):
+    """A checkpoint path or its contents are not what a LLaVA backbone needs."""
+
+
+@dataclass
+class Backbone:
+    """A LLaVA model with the tokenizer and image processor that go with it."""
+
+    model: LlavaForConditionalGeneration
+    tokenizer: object  # a transformers tokenizer
+    image_processor: object
+    name: str
+
+    @property
+    def image_token_id(self) -> int:
+        return self.model.config.image_token_index
+
+    @property
+    def image_seq_length(self) -> int:
+        """How many `<image>` tokens one image expands to: one per patch ("default" strategy drops CLS)."""
+        vision = self.model.config.vision_config
+        patches = (vision.image_size // vision.patch_size) ** 2
+        strategy = self.model.config.vision_feature_select_strategy
+        return patches if strategy == "default" else patches + 1
+
+    @property
+    def projector(self) -> torch.nn.Module:
+        return self.model.model.multi_modal_projector
+
+    @property
+    def language_model(self) -> torch.nn.Module:
+        return self.model.model.language_model
+
+    @property
+    def vision_tower(self) -> torch.nn.Module:
+        return self.model.model.vision_tower
+
+
+def _attn_implementation(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def load_pretrained_backbone(
+    path: str,
+    dtype: str = "float32",
+    attn_implementation: str = "auto",
+    gradient_checkpointing: bool = False,
+) -> Backbone:
+    """Load model, tokenizer and image processor from a hub id or a local directory."""
+    local = Path(path)
+    if local.exists() and not (local / "config.json").exists():
+        raise BackboneError(
+            f"{local} exists but holds no config.json: point model.path at a llava-hf checkpoint "
+            f"directory (config.json, *.safetensors, tokenizer and preprocessor files)."
+        )
+    try:
+        model = LlavaForConditionalGeneration.from_pretrained(
+            path, dtype=DTYPES[dtype], attn_implementation=_attn_implementation(attn_implementation)
+        )
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        image_processor = AutoImageProcessor.from_pretrained(path, backend="pil")
+    except OSError as err:
+        raise BackboneError(
+            f"Could not load a LLaVA checkpoint from {path!r}: {err}. Give a local directory with the "
+            f"llava-hf files, or a hub id on a machine that can reach the hub."
+        ) from err
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.unk_token
+    return Backbone(model=model, tokenizer=tokenizer, image_processor=image_processor, name=str(path))

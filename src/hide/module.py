@@ -1,0 +1,113 @@
+"""The LightningModule shared by every method: answer-token cross-entropy plus the method's own
+loss term, AdamW with the projector at its own learning rate and a cosine schedule with warmup,
+and batched greedy generation (left padding, KV cache) for evaluation."""
+
+from __future__ import annotations
+
+import math
+
+import pytorch_lightning as pl
+import torch
+
+from hide.methods.base import ContinualMethod
+from hide.models.backbone import Backbone
+
+
+def cosine_with_warmup(total_steps: int, warmup_ratio: float):
+    warmup = max(1, math.ceil(warmup_ratio * total_steps)) if warmup_ratio > 0 else 0
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+class ContinualModule(pl.LightningModule):
+    """One backbone + one method, trained task after task by fresh `Trainer.fit` calls.
+
+    Args:
+        backbone: model, tokenizer and image processor.
+        method: the continual-learning method (its adapters are already attached).
+        lr: learning rate of the adapters (and of any other trainable non-projector weight).
+        projector_lr: learning rate of the multimodal projector (LLaVA trains it lower).
+        weight_decay, warmup_ratio: AdamW decay and the share of steps with linear warmup.
+        max_new_tokens: greedy generation budget at evaluation.
+    """
+
+    def __init__(self, backbone: Backbone, method: ContinualMethod, lr: float = 2e-4,
+                 projector_lr: float = 2e-5, weight_decay: float = 0.0, warmup_ratio: float = 0.03,
+                 max_new_tokens: int = 128):
+        super().__init__()
+        self.backbone = backbone
+        self.model = backbone.model
+        self.method = method
+        self.lr = lr
+        self.projector_lr = projector_lr
+        self.weight_decay = weight_decay
+        self.warmup_ratio = warmup_ratio
+        self.max_new_tokens = max_new_tokens
+        self.current_task = 0
+
+    # -- training ---------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        # from_pretrained and predict leave modules in eval mode, and Lightning keeps each
+        # submodule's mode; LoRA dropout must be on while training.
+        self.model.train()
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        outputs = self.model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            pixel_values=batch["pixel_values"].to(self.model.dtype),
+            labels=batch["labels"],
+        )
+        loss = outputs.loss
+        self.log("train/ce", loss.detach(), prog_bar=True, batch_size=len(batch["ids"]))
+        extra = self.method.extra_loss(self, batch, outputs)
+        if extra is not None:
+            self.log("train/extra", extra.detach(), prog_bar=True, batch_size=len(batch["ids"]))
+            loss = loss + extra
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"Non-finite loss {loss.item()} at step {self.global_step} of task {self.current_task} "
+                f"(batch ids {batch['ids'][:8]}); lower the learning rate or check these records."
+            )
+        return loss
+
+    def configure_optimizers(self):
+        projector = {id(p) for p in self.backbone.projector.parameters()}
+        adapter_params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in projector]
+        projector_params = [p for p in self.backbone.projector.parameters() if p.requires_grad]
+        groups = [g for g in (
+            {"params": adapter_params, "lr": self.lr},
+            {"params": projector_params, "lr": self.projector_lr},
+        ) if g["params"]]
+        optimizer = torch.optim.AdamW(groups, weight_decay=self.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, self.warmup_ratio))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- evaluation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, batch: dict) -> list[str]:
+        """Greedy answers for a left-padded batch, decoded and stripped."""
+        tokenizer = self.backbone.tokenizer
+        output = self.model.generate(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            pixel_values=batch["pixel_values"].to(self.model.dtype),
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+            use_cache=True,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        answers = output[:, batch["input_ids"].shape[1]:]
+        return [text.strip() for text in tokenizer.batch_decode(answers, skip_special_tokens=True)]
+
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> list[tuple[int, str, str]]:
+        texts = self.generate(batch)
+        return list(zip(batch["task"].tolist(), batch["ids"], texts))

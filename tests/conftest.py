@@ -1,0 +1,66 @@
+"""Shared fixtures: the real Hydra configs composed with overrides that make a run take seconds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+# Built models and generated data for tests are cached beside the repo's own cache, keyed by
+# their settings, so that a second test session skips the stage-0 build.
+TEST_CACHE = Path(os.environ.get("HIDE_TEST_CACHE", ROOT / ".cache" / "test"))
+
+# A tiny-tiny backbone and two small tasks: the real code paths in seconds.
+FAST = [
+    f"paths.cache_dir={TEST_CACHE}",
+    "model.image_size=32",
+    "model.vision.hidden_size=32",
+    "model.vision.intermediate_size=64",
+    "model.vision.num_hidden_layers=1",
+    "model.vision.num_attention_heads=2",
+    "model.text.hidden_size=64",
+    "model.text.intermediate_size=128",
+    "model.text.num_hidden_layers=2",
+    "model.text.num_attention_heads=2",
+    "model.text.num_key_value_heads=2",
+    "model.stage0.num_samples=64",
+    "model.stage0.batch_size=16",
+    "model.progress=false",
+    "benchmark.num_tasks=2",
+    "benchmark.train_per_task=16",
+    "benchmark.test_per_task=8",
+    "benchmark.max_new_tokens=8",
+    "data.batch_size=8",
+    "data.eval_batch_size=8",
+    "trainer.enable_progress_bar=false",
+    "trainer.callbacks=[]",
+    "trainer.log_every_n_steps=1",
+]
+
+
+def compose_config(overrides: list[str], output_dir: Path):
+    """Compose conf/train.yaml like `python train.py OVERRIDES` would, with hydra.runtime set."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.runtime.cwd = str(ROOT)
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+@pytest.fixture
+def fast_cfg(tmp_path):
+    def make(*overrides: str):
+        return compose_config(FAST + list(overrides), tmp_path)
+
+    yield make
+    GlobalHydra.instance().clear()

@@ -1,0 +1,43 @@
+"""The real entry point and configs, run on two tiny tasks."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hide.loop import run_continual
+
+from conftest import FAST, ROOT
+
+
+def test_lora_run_writes_matrix_and_metrics(fast_cfg, tmp_path):
+    cfg = fast_cfg("method=lora")
+    metrics = run_continual(cfg, tmp_path)
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert on_disk["tasks"] == ["Renditions", "FigureQA"]
+    assert len(on_disk["matrix"]) == 3 and all(len(r) == 2 for r in on_disk["matrix"])
+    assert all(v is not None and 0 <= v <= 100 for row in on_disk["matrix"] for v in row)
+    for key in ("Last", "Avg", "MFT", "BWT", "FWT", "Forgetting"):
+        assert isinstance(on_disk[key], float), key
+    assert on_disk["Last"] == pytest.approx(sum(on_disk["matrix"][2]) / 2)
+    assert metrics["params_trainable"] > 0
+    assert (tmp_path / "matrix.csv").read_text().splitlines()[0] == "after,Renditions,FigureQA"
+    assert (tmp_path / "accuracy_matrix.png").stat().st_size > 1000
+    assert set(json.loads((tmp_path / "predictions" / "stage2.json").read_text())) == {"Renditions", "FigureQA"}
+
+
+def test_train_py_entry_point(tmp_path):
+    """`python train.py ...` as a user runs it, with a caption task so COCO scoring runs too."""
+    overrides = [o for o in FAST if not o.startswith("benchmark.num_tasks")]
+    cmd = [sys.executable, "train.py", *overrides, "benchmark.num_tasks=3", "benchmark.test_per_task=4",
+           f"hydra.run.dir={tmp_path}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["tasks"] == ["Renditions", "FigureQA", "ObjectCaption"]
+    caption = metrics["details"]["3"]["ObjectCaption"]
+    assert {"BLEU-4", "ROUGE-L", "CIDEr", "METEOR"} <= set(caption)
+    assert "continual-learning metrics" in proc.stdout

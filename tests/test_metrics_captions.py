@@ -1,0 +1,238 @@
+"""COCO caption metrics: score_captions must reproduce pycocoevalcap's own pipeline exactly.
+
+Needs Java (PTB tokenizer, METEOR); no network. One METEOR server is started for the whole file
+(the module's shared one; its start-up, a few seconds, dominates the run time).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import pytest
+
+pytest.importorskip("pycocoevalcap")
+
+from pycocoevalcap.bleu.bleu import Bleu  # noqa: E402
+from pycocoevalcap.cider.cider import Cider  # noqa: E402
+from pycocoevalcap.meteor.meteor import Meteor  # noqa: E402
+from pycocoevalcap.rouge.rouge import Rouge  # noqa: E402
+from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer  # noqa: E402
+
+from hide.metrics import captions  # noqa: E402
+from hide.metrics.captions import CAPTION_METRICS, score_captions  # noqa: E402
+
+pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="pycocoevalcap needs Java")
+
+REFERENCES: dict[str, list[str]] = {
+    "1": [
+        "A brown dog is running across the grass.",
+        "A dog runs on a green lawn!",
+        "The brown dog's running through the park.",
+    ],
+    "2": [
+        "Two men are talking near a red car.",
+        "Two people chat beside a car, don't they?",
+        "Men talking next to a parked red car.",
+    ],
+    "3": [
+        "A woman holds an umbrella in the rain.",
+        "It's raining; a woman walks with her umbrella.",
+    ],
+    "4": [
+        "Children play soccer on a dirt field.",
+        "Kids are playing football (soccer) outside.",
+        "A group of children kicking a ball.",
+    ],
+    "5": [
+        "A plate of pasta with tomato sauce.",
+        "Spaghetti, tomatoes and basil on a white plate.",
+    ],
+    "6": [
+        "A cat sleeps on a wooden table.",
+        "The cat's asleep on the table.",
+        "A sleeping cat lies on a table.",
+    ],
+    "7": [
+        "A man rides a bicycle down a busy street.",
+        "Cyclist riding through city traffic.",
+    ],
+    "8": [
+        "A bottle of shampoo; the label says \"Herbal\".",
+        "Someone's holding a shampoo bottle.",
+        "A hand holding a bottle of Herbal shampoo.",
+    ],
+}
+
+PREDICTIONS: dict[str, str] = {
+    "1": "A brown dog running on the grass.",
+    "2": "Two men talking next to a car.",
+    "3": "A woman with an umbrella, it's raining.",
+    "4": "Kids playing soccer in a field.",
+    "5": "A plate of spaghetti with tomato sauce.",
+    "6": "A cat is sleeping on the table.",
+    "7": "A man riding a bike on the street.",
+    "8": "A person holds a bottle of shampoo.",
+}
+
+
+@pytest.fixture(scope="module")
+def meteor_server() -> Meteor:
+    """The module's shared METEOR server (started once here, reused by every test)."""
+    with captions._METEOR_LOCK:
+        server = captions._get_meteor()
+    assert server is not None, "Java is present, so the METEOR server must start"
+    assert isinstance(server, Meteor)
+    return server
+
+
+def direct_pipeline(
+    predictions: dict[str, str], references: dict[str, list[str]], meteor: Meteor | None
+) -> dict[str, float | None]:
+    """pycocoevalcap called directly, as COCOEvalCap does (upstream compute_score methods)."""
+    tokenizer = PTBTokenizer()
+    gts = tokenizer.tokenize({k: [{"caption": c} for c in refs] for k, refs in references.items()})
+    res = tokenizer.tokenize({k: [{"caption": predictions[k]}] for k in references})
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    out: dict[str, float | None] = {f"BLEU-{n + 1}": 100 * bleu[n] for n in range(4)}
+    if meteor is not None:
+        with captions._METEOR_LOCK:
+            out["METEOR"] = 100 * Meteor.compute_score(meteor, gts, res)[0]  # upstream method, unmodified
+    out["ROUGE-L"] = 100 * float(Rouge().compute_score(gts, res)[0])
+    out["CIDEr"] = 100 * float(Cider().compute_score(gts, res)[0])
+    return out
+
+
+@pytest.fixture(scope="module")
+def full_result(meteor_server: Meteor) -> dict[str, float | bool | None]:
+    return score_captions(PREDICTIONS, REFERENCES)
+
+
+def test_equals_direct_pycocoevalcap(full_result: dict, meteor_server: Meteor) -> None:
+    expected = direct_pipeline(PREDICTIONS, REFERENCES, meteor_server)
+    assert full_result["METEOR_available"] is True
+    for name in CAPTION_METRICS:
+        assert full_result[name] == pytest.approx(expected[name], abs=1e-9, rel=0), name
+    # Sanity: non-trivial numbers in the usual ranges.
+    assert 0 < full_result["BLEU-4"] < full_result["BLEU-1"] < 100
+    assert 0 < full_result["METEOR"] < 100 and full_result["CIDEr"] > 0
+
+
+def test_score_is_mean_of_the_parts(full_result: dict) -> None:
+    parts = [full_result[name] for name in CAPTION_METRICS]
+    assert set(full_result) == {*CAPTION_METRICS, "score", "METEOR_available"}
+    assert full_result["score"] == pytest.approx(sum(parts) / 7, abs=1e-12)
+
+
+def test_perfect_prediction(meteor_server: Meteor) -> None:
+    refs = {k: [v[0]] * 3 for k, v in REFERENCES.items()}  # every reference equals the prediction
+    preds = {k: v[0] for k, v in refs.items()}
+    r = score_captions(preds, refs)
+    # pycocoevalcap's smoothing constants (tiny=1e-15, small=1e-9) keep BLEU a hair below 100.
+    for n in range(1, 5):
+        assert r[f"BLEU-{n}"] == pytest.approx(100.0, abs=1e-6)
+    assert r["ROUGE-L"] == pytest.approx(100.0)
+    assert r["METEOR"] == pytest.approx(100.0, abs=1.0)  # METEOR's fragmentation penalty: ~99.9
+
+
+def test_empty_prediction_is_scored_as_no_words(meteor_server: Meteor) -> None:
+    preds = {**PREDICTIONS, "3": "", "6": "   "}
+    r = score_captions(preds, REFERENCES)
+    expected = direct_pipeline(preds, REFERENCES, meteor_server)
+    for name in CAPTION_METRICS:
+        assert r[name] == pytest.approx(expected[name], abs=1e-9, rel=0), name
+    # The tokenizer reduces "." to nothing too: same numbers as an explicit punctuation-only caption.
+    dots = direct_pipeline({**PREDICTIONS, "3": ".", "6": "!"}, REFERENCES, meteor_server)
+    for name in CAPTION_METRICS:
+        assert r[name] == pytest.approx(dots[name], abs=1e-9), name
+    assert r["BLEU-1"] < score_captions(PREDICTIONS, REFERENCES, meteor=False)["BLEU-1"]
+
+
+def test_all_predictions_empty_is_zero() -> None:
+    r = score_captions({k: "" for k in REFERENCES}, REFERENCES, meteor=False)
+    for name in ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr"):
+        assert r[name] == 0.0
+
+
+def test_line_breaks_inside_a_caption_do_not_shift_other_images() -> None:
+    # Upstream only replaces "\n"; the PTB tokenizer also breaks lines at "\r", U+2028, ... which
+    # would move every later caption onto the wrong image. Here they behave like a space.
+    broken = {**PREDICTIONS, "2": "Two men\rtalking next\u2028to a car."}
+    assert score_captions(broken, REFERENCES, meteor=False) == score_captions(PREDICTIONS, REFERENCES, meteor=False)
+    upstream = direct_pipeline(broken, REFERENCES, None)
+    assert upstream["BLEU-1"] != pytest.approx(score_captions(PREDICTIONS, REFERENCES, meteor=False)["BLEU-1"])
+
+
+def test_mismatched_keys_raise() -> None:
+    preds = {k: v for k, v in PREDICTIONS.items() if k != "4"}
+    with pytest.raises(ValueError, match=r"without a prediction.*'4'"):
+        score_captions(preds, REFERENCES)
+    with pytest.raises(ValueError, match=r"not in the references.*'extra'"):
+        score_captions({**PREDICTIONS, "extra": "a dog"}, REFERENCES)
+
+
+def test_bad_references_raise() -> None:
+    with pytest.raises(ValueError, match="no reference captions"):
+        score_captions({"1": "a dog"}, {"1": []})
+    with pytest.raises(ValueError, match="empty after PTB tokenization"):
+        score_captions({"1": "a dog", "2": "a cat"}, {"1": ["."], "2": [""]}, meteor=False)
+    with pytest.raises(ValueError, match="no references"):
+        score_captions({}, {})
+
+
+def test_meteor_disabled_explicitly(full_result: dict, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger=captions.__name__):
+        r = score_captions(PREDICTIONS, REFERENCES, meteor=False)
+    assert r["METEOR"] is None and r["METEOR_available"] is False
+    assert not caplog.records  # an explicit choice is not a warning
+    six = [r[name] for name in CAPTION_METRICS if name != "METEOR"]
+    assert r["score"] == pytest.approx(sum(six) / 6, abs=1e-12)
+
+
+def _no_shared_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget the shared server for one test; monkeypatch restores it (and the flags) afterwards."""
+    monkeypatch.setattr(captions, "_meteor", None)
+    monkeypatch.setattr(captions, "_meteor_failed", False)
+    monkeypatch.setattr(captions, "_meteor_warned", False)
+
+
+def test_meteor_absent_without_java(
+    full_result: dict, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _no_shared_server(monkeypatch)
+    monkeypatch.setattr(captions, "_java_for_meteor", lambda: None)  # the PTB tokenizer still finds Java
+    with caplog.at_level(logging.WARNING, logger=captions.__name__):
+        first = score_captions(PREDICTIONS, REFERENCES)
+        second = score_captions(PREDICTIONS, REFERENCES)
+    for r in (first, second):
+        assert r["METEOR"] is None and r["METEOR_available"] is False
+        for name in CAPTION_METRICS:
+            if name != "METEOR":
+                assert r[name] == pytest.approx(full_result[name], abs=1e-12)
+        six = [r[name] for name in CAPTION_METRICS if name != "METEOR"]
+        assert r["score"] == pytest.approx(sum(six) / 6, abs=1e-12)
+    warnings = [rec for rec in caplog.records if rec.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "EXCLUDE METEOR" in warnings[0].getMessage()
+
+
+def test_meteor_start_failure_is_absent(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_shared_server(monkeypatch)
+
+    def broken_server() -> None:
+        raise OSError("simulated JVM start failure")
+
+    monkeypatch.setattr(captions, "_MeteorServer", broken_server)
+    r = score_captions(PREDICTIONS, REFERENCES)
+    assert r["METEOR"] is None and r["METEOR_available"] is False
+
+
+def test_no_java_at_all_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(captions, "_java", lambda: None)
+    with pytest.raises(RuntimeError, match="needs Java"):
+        score_captions(PREDICTIONS, REFERENCES)
+
+
+def test_shared_server_is_reused(meteor_server: Meteor) -> None:
+    score_captions(PREDICTIONS, REFERENCES)
+    assert captions._meteor is meteor_server
+    assert meteor_server.meteor_p.poll() is None  # still running

@@ -1,0 +1,285 @@
+"""The synthetic six-task benchmark and the stage-0 mixture: determinism, layout, idempotency,
+closed vocabulary, answer formats and the answers' agreement with the generated scenes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hide.data import synthetic as sy
+
+N_TRAIN, N_TEST, SIZE = 12, 8, 32
+TOKEN = re.compile(r"\w+|[^\w\s]")
+QA_TASKS = [t["name"] for t in sy.SYNTH_TASKS if t["kind"] == "qa"]
+CAPTION_TASKS = [t["name"] for t in sy.SYNTH_TASKS if t["kind"] == "caption"]
+
+
+def _gen(root: Path, seed: int = 0, tasks=None) -> Path:
+    return sy.generate_benchmark(root, train_per_task=N_TRAIN, test_per_task=N_TEST, image_size=SIZE,
+                                 seed=seed, tasks=tasks, progress=False)
+
+
+def _tree_digest(root: Path, under: str = "") -> dict[str, str]:
+    """sha1 of every file below root/under (the marker excluded), keyed by relative path."""
+    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted((root / under).rglob("*")) if p.is_file() and p.name != sy.MARKER}
+
+
+def _load(root: Path, task: str, name: str):
+    return json.loads((root / "instructions" / task / name).read_text())
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    return _gen(tmp_path_factory.mktemp("bench"))
+
+
+@pytest.fixture(scope="module")
+def stage0(tmp_path_factory) -> Path:
+    return sy.generate_stage0(tmp_path_factory.mktemp("stage0"), num_samples=40, image_size=SIZE, progress=False)
+
+
+def test_task_list():
+    assert [t["name"] for t in sy.SYNTH_TASKS] == [
+        "Renditions", "FigureQA", "ObjectCaption", "IconQA", "ClevrMath", "SceneCaption"]
+    for t in sy.SYNTH_TASKS:
+        assert set(t) == {"name", "kind", "train_file", "test_file", "references_file"}
+        assert (t["references_file"] is not None) == (t["kind"] == "caption")
+
+
+def test_deterministic_by_seed(bench, tmp_path):
+    again = _gen(tmp_path / "again")
+    assert _tree_digest(again) == _tree_digest(bench)
+    other = _gen(tmp_path / "other", seed=1)
+    a, b = _tree_digest(bench), _tree_digest(other)
+    assert a.keys() == b.keys()
+    for task in sy.TASK_NAMES:  # every task's images and texts change with the seed
+        assert a[f"instructions/{task}/train.json"] != b[f"instructions/{task}/train.json"]
+        assert a[f"datasets/{task}/train/0.png"] != b[f"datasets/{task}/train/0.png"]
+
+
+def test_subset_equals_full(bench, tmp_path):
+    subset = _gen(tmp_path / "subset", tasks=["ClevrMath", "FigureQA"])
+    assert sorted(p.name for p in (subset / "instructions").iterdir()) == ["ClevrMath", "FigureQA"]
+    full = _tree_digest(bench)
+    for path, digest in _tree_digest(subset).items():
+        assert full[path] == digest, path
+
+
+def test_layout_and_formats(bench):
+    for spec in sy.SYNTH_TASKS:
+        task = spec["name"]
+        train, test = _load(bench, task, spec["train_file"]), _load(bench, task, spec["test_file"])
+        assert len(train) == N_TRAIN and len(test) == N_TEST
+        for r in train:
+            assert set(r) == {"id", "image", "conversations", "meta"}
+            assert r["image"].startswith(f"{task}/train/")
+            conv = r["conversations"]
+            assert [c["from"] for c in conv] == ["human", "gpt"] * (len(conv) // 2)
+            assert conv[0]["value"].startswith("<image>\n") and conv[0]["value"].count("<image>") == 1
+            assert all(c["value"].strip() == c["value"] or c is conv[0] for c in conv)
+        for r in test:
+            assert set(r) == {"question_id", "image", "text", "answer", "meta"}
+            assert r["image"].startswith(f"{task}/test/") and "<image>" not in r["text"]
+        for r in train + test:
+            with Image.open(bench / "datasets" / r["image"]) as img:
+                assert img.format == "PNG" and img.size == (SIZE, SIZE) and img.mode == "RGB"
+        assert len({r["id"] for r in train}) == N_TRAIN and len({r["question_id"] for r in test}) == N_TEST
+        if spec["kind"] == "caption":
+            refs = _load(bench, task, spec["references_file"])
+            assert [im["id"] for im in refs["images"]] == list(range(1, N_TEST + 1))
+            assert [im["file_name"] for im in refs["images"]] == [r["image"] for r in test]
+            per_image = {}
+            for a in refs["annotations"]:
+                per_image.setdefault(a["image_id"], []).append(a["caption"])
+            assert sorted(per_image) == list(range(1, N_TEST + 1))
+            assert all(len(c) == 3 and len(set(c)) == 3 for c in per_image.values())
+            for r, (i, caps) in zip(test, sorted(per_image.items())):
+                assert r["answer"] == caps[0]
+            for r in train + [{"conversations": [{}, {"value": c}]} for c in sum(per_image.values(), [])]:
+                cap = r["conversations"][1]["value"]
+                assert cap == cap.lower() and not cap.endswith(".")
+        else:
+            assert not (bench / "instructions" / task / "test_coco_refs.json").exists()
+
+
+def test_loaders_read_it(bench):
+    formats = pytest.importorskip("hide.data.formats")
+    if not hasattr(formats, "load_task"):
+        pytest.skip("formats.load_task not available")
+    for spec in sy.SYNTH_TASKS:
+        data = formats.load_task(bench, formats.TaskSpec(**spec))
+        assert len(data.train) == N_TRAIN and len(data.test) == N_TEST
+        if spec["kind"] == "caption":
+            assert all(len(v) == 3 for v in data.references.values())
+        assert sy.chance_level(spec["name"], data.test) == sy.chance_level(
+            spec["name"], _load(bench, spec["name"], "test.json"))
+
+
+def test_no_test_image_in_train(bench):
+    for task in sy.TASK_NAMES:
+        digests = [_tree_digest(bench, f"datasets/{task}/{split}") for split in ("train", "test")]
+        assert not set(digests[0].values()) & set(digests[1].values())
+
+
+def test_marker_and_idempotency(tmp_path):
+    root = _gen(tmp_path / "b")
+    marker = json.loads((root / sy.MARKER).read_text())
+    assert marker["benchmark"]["train_per_task"] == N_TRAIN and marker["benchmark"]["tasks"] == sy.TASK_NAMES
+    files = [p for p in root.rglob("*") if p.is_file()]
+    mtimes = {p: p.stat().st_mtime_ns for p in files}
+    _gen(root)
+    assert {p: p.stat().st_mtime_ns for p in files} == mtimes
+    # stage 0 in the same root keeps its own entry and leaves the benchmark's alone
+    sy.generate_stage0(root, num_samples=5, image_size=SIZE, progress=False)
+    assert set(json.loads((root / sy.MARKER).read_text())) == {"benchmark", "stage0"}
+    marker_mtime = (root / sy.MARKER).stat().st_mtime_ns
+    _gen(root)
+    sy.generate_stage0(root, num_samples=5, image_size=SIZE, progress=False)
+    assert (root / sy.MARKER).stat().st_mtime_ns == marker_mtime
+    assert {p: p.stat().st_mtime_ns for p in files if p.name != sy.MARKER} == {
+        p: t for p, t in mtimes.items() if p.name != sy.MARKER}
+    # other parameters regenerate, leaving no stale files behind
+    sy.generate_benchmark(root, train_per_task=3, test_per_task=2, image_size=SIZE, progress=False)
+    assert json.loads((root / sy.MARKER).read_text())["benchmark"]["train_per_task"] == 3
+    assert len(list((root / "datasets" / "IconQA" / "train").iterdir())) == 3
+    assert len(_load(root, "IconQA", "train.json")) == 3
+    # a marker of an interrupted run (parameters differ) is not trusted
+    (root / sy.MARKER).write_text("{broken")
+    sy.generate_benchmark(root, train_per_task=3, test_per_task=2, image_size=SIZE, progress=False)
+    assert json.loads((root / sy.MARKER).read_text())["benchmark"]["test_per_task"] == 2
+
+
+def _all_texts(root: Path, stage0_root: Path) -> list[str]:
+    texts = []
+    for spec in sy.SYNTH_TASKS:
+        for r in _load(root, spec["name"], "train.json"):
+            texts += [c["value"].replace("<image>", "") for c in r["conversations"]]
+        for r in _load(root, spec["name"], "test.json"):
+            texts += [r["text"], r["answer"]]
+        if spec["references_file"]:
+            texts += [a["caption"] for a in _load(root, spec["name"], spec["references_file"])["annotations"]]
+    for r in _load(stage0_root, "Stage0", "train.json"):
+        texts += [c["value"].replace("<image>", "") for c in r["conversations"]]
+    return texts
+
+
+def test_vocabulary_covers_generated_text(bench, stage0):
+    vocab = sy.vocabulary()
+    assert vocab == sorted(set(vocab)) and all(TOKEN.fullmatch(w) for w in vocab)
+    words = set(vocab)
+    for text in _all_texts(bench, stage0):
+        assert set(TOKEN.findall(text)) <= words, (text, set(TOKEN.findall(text)) - words)
+    # many more samples than the files hold, drawn small, to reach the rarer branches
+    for name, sampler in sy._TASK_SAMPLERS.items():
+        for i in range(150):
+            _, text, answer, refs, _ = sampler(sy._sample_rng(0, name, "train", i), 8)
+            for t in [text, answer] + (refs or []):
+                assert set(TOKEN.findall(t)) <= words, (name, t)
+    for i in range(400):
+        _, qa, _ = sy._sample_stage0(sy._sample_rng(0, "Stage0", "train", i), 8)
+        for q, a in qa:
+            assert set(TOKEN.findall(q + " " + a)) <= words, (q, a)
+
+
+def test_answers_agree_with_scenes(bench):
+    for task in QA_TASKS:
+        for split, file in (("train", "train.json"), ("test", "test.json")):
+            for r in _load(bench, task, file):
+                if split == "train":
+                    text, answer = r["conversations"][0]["value"], r["conversations"][1]["value"]
+                else:
+                    text, answer = r["text"], r["answer"]
+                m = r["meta"]
+                options = re.findall(r"^([A-Z])\. (\w+)$", text, re.M)
+                if task == "Renditions":
+                    assert answer in sy.SHAPES and answer == m["class"]
+                    assert text.endswith("What is the object in the image?\nAnswer the question using a single word or phrase.")
+                elif task == "FigureQA":
+                    assert [o[1] for o in options] == m["colors"] and len(options) in (3, 4)
+                    assert answer in [o[0] for o in options]
+                    pick = np.argmax if m["question"] == "tallest" else np.argmin
+                    assert answer == "ABCD"[int(pick(m["heights"]))]
+                    assert text.endswith("\nAnswer with the option's letter from the given choices directly.")
+                elif task == "IconQA":
+                    if m["question"]["type"] == "most":
+                        assert [o[1] for o in options] == m["kinds"] == [k for k in sy.ICON_KINDS if k in m["kinds"]]
+                        best = max(m["counts"], key=m["counts"].get)
+                        assert list(m["counts"].values()).count(m["counts"][best]) == 1
+                        assert answer in [o[0] for o in options] and options["ABCD".index(answer)][1] == best
+                    else:
+                        assert not options and answer.isdigit()
+                        assert int(answer) == m["counts"].get(m["question"]["kind"], 0) <= 5
+                        assert text.endswith("\nAnswer the question using a single word or phrase.")
+                    assert sum(m["counts"].values()) == len(m["cells"]) <= m["grid"] ** 2
+                elif task == "ClevrMath":
+                    objs, sub = m["objects"], m["subtract"]
+                    assert 3 <= len(objs) <= 6 and answer.isdigit()
+                    assert int(answer) == sum(not sy.clevr_matches(o, sub) for o in objs)
+                    what = re.search(r"Subtract all (.+)\. How many objects are left\?\n", text).group(1).split()
+                    assert (sub["color"] is not None) == (what[0] in sy.CLEVR_COLORS)
+                    assert what[-1] == (sy.CLEVR_PLURALS[sub["shape"]] if sub["shape"] else "objects")
+                    for a in objs:  # non-overlapping (bounding squares apart)
+                        for b in objs:
+                            if a is not b:
+                                assert max(abs(a["x"] - b["x"]), abs(a["y"] - b["y"])) >= (a["size"] + b["size"]) / 2
+
+
+def test_captions_describe_the_scene(bench):
+    for r in _load(bench, "ObjectCaption", "test.json"):
+        objs = r["meta"]["objects"]
+        assert r["answer"].startswith(f"a {objs[0]['color']} {objs[0]['kind']}")
+        if len(objs) == 2:
+            assert f"a {objs[1]['color']} {objs[1]['kind']}" in r["answer"]
+    for r in _load(bench, "SceneCaption", "test.json"):
+        m = r["meta"]
+        assert ("house" in r["answer"]) == m["house"] and ("person" in r["answer"]) == m["person"]
+        assert ("tree" in r["answer"]) == (m["trees"] > 0)
+
+
+def test_stage0(stage0):
+    records = _load(stage0, "Stage0", "train.json")
+    assert len(records) == 40
+    assert json.loads((stage0 / sy.MARKER).read_text())["stage0"]["num_samples"] == 40
+    turns = {len(r["conversations"]) for r in records}
+    assert turns == {2, 4}
+    task_instructions = set()
+    for spec in sy.SYNTH_TASKS:  # stage 0 never asks a task's question
+        for i in range(30):
+            task_instructions.add(sy._TASK_SAMPLERS[spec["name"]](sy._sample_rng(0, spec["name"], "train", i), 8)[1])
+    for r in records:
+        conv = r["conversations"]
+        assert [c["from"] for c in conv] == ["human", "gpt"] * (len(conv) // 2)
+        assert conv[0]["value"].startswith("<image>\n")
+        assert sum(c["value"].count("<image>") for c in conv) == 1
+        for c in conv[::2]:
+            assert c["value"].replace("<image>\n", "") not in task_instructions
+        for c in conv[1::2]:
+            assert not re.fullmatch(r"[A-D0-9]", c["value"])  # not the tasks' answer formats
+        assert (stage0 / "datasets" / r["image"]).is_file()
+
+
+def test_chance_level(bench):
+    assert sy.chance_level("Renditions", []) == pytest.approx(10.0)
+    assert sy.chance_level("ClevrMath", []) == pytest.approx(100 / 7)
+    assert sy.chance_level("ObjectCaption", []) is None and sy.chance_level("SceneCaption", []) is None
+    fig = _load(bench, "FigureQA", "test.json")
+    assert sy.chance_level("FigureQA", fig) == pytest.approx(np.mean([100 / len(r["meta"]["colors"]) for r in fig]))
+    icon = _load(bench, "IconQA", "test.json")
+    expected = [25.0 if r["meta"]["question"]["type"] == "most" else 100 / 6 for r in icon]
+    assert sy.chance_level("IconQA", icon) == pytest.approx(np.mean(expected))
+    with pytest.raises(ValueError):
+        sy.chance_level("ImageNet-R", fig)
+
+
+@pytest.mark.parametrize("kwargs", [{"tasks": ["ImageNet-R"]}, {"tasks": []}, {"seed": -1}, {"train_per_task": 0}])
+def test_bad_arguments(tmp_path, kwargs):
+    with pytest.raises(ValueError):
+        sy.generate_benchmark(tmp_path, **{"progress": False, **kwargs})
+    assert not (tmp_path / sy.MARKER).exists()
