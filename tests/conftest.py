@@ -64,3 +64,14 @@ def fast_cfg(tmp_path):
 
     yield make
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory):
+    """The fast test backbone, built once (cached on disk across sessions) and loaded with from_pretrained."""
+    from hydra.utils import instantiate
+
+    cfg = compose_config(FAST, tmp_path_factory.mktemp("backbone"))
+    backbone = instantiate(cfg.model)
+    GlobalHydra.instance().clear()
+    return backbone

@@ -41,3 +41,32 @@ def test_train_py_entry_point(tmp_path):
     caption = metrics["details"]["3"]["ObjectCaption"]
     assert {"BLEU-4", "ROUGE-L", "CIDEr", "METEOR"} <= set(caption)
     assert "continual-learning metrics" in proc.stdout
+
+
+def test_multitask_row_absent_until_joint_model(fast_cfg, tmp_path):
+    metrics = run_continual(fast_cfg("method=multitask"), tmp_path)
+    assert metrics["matrix"][1] == [None, None]
+    assert all(v is not None for v in metrics["matrix"][2])
+    assert metrics["Last"] is not None
+    assert metrics["MFT"] is None and metrics["BWT"] is None and metrics["Avg"] is None
+
+
+def test_zeroshot_rows_equal_base_row(fast_cfg, tmp_path):
+    metrics = run_continual(fast_cfg("method=zeroshot"), tmp_path)
+    assert metrics["matrix"][1] == metrics["matrix"][0] == metrics["matrix"][2]
+    assert metrics["BWT"] == 0 and metrics["params_trainable"] == 0
+
+
+def test_wandb_logger_offline(fast_cfg, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run_continual(fast_cfg("logger=wandb", "benchmark.num_tasks=1"), tmp_path)
+    import wandb
+
+    wandb.finish()
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert runs, list(tmp_path.iterdir())
+    assert any(p.suffix == ".wandb" for p in runs[0].iterdir())
+    media = list(runs[0].rglob("accuracy_matrix*"))
+    assert media, "the heatmap and the matrix table are logged"

@@ -25,15 +25,23 @@ class Benchmark:
         data_dir: root holding `datasets/` and `instructions/`.
         tasks: task specs in training order (name, kind, dir, train_file, test_file, references_file).
         num_tasks: use only the first N tasks (None: all).
+        select: use only these tasks, by name, in the benchmark's order (None: all); applied
+            before num_tasks. `benchmark.select=[IconQA]` trains and scores one task alone.
         train_per_task, test_per_task: keep the first K records of each file (None: all).
         max_new_tokens: generation budget for this benchmark's answers.
     """
 
     def __init__(self, data_dir: str, tasks: list[dict], num_tasks: int | None = None,
                  train_per_task: int | None = None, test_per_task: int | None = None,
-                 max_new_tokens: int = 128, check_images: bool = True):
+                 max_new_tokens: int = 128, check_images: bool = True, select: list[str] | None = None):
         self.data_dir = Path(data_dir).expanduser()
         specs = [TaskSpec(**dict(t)) for t in tasks]
+        if select is not None:
+            known = [s.name for s in specs]
+            unknown = [name for name in select if name not in known]
+            if unknown:
+                raise ValueError(f"benchmark.select names unknown task(s) {unknown}; this benchmark's tasks are {known}")
+            specs = [s for s in specs if s.name in set(select)]
         if num_tasks is not None:
             if not 1 <= num_tasks <= len(specs):
                 raise ValueError(f"benchmark.num_tasks={num_tasks}, but the benchmark has {len(specs)} tasks")
@@ -67,15 +75,17 @@ class SyntheticBenchmark(Benchmark):
     UCIT layout under `root/<sizes and seed>/` and then read by the same loader as UCIT."""
 
     def __init__(self, root: str, num_tasks: int | None = None, train_per_task: int = 600,
-                 test_per_task: int = 200, image_size: int = 64, seed: int = 0, max_new_tokens: int = 32):
+                 test_per_task: int = 200, image_size: int = 64, seed: int = 0, max_new_tokens: int = 32,
+                 select: list[str] | None = None):
         self.image_size = image_size
         self.seed = seed
         data_dir = Path(root).expanduser() / f"n{train_per_task}-t{test_per_task}-px{image_size}-s{seed}"
         super().__init__(str(data_dir), synthetic.SYNTH_TASKS, num_tasks, train_per_task, test_per_task,
-                         max_new_tokens)
-        # Files already hold exactly K records; limits are kept for UCIT-style reading.
+                         max_new_tokens, select=select)
 
     def prepare(self) -> None:
+        # All six tasks are generated even when fewer are used, so that the files do not depend
+        # on which tasks a run selects.
         synthetic.generate_benchmark(self.data_dir, train_per_task=self.train_per_task,
                                      test_per_task=self.test_per_task, image_size=self.image_size,
                                      seed=self.seed)

@@ -1,0 +1,86 @@
+"""Train each task alone from the base model and compare its score with its chance level.
+
+    python experiments/single_task.py [HYDRA OVERRIDES ...] [--out DIR]
+
+Runs `method=lora` (unless overridden) once per task with `benchmark.select=[TASK]`, through the
+same configs and task loop as train.py, and writes DIR/single_task.json and DIR/single_task.md.
+Chance: QA tasks, the expected exact match of a uniform guess among each question's valid
+answers; caption tasks, the score of answering every image with another test image's caption.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+from hide.data import synthetic
+from hide.loop import run_continual
+from hide.metrics.captions import score_captions
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def compose_run(overrides: list[str], out_dir: Path):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(out_dir)
+        cfg.hydra.runtime.cwd = str(ROOT)
+        cfg.hydra.runtime.choices.method = cfg.hydra.runtime.choices.get("method", "lora")
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def caption_chance(test_records, references: dict[str, list[str]], seed: int = 0) -> float:
+    """Score of predicting, for every image, the first reference of a different test image."""
+    ids = [r.question_id for r in test_records]
+    shuffled = ids[:]
+    random.Random(seed).shuffle(shuffled)
+    shuffled = shuffled[1:] + shuffled[:1]  # a derangement of the shuffled order
+    predictions = {qid: references[other][0] for qid, other in zip(ids, shuffled)}
+    return score_captions(predictions, {qid: references[qid] for qid in ids}, meteor=True)["score"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="outputs/single_task")
+    args, overrides = parser.parse_known_args()
+    out = Path(args.out)
+    rows = []
+    for spec in synthetic.SYNTH_TASKS:
+        name = spec["name"]
+        cfg = compose_run(["method=lora", *overrides, f"benchmark.select=[{name}]"], out / name)
+        metrics = run_continual(cfg, out / name)
+        score, base = metrics["matrix"][1][0], metrics["matrix"][0][0]
+        from hydra.utils import instantiate
+
+        task = instantiate(cfg.benchmark).load()[0]
+        if task.kind == "caption":
+            chance = caption_chance(task.test, task.references)
+        else:
+            chance = synthetic.chance_level(name, task.test)
+        rows.append({"task": name, "kind": task.kind, "base": base, "single_task": score, "chance": chance,
+                     "ratio": score / chance if chance else None,
+                     "learnable": score >= 50 and score >= 2 * chance})
+        print(rows[-1], flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "single_task.json").write_text(json.dumps(rows, indent=2))
+    lines = ["| task | kind | base model | trained alone | chance | ratio | >= 50 and >= 2x chance |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r['task']} | {r['kind']} | {r['base']:.1f} | {r['single_task']:.1f} | {r['chance']:.1f} "
+                     f"| {r['ratio']:.1f}x | {'yes' if r['learnable'] else 'NO'} |")
+    (out / "single_task.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    sys.exit(0 if all(r["learnable"] for r in rows) else 1)
+
+
+if __name__ == "__main__":
+    main()
