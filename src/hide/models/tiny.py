@@ -142,6 +142,8 @@ def train_stage0(backbone: Backbone, data_dir: Path, epochs: int, batch_size: in
                 losses.append(out.loss.item())
                 recent = losses[-20:]
                 bar.update(job, advance=1, info=f"loss {sum(recent) / len(recent):.3f}")
+                if len(losses) % max(1, total // 10) == 0:  # a trace in logs, where no bar is drawn
+                    log.info("stage-0 step %d/%d: loss %.3f", len(losses), total, sum(recent) / len(recent))
     model.eval()
     return losses
 
