@@ -231,6 +231,91 @@ def test_answers_agree_with_scenes(bench):
                                 assert max(abs(a["x"] - b["x"]), abs(a["y"] - b["y"])) >= (a["size"] + b["size"]) / 2
 
 
+def _records(root: Path, task: str):
+    """(record, image as an int array) for every train and test record of a task."""
+    for file in ("train.json", "test.json"):
+        for r in _load(root, task, file):
+            with Image.open(root / "datasets" / r["image"]) as img:
+                yield r, np.asarray(img, dtype=int)
+
+
+def _cell(a: np.ndarray, row: int, col: int, margin: int = 0) -> np.ndarray:
+    c = a.shape[0] // sy.GRID
+    return a[row * c + margin:(row + 1) * c - margin, col * c + margin:(col + 1) * c - margin]
+
+
+def test_figureqa_bars_in_column_cells(bench):
+    c = SIZE // sy.GRID
+    for r, a in _records(bench, "FigureQA"):
+        m = r["meta"]
+        cols, heights = m["columns"], m["heights"]
+        assert len(cols) == len(m["colors"]) == len(heights) and cols == sorted(set(cols))
+        assert set(cols) <= set(range(sy.GRID)) and 0.6 <= m["width"] <= 0.7
+        h = np.sort(heights)
+        assert np.diff(h).min() > 0 and h[1] - h[0] >= 1 / 8 - 1e-6 and h[-1] - h[-2] >= 1 / 8 - 1e-6
+        for col in range(sy.GRID):  # each bar stands on the bottom edge in its own column, in option order
+            if col in cols:
+                color = sy.COLORS[m["colors"][cols.index(col)]]
+                assert np.abs(a[SIZE - 2, col * c + c // 2] - color).max() <= 40, (r["image"], col)
+            else:
+                assert a[:SIZE - 1, col * c + 1:(col + 1) * c - 1].min() >= 200, (r["image"], col)
+
+
+def test_clevr_objects_in_distinct_cells(bench):
+    for r, a in _records(bench, "ClevrMath"):
+        objs = r["meta"]["objects"]
+        cells = [tuple(o["cell"]) for o in objs]
+        assert len(set(cells)) == len(cells)
+        for o, (row, col) in zip(objs, cells):
+            assert 0.70 <= o["size"] * sy.GRID <= 0.78
+            for v, k in ((o["x"], col), (o["y"], row)):  # the object's square inside its cell
+                assert abs(v * sy.GRID - (k + 0.5)) + o["size"] * sy.GRID / 2 <= 0.5
+            centre = a[int(o["y"] * SIZE), int(o["x"] * SIZE)]
+            assert len(set(centre)) > 1, (r["image"], o)  # not the gray floor (r == g == b)
+        for row in range(sy.GRID):
+            for col in range(sy.GRID):
+                if (row, col) not in cells:
+                    block = _cell(a, row, col, margin=2)
+                    assert (block == block[..., :1]).all(), (r["image"], row, col)
+
+
+def test_iconqa_icons_on_the_grid(bench):
+    for r, a in _records(bench, "IconQA"):
+        m = r["meta"]
+        assert m["grid"] == sy.GRID == 4
+        cells = {(row, col): kind for row, col, kind in m["cells"]}
+        assert len(cells) == len(m["cells"])
+        for row in range(sy.GRID):
+            for col in range(sy.GRID):
+                block = _cell(a, row, col, margin=2)
+                if (row, col) in cells:  # an icon of its kind's colour, centred in the cell
+                    dist = np.abs(block - np.array(sy.ICON_COLORS[cells[row, col]])).max(-1)
+                    assert dist.min() <= 20, (r["image"], row, col)
+                else:
+                    assert block.min() >= 240, (r["image"], row, col)
+
+
+def test_renditions_one_large_centred_object(bench):
+    for r, a in _records(bench, "Renditions"):
+        m = r["meta"]
+        assert sy.RENDITION_SIZE[0] <= m["size"] <= sy.RENDITION_SIZE[1] == 0.85 and sy.RENDITION_SIZE[0] == 0.55
+        assert abs(m["x"] - 0.5) <= 0.04 and abs(m["y"] - 0.5) <= 0.04
+
+
+def test_clevr_subtraction_mix():
+    kinds = {"color": 0, "shape": 0, "color_shape": 0}
+    absent = 0
+    n = 800
+    for i in range(n):
+        _, _, answer, _, m = sy._sample_clevr(sy._sample_rng(0, "ClevrMath", "train", i), 8)
+        sub = m["subtract"]
+        kinds["color_shape" if sub["color"] and sub["shape"] else "color" if sub["color"] else "shape"] += 1
+        absent += not any(sy.clevr_matches(o, sub) for o in m["objects"])
+    assert abs(kinds["color"] / n - 0.5) < 0.06
+    assert abs(kinds["shape"] / n - 0.25) < 0.05 and abs(kinds["color_shape"] / n - 0.25) < 0.05
+    assert 0.05 < absent / n < 0.4  # some subtracted sets are absent from the scene
+
+
 def test_captions_describe_the_scene(bench):
     for r in _load(bench, "ObjectCaption", "test.json"):
         objs = r["meta"]["objects"]
@@ -263,6 +348,56 @@ def test_stage0(stage0):
         for c in conv[1::2]:
             assert not re.fullmatch(r"[A-D0-9]", c["value"])  # not the tasks' answer formats
         assert (stage0 / "datasets" / r["image"]).is_file()
+
+
+STAGE0_TARGETS = {"shapes": 0.35, "bars": 0.15, "icons": 0.12, "clevr": 0.15, "table": 0.12, "outdoor": 0.11}
+ORDINAL = {"first": 0, "second": 1, "third": 2, "fourth": 3}
+
+
+def test_stage0_mixture_and_answers():
+    n = 2000
+    families, asked, is_shape_yes = {}, {}, 0
+    for i in range(n):
+        _, qa, m = sy._sample_stage0(sy._sample_rng(0, "Stage0", "train", i), 8)
+        families[m["family"]] = families.get(m["family"], 0) + 1
+        assert len(m["asked"]) == len(qa)
+        for key in set(m["asked"]):
+            asked[key] = asked.get(key, 0) + 1
+        for key, (q, a) in zip(m["asked"], qa):
+            if key == "what_shape":
+                assert q == "What shape is this?" and m["layout"] == "single" and m["rendition"] in sy.RENDITIONS
+                assert a == f"this is {sy._art(m['class'])} {m['class']}"
+            elif key == "is_shape":
+                x = re.fullmatch(r"Is the shape an? (\w+)\?", q).group(1)
+                assert a == ("yes" if x == m["class"] else "no")
+                is_shape_yes += a == "yes"
+            elif key in ("highest", "lowest"):
+                pick = np.argmax if key == "highest" else np.argmin
+                word = re.fullmatch(r"the (\w+) bar from the left", a).group(1)
+                assert ORDINAL[word] == int(pick(m["heights"]))
+            elif key == "higher":
+                h = m["heights"]
+                assert len(h) == 2 and a == ("the left one" if h[0] > h[1] else "the right one")
+            elif key == "how_many_color":
+                color = re.fullmatch(r"How many (\w+) objects are there\?", q).group(1)
+                k = sum(o["color"] == color for o in m["objects"])
+                assert a == ("zero" if k == 0 else sy.NUMBER_WORDS[k])
+            if m["family"] == "bars":
+                assert m["columns"] == sorted(set(m["columns"])) and len(m["columns"]) == len(m["colors"])
+            if m["family"] == "icons":
+                assert m["grid"] == 4
+            if m["family"] == "shapes" and m["layout"] == "blocks":
+                blocks = [tuple(s["block"]) for s in m["shapes"]]
+                assert all(r + 2 <= sy.GRID and c + 2 <= sy.GRID for r, c in blocks)
+                for j, (r1, c1) in enumerate(blocks):  # 2x2-cell blocks that do not overlap
+                    assert all(abs(r1 - r2) >= 2 or abs(c1 - c2) >= 2 for r2, c2 in blocks[j + 1:])
+    for family, target in STAGE0_TARGETS.items():
+        assert abs(families.get(family, 0) / n - target) < 0.03, (family, families)
+    top = max(asked, key=asked.get)
+    assert top == "what_shape" and 0.12 <= asked[top] / n <= 0.18, asked
+    assert asked["is_shape"] > 0 and asked["highest"] > 0 and asked["how_many_color"] > 0
+    assert asked["higher"] / n >= 0.025
+    assert 0.35 <= is_shape_yes / asked["is_shape"] <= 0.65  # X is the shape half the time
 
 
 def test_chance_level(bench):

@@ -18,6 +18,17 @@ interfere with another. `generate_stage0` writes the base model's own instructio
 the same visual primitives under different instructions and answer formats (yes/no, "it is red",
 number words), never one of the six tasks.
 
+Layouts are patch-friendly for a ViT trained from scratch (64 px images, 8- or 16-px patches): a
+4x4 layout grid of cells of image_size/4 px (at 64 px one 16-px patch, or 2x2 8-px patches) holds
+the objects. FigureQA's 3-4 bars stand in their own column cells and grow from the bottom edge;
+ClevrMath puts each object in its own cell (70-78% of a cell, jitter at most 8% of a cell); IconQA
+is always a 4x4 grid over the whole canvas, one icon (75% of a cell) per occupied cell; Renditions
+draws one large object (55-85% of the canvas) near the centre, with strokes of at least
+image_size/16 so that outlines and dots survive the downsampling. The two caption tasks are free
+scenes. Stage 0 uses the same layouts (its multi-shape scenes put shapes in 2x2-cell blocks) and is
+weighted towards what the vision tower learns slowly: single shapes ("What shape is this?" is its
+most frequent instruction), bar heights and counts.
+
 Images are drawn at 4x resolution with PIL and downsampled with LANCZOS. Everything is a function
 of the seed: every sample has its own random stream, derived from (seed, task, split, index), so
 that generating a subset of the tasks, or fewer samples, gives the same data for what is generated.
@@ -50,10 +61,12 @@ from hide.data.formats import (
 )
 
 # Bump when any generated image or text changes, so that stale generated data is regenerated.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SUPERSAMPLE = 4
 MARKER = ".complete.json"
 TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]")
+# The layout grid: GRID x GRID cells of image_size / GRID pixels each.
+GRID = 4
 
 # ---------------------------------------------------------------------------------------------
 # Texts. Every fixed string and word list that can reach a generated text goes through `_texts`,
@@ -108,6 +121,8 @@ DARK_COLORS = ("red", "blue", "green", "purple", "black", "brown")  # on texture
 MAX_ROTATION = {"circle": 0, "square": 12, "triangle": 25, "star": 36, "cross": 12, "diamond": 12,
                 "hexagon": 30, "heart": 20, "arrow": 180, "moon": 180}
 RENDITIONS_Q = _texts("What is the object in the image?") + SINGLE_WORD
+RENDITION_SIZE = (0.55, 0.85)  # of the canvas
+RENDITION_JITTER = 0.04  # largest offset of the centre, of the canvas
 
 # Task 2: FigureQA
 BAR_COLORS = ("red", "blue", "green", "orange", "purple", "pink", "brown", "black")
@@ -147,6 +162,8 @@ CLEVR_RGB = {"red": (200, 40, 40), "blue": (40, 80, 210), "green": (35, 150, 55)
 CLEVR_Q = _texts("Subtract all {what}. How many objects are left?") + SINGLE_WORD
 _texts(["objects", "{color} {plural}", "{color} objects"])
 CLEVR_MIN_OBJECTS, CLEVR_MAX_OBJECTS = 3, 6
+CLEVR_SIZE = (0.70, 0.78)  # of a cell
+CLEVR_JITTER = 0.08  # largest offset of an object's centre from its cell's centre, of a cell
 
 # Task 6: SceneCaption
 SCENE_Q = _texts("Write a brief caption for the image.")
@@ -310,38 +327,41 @@ def _texture(rng, size: int, S: int) -> Image.Image:
     return Image.fromarray(arr, "RGB").resize((S, S), Image.Resampling.NEAREST)
 
 
-def _draw_rendition(img, draw, S, pts, rendition: str, color: RGB, bg: RGB, rng, color2: RGB | None = None) -> None:
-    """Draw the polygon `pts` in one rendition. For 'noisy' the caller has drawn the texture."""
-    w = max(2, round(0.035 * S))
+def _draw_rendition(img, draw, S, pts, rendition: str, color: RGB, bg: RGB, rng, color2: RGB | None = None,
+                    stroke: float | None = None) -> None:
+    """Draw the polygon `pts` in one rendition. For 'noisy' the caller has drawn the texture.
+    `stroke` (supersampled px; default S/16, 4 px at 64 px) sets the outline width, the stripe
+    width and the dots' diameter, thick enough to survive the downsampling."""
+    w = S / 16 if stroke is None else stroke
     if rendition == "solid":
         draw.polygon(pts, fill=color)
     elif rendition == "outline":
-        _closed_line(draw, pts, color, w)
+        _closed_line(draw, pts, color, round(w))
     elif rendition == "striped":
         layer = Image.new("RGB", (S, S), bg)
         ld = ImageDraw.Draw(layer)
-        period = 0.09 * S
+        period = 2 * w
         theta = np.deg2rad(rng.choice([0, 45, 90, 135]))
         d = np.array([math.cos(theta), math.sin(theta)])
         n = np.array([-d[1], d[0]])
         for k in range(-int(S / period) - 1, int(S / period) + 2):
             c = np.array([S / 2, S / 2]) + n * k * period
-            ld.line([tuple(c - d * S), tuple(c + d * S)], fill=color, width=int(period / 2))
+            ld.line([tuple(c - d * S), tuple(c + d * S)], fill=color, width=round(period / 2))
         img.paste(layer, (0, 0), _poly_mask(S, pts))
-        _closed_line(draw, pts, color, w // 2)
+        _closed_line(draw, pts, color, round(w / 2))
     elif rendition == "dotted":
-        rad = 0.024 * S
-        for x, y in _resample_closed(pts, 0.075 * S):
+        rad = 0.5 * w
+        for x, y in _resample_closed(pts, 3.4 * rad):
             draw.ellipse([x - rad, y - rad, x + rad, y + rad], fill=color)
     elif rendition == "sketch":
         base = _resample_closed(pts, 0.05 * S)
         for _ in range(2):
             noise = rng.normal(0, 0.012 * S, base.shape)
             noise = (noise + np.roll(noise, 1, 0) + np.roll(noise, -1, 0)) / 2
-            _closed_line(draw, (base + noise + rng.normal(0, 0.006 * S, 2)).tolist(), color, round(0.03 * S))
+            _closed_line(draw, (base + noise + rng.normal(0, 0.006 * S, 2)).tolist(), color, round(0.7 * w))
     elif rendition == "noisy":
         draw.polygon(pts, fill=color)
-        _closed_line(draw, pts, _darker(color), w // 2)
+        _closed_line(draw, pts, _darker(color), round(w / 2))
     elif rendition == "twotone":
         draw.polygon(pts, fill=color)
         c = np.mean(np.asarray(pts), axis=0)
@@ -351,7 +371,7 @@ def _draw_rendition(img, draw, S, pts, rendition: str, color: RGB, bg: RGB, rng,
         half = Image.new("L", (S, S), 0)
         ImageDraw.Draw(half).polygon([tuple(c - d), tuple(c + d), tuple(c + d + n), tuple(c - d + n)], fill=255)
         img.paste(color2, (0, 0, S, S), ImageChops.multiply(_poly_mask(S, pts), half))
-        _closed_line(draw, pts, _darker(color, 0.4), max(2, w // 3))
+        _closed_line(draw, pts, _darker(color, 0.4), max(2, round(w / 3)))
     else:
         raise ValueError(f"unknown rendition {rendition!r}")
 
@@ -366,7 +386,8 @@ def _light_bg(rng) -> RGB:
 
 
 def _scene_rendition(rng, size: int) -> tuple[Image.Image, dict]:
-    """One object of one of 10 classes in one of 7 renditions, 45-80% of the canvas."""
+    """One object of one of 10 classes in one of 7 renditions, 55-85% of the canvas, centred
+    with a small jitter."""
     cls = SHAPES[rng.integers(len(SHAPES))]
     rendition = RENDITIONS[rng.integers(len(RENDITIONS))]
     S = size * SUPERSAMPLE
@@ -384,46 +405,49 @@ def _scene_rendition(rng, size: int) -> tuple[Image.Image, dict]:
         color2_name = others[rng.integers(len(others))]
     max_rot = MAX_ROTATION[cls]
     angle = float(rng.uniform(-max_rot, max_rot)) if max_rot else 0.0
-    frac = float(rng.uniform(0.45, 0.80))
+    frac = float(rng.uniform(*RENDITION_SIZE))
     p = _rotated(cls, angle)
     r = frac * S / 2
-    margin = 0.04 * S
-    cx = rng.uniform(margin + r, S - margin - r) if S - 2 * margin > 2 * r else S / 2
-    cy = rng.uniform(margin + r, S - margin - r) if S - 2 * margin > 2 * r else S / 2
+    cx, cy = S / 2 + rng.uniform(-RENDITION_JITTER, RENDITION_JITTER, 2) * S
     pts = _place(p, cx, cy, r)
     _draw_rendition(img, draw, S, pts, rendition, COLORS[color_name], bg, rng,
                     COLORS[color2_name] if color2_name else None)
     meta = {"class": cls, "rendition": rendition, "color": color_name, "angle": round(angle, 1),
-            "size": round(frac, 3)}
+            "size": round(frac, 3), "x": round(float(cx) / S, 3), "y": round(float(cy) / S, 3)}
     return _finish(img, size), meta
 
 
-def _bar_heights(rng, n: int, gap_extreme: float, gap: float) -> list[float]:
+def _bar_heights(rng, n: int, size: int, gap_extreme: float, gap: float) -> list[float]:
+    """n distinct bar heights (fractions of the canvas, whole pixels, 12-94% of it); the tallest
+    and the shortest differ from the next by at least `gap_extreme`, any two by at least `gap`."""
+    lo, hi = math.ceil(0.12 * size), math.floor(0.94 * size)
+    g_ext, g = math.ceil(gap_extreme * size - 1e-9), math.ceil(gap * size - 1e-9)
     while True:
-        h = rng.uniform(0.12, 1.0, n)
+        h = rng.integers(lo, hi + 1, n)
         d = np.diff(np.sort(h))
-        if d.min() >= gap and d[0] >= gap_extreme and d[-1] >= gap_extreme:
-            return [round(float(v), 3) for v in h]
+        if d.min() >= g and d[0] >= g_ext and d[-1] >= g_ext:
+            return [round(float(v) / size, 4) for v in h]
 
 
-def _scene_bars(rng, size: int, n: int, gap_extreme: float = 0.15, gap: float = 0.06) -> tuple[Image.Image, dict]:
-    """A bar chart: n vertical bars of distinct colours, axis lines, a few ticks, white background."""
+def _scene_bars(rng, size: int, n: int, gap_extreme: float = 0.125, gap: float = 0.06) -> tuple[Image.Image, dict]:
+    """A bar chart on the layout grid: n (<= 4) bars of distinct colours, each centred in its own
+    column cell (left to right in the order of `colors`), 60-70% of a cell wide, growing from a
+    thin axis line along the bottom edge; a thin left axis in the leftmost pixel column."""
     img, draw, S = _canvas(size, (255, 255, 255))
     idx = rng.permutation(len(BAR_COLORS))[:n]
     colors = [BAR_COLORS[i] for i in idx]
-    heights = _bar_heights(rng, n, gap_extreme, gap)
-    left, right, top, bottom = 0.14 * S, 0.95 * S, 0.06 * S, 0.89 * S
-    axis_w = max(2, round(0.018 * S))
-    for k in range(1, 5):
-        y = bottom - k / 4 * (bottom - top)
-        draw.line([(left - 0.04 * S, y), (left, y)], fill=(0, 0, 0), width=max(1, axis_w // 2))
-    slot = (right - left) / n
-    bw = slot * rng.uniform(0.5, 0.7)
-    for i, (h, c) in enumerate(zip(heights, colors)):
-        x0 = left + slot * (i + 0.5) - bw / 2
-        draw.rectangle([x0, bottom - h * (bottom - top), x0 + bw, bottom], fill=COLORS[c])
-    draw.line([(left, top), (left, bottom), (right, bottom)], fill=(0, 0, 0), width=axis_w, joint="curve")
-    return _finish(img, size), {"heights": heights, "colors": colors}
+    columns = sorted(int(c) for c in rng.permutation(GRID)[:n])
+    heights = _bar_heights(rng, n, size, gap_extreme, gap)
+    cell, px = S / GRID, S / size
+    bw = cell * rng.uniform(0.6, 0.7)
+    axis_w = min(px, (cell - bw) / 4)
+    for col, h, c in zip(columns, heights, colors):
+        x0 = (col + 0.5) * cell - bw / 2
+        draw.rectangle([round(x0), round(S - h * S), round(x0 + bw) - 1, S - 1], fill=COLORS[c])
+    draw.rectangle([0, S - px, S - 1, S - 1], fill=(0, 0, 0))
+    draw.rectangle([0, 0.04 * S, round(axis_w) - 1, S - 1], fill=(0, 0, 0))
+    return _finish(img, size), {"heights": heights, "colors": colors, "columns": columns,
+                                "width": round(bw / cell, 3)}
 
 
 def _draw_table_object(draw, kind: str, cx: float, base: float, h: float, color: RGB) -> None:
@@ -508,19 +532,19 @@ def _icon_counts(rng, n_kinds: int, cells: int, min_count: int, unique_max: bool
 
 
 def _scene_icons(rng, size: int, n_kinds: int = 4, min_count: int = 1, unique_max: bool = True) -> tuple[Image.Image, dict]:
-    """A 3x3 or 4x4 grid of cells holding icons; kinds are listed in canonical order."""
+    """The 4x4 layout grid over the whole canvas, one icon (75% of a cell, coloured by kind) in
+    each occupied cell, faint cell borders along each cell's top and left pixel; kinds are listed
+    in canonical order."""
     img, draw, S = _canvas(size, (255, 255, 255))
-    grid = 3 if rng.random() < 0.5 else 4
+    grid = GRID
     chosen = np.sort(rng.permutation(len(ICON_KINDS))[:n_kinds])
     kinds = [ICON_KINDS[i] for i in chosen]
     counts = _icon_counts(rng, n_kinds, grid * grid, min_count, unique_max)
-    m = 0.03 * S
-    cell = (S - 2 * m) / grid
-    line_w = max(1, round(0.008 * S))
-    for k in range(grid + 1):
-        v = m + k * cell
-        draw.line([(m, v), (S - m, v)], fill=(200, 200, 205), width=line_w)
-        draw.line([(v, m), (v, S - m)], fill=(200, 200, 205), width=line_w)
+    cell, px = S / grid, S / size
+    for k in range(grid):
+        v = round(k * cell)
+        draw.rectangle([0, v, S - 1, v + round(px) - 1], fill=(222, 222, 228))
+        draw.rectangle([v, 0, v + round(px) - 1, S - 1], fill=(222, 222, 228))
     slots = rng.permutation(grid * grid)
     cells_meta = []
     i = 0
@@ -528,8 +552,8 @@ def _scene_icons(rng, size: int, n_kinds: int = 4, min_count: int = 1, unique_ma
         for _ in range(count):
             row, col = divmod(int(slots[i]), grid)
             i += 1
-            cx, cy = m + (col + 0.5) * cell, m + (row + 0.5) * cell
-            draw.polygon(_place(_unit_shape(kind), cx, cy, 0.36 * cell), fill=ICON_COLORS[kind])
+            cx, cy = (col + 0.5) * cell, (row + 0.5) * cell
+            draw.polygon(_place(_unit_shape(kind), cx, cy, 0.375 * cell), fill=ICON_COLORS[kind])
             cells_meta.append([row, col, kind])
     meta = {"grid": grid, "kinds": kinds, "counts": dict(zip(kinds, counts)), "cells": sorted(cells_meta)}
     return _finish(img, size), meta
@@ -560,32 +584,24 @@ def _draw_clevr_object(draw, shape: str, x: float, y: float, d: float, color: RG
 
 
 def _scene_clevr(rng, size: int) -> tuple[Image.Image, dict]:
-    """3-6 non-overlapping cubes, spheres and cylinders on a gray gradient floor."""
+    """3-6 cubes, spheres and cylinders on a gray gradient floor, each in its own cell of the
+    layout grid (70-78% of a cell, its centre at most 8% of a cell off the cell's centre, so it
+    stays inside its cell)."""
     shift = int(rng.integers(-12, 13))
     floor = _vertical_gradient(size * SUPERSAMPLE, (150 + shift,) * 3, (212 + shift,) * 3)
     img, draw, S = _canvas(size, floor)
     n = int(rng.integers(CLEVR_MIN_OBJECTS, CLEVR_MAX_OBJECTS + 1))
-    m, gap = 0.03 * S, 0.035 * S
-    while True:  # sequential placement, restarted if it gets stuck
-        placed = []
-        for _ in range(n):
-            for _attempt in range(100):
-                d = rng.uniform(0.18, 0.24) * S
-                x, y = rng.uniform(m + d / 2, S - m - d / 2, 2)
-                if all(max(abs(x - px), abs(y - py)) >= (d + pd) / 2 + gap for px, py, pd in placed):
-                    placed.append((x, y, d))
-                    break
-            else:
-                break
-        if len(placed) == n:
-            break
+    cell = S / GRID
     objects = []
-    for x, y, d in placed:
+    for c in rng.permutation(GRID * GRID)[:n]:
+        row, col = divmod(int(c), GRID)
+        d = rng.uniform(*CLEVR_SIZE) * cell
+        x, y = (np.array([col, row]) + 0.5 + rng.uniform(-CLEVR_JITTER, CLEVR_JITTER, 2)) * cell
         shape = CLEVR_SHAPES[rng.integers(len(CLEVR_SHAPES))]
         color = CLEVR_COLORS[rng.integers(len(CLEVR_COLORS))]
-        objects.append({"shape": shape, "color": color, "x": round(x / S, 3), "y": round(y / S, 3),
-                        "size": round(d / S, 3)})
-    for o in sorted(objects, key=lambda o: o["y"]):
+        objects.append({"shape": shape, "color": color, "x": round(float(x) / S, 4), "y": round(float(y) / S, 4),
+                        "size": round(float(d) / S, 4), "cell": [row, col]})
+    for o in objects:
         _draw_clevr_object(draw, o["shape"], o["x"] * S, o["y"] * S, o["size"] * S, CLEVR_RGB[o["color"]])
     return _finish(img, size), {"objects": objects}
 
@@ -754,7 +770,8 @@ def clevr_matches(obj: dict, subtract: dict) -> bool:
 def _sample_clevr(rng, size):
     img, meta = _scene_clevr(rng, size)
     objs = meta["objects"]
-    kind = ("color_shape", "shape", "color")[rng.integers(3)]
+    u = rng.random()  # half by colour only, a quarter by colour and shape, a quarter by shape only
+    kind = "color" if u < 0.5 else "color_shape" if u < 0.75 else "shape"
     keys = {"color_shape": ("color", "shape"), "shape": ("shape",), "color": ("color",)}[kind]
     values = {"color": CLEVR_COLORS, "shape": CLEVR_SHAPES}
     present = {tuple(o[k] for k in keys) for o in objs}
@@ -820,18 +837,22 @@ _TASK_SAMPLERS: dict[str, Callable] = {
 # Stage 0: the base model's own instruction tuning (same primitives, other questions and formats)
 # ---------------------------------------------------------------------------------------------
 
-S0 = _texts({
+# (Keys are names, not text: only the values are registered for the vocabulary.)
+S0 = {
     "shape_there": "Is there {art} {shape} in the picture?",
     "largest_color": "What color is the largest shape?",
     "name_lr": "Name the shapes from left to right.",
     "n_shapes": "How many shapes are there?",
     "what_shape": "What shape is this?",
+    "is_shape": "Is the shape {art} {shape}?",
     "shape_color": "What color is the shape?",
     "how_drawn": "How is the shape drawn?",
     "count": "Count the {plural}.",
     "icon_there": "Is there {art} {kind} in the grid?",
-    "grid_rows": "How many rows does the grid have?",
+    "more_icons": "Are there more {a} or {b}?",
     "higher": "Which bar is higher, the left one or the right one?",
+    "highest": "Which bar is the highest?",
+    "lowest": "Which bar is the lowest?",
     "tallest_color": "What color is the tallest bar?",
     "shortest_color": "What color is the shortest bar?",
     "n_bars": "How many bars are there?",
@@ -849,21 +870,27 @@ S0 = _texts({
     "clevr_there": "Is there {art} {color} {shape}?",
     "clevr_shape_of": "What shape is the {color} object?",
     "n_objects": "How many objects are there?",
-})
-S0_ANSWERS = _texts({
+    "how_many_color": "How many {color} objects are there?",
+}
+S0_ANSWERS = {
     "yes": "yes", "no": "no", "it_is": "it is {x}", "this_is": "this is {art} {x}",
     "count0": "there are no {plural}", "count1": "there is one {sing}", "countn": "there are {num} {plural}",
-    "rows": "it has {num} rows", "left": "the left one", "right": "the right one",
+    "left": "the left one", "right": "the right one", "nth_bar": "the {ordinal} bar from the left",
+    "more": "there are more {plural}",
     "tallest": "the tallest bar is {color}", "shortest": "the shortest bar is {color}",
     "the_is": "the {kind} is {color}", "and": "{a} and {b}", "list": "{items}", "sep": " , ",
     "a_obj": "a {color} {kind}", "daytime": "it is daytime", "night": "it is night", "day": "it is day",
     "sunset": "it is sunset",
-})
-RENDITION_PHRASES = _texts({
+}
+ORDINALS = _texts(["first", "second", "third", "fourth"])
+# Bare number words (stage 0's "How many red objects are there?"), "zero" for none.
+COUNT_WORDS = _texts(["zero"]) + NUMBER_WORDS[1:]
+RENDITION_PHRASES = {
     "solid": "it is filled with one color", "outline": "only its outline is drawn",
     "striped": "it is filled with stripes", "dotted": "its outline is drawn with dots",
     "sketch": "it is a rough sketch", "noisy": "it is on a noisy background", "twotone": "it has two colors",
-})
+}
+_texts([list(S0.values()), list(S0_ANSWERS.values()), list(RENDITION_PHRASES.values())])
 _texts(["shape", "shapes", "bar", "bars", "object", "objects", "tree", "trees", "a", "an", "{color} object",
         "{color} objects"])
 
@@ -889,58 +916,74 @@ def _polygon_area(p: np.ndarray) -> float:
     return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
 
 
-def _scene_shape_row(rng, size: int) -> tuple[Image.Image, dict]:
-    """1-3 shapes of distinct classes and colours side by side; with several, the largest one
-    (by area) is at least 1.6 times the area of the next."""
-    k = int(rng.integers(1, 4))
+def _scene_shape_blocks(rng, size: int) -> tuple[Image.Image, dict]:
+    """2-4 shapes of distinct classes and colours, each in its own block of 2x2 layout cells:
+    two side by side (each block at its own height), or three or four in the quadrants. The
+    largest one (by area) is at least 1.6 times the area of the next; shapes under 70% of their
+    block are never dotted. Listed left to right (then top to bottom)."""
+    u = rng.random()
+    k = 2 if u < 0.5 else 3 if u < 0.75 else 4
+    if k == 2:
+        blocks = [(int(rng.integers(0, GRID - 1)), 0), (int(rng.integers(0, GRID - 1)), 2)]
+    else:
+        quads = sorted(int(q) for q in rng.permutation(4)[:k])
+        blocks = sorted(((q // 2) * 2, (q % 2) * 2) for q in quads)
+        blocks.sort(key=lambda b: (b[1], b[0]))
     classes = [SHAPES[i] for i in rng.permutation(len(SHAPES))[:k]]
     colors = [RENDITION_COLORS[i] for i in rng.permutation(len(RENDITION_COLORS))[:k]]
     angles = [float(rng.uniform(-MAX_ROTATION[c], MAX_ROTATION[c])) if MAX_ROTATION[c] else 0.0 for c in classes]
     polys = [_rotated(c, a) for c, a in zip(classes, angles)]
     while True:
-        fracs = rng.uniform(0.45, 0.95, k) if k > 1 else np.array([rng.uniform(0.6, 0.85)])
+        fracs = rng.uniform(0.5, 0.95, k)
         areas = sorted((_polygon_area(p) * f * f for p, f in zip(polys, fracs)), reverse=True)
-        if k == 1 or areas[0] >= 1.6 * areas[1]:
+        if areas[0] >= 1.6 * areas[1]:
             break
     noisy = rng.random() < 0.15
     S = size * SUPERSAMPLE
     bg = (235, 235, 235) if noisy else _light_bg(rng)
     img, draw, S = _canvas(size, _texture(rng, size, S) if noisy else bg)
     plain = [r for r in RENDITIONS if r != "noisy"]
-    slot = S / k
+    cell = S / GRID
     shapes = []
-    for i in range(k):
-        rendition = "noisy" if noisy else plain[rng.integers(len(plain))]
-        r = min(slot, 0.85 * S) * fracs[i] / 2
-        cx = slot * (i + 0.5) + rng.uniform(-0.05, 0.05) * slot
-        cy = S / 2 + rng.uniform(-1, 1) * max(0.0, 0.45 * S - r)
+    for i, (row, col) in enumerate(blocks):
+        usable = plain if fracs[i] >= 0.7 else [x for x in plain if x != "dotted"]  # dots need room
+        rendition = "noisy" if noisy else usable[rng.integers(len(usable))]
+        r = cell * fracs[i]
+        cx, cy = (np.array([col, row]) + 1 + rng.uniform(-0.05, 0.05, 2) * (1 - fracs[i])) * cell
         pts = _place(polys[i], cx, cy, r)
         others = [c for c in RENDITION_COLORS if c != colors[i]]
         color2 = others[rng.integers(len(others))]
-        _draw_rendition(img, draw, S, pts, rendition, COLORS[colors[i]], bg, rng, COLORS[color2])
+        _draw_rendition(img, draw, S, pts, rendition, COLORS[colors[i]], bg, rng, COLORS[color2],
+                        stroke=max(0.75 * S / 16, 0.25 * r))
         shapes.append({"class": classes[i], "color": colors[i], "rendition": rendition,
-                       "area": round(_polygon_area(polys[i]) * float(fracs[i]) ** 2, 4)})
-    return _finish(img, size), {"shapes": shapes}
+                       "area": round(_polygon_area(polys[i]) * float(fracs[i]) ** 2, 4), "block": [row, col]})
+    return _finish(img, size), {"layout": "blocks", "shapes": shapes}
 
 
 def _s0_shapes(rng, size):
-    img, meta = _scene_shape_row(rng, size)
+    """Two thirds single objects drawn exactly as Renditions draws them (its classes, renditions
+    and code), asked mostly "What shape is this?"; one third 2-4 shapes in 2x2-cell blocks."""
+    if rng.random() < 2 / 3:
+        img, meta = _scene_rendition(rng, size)
+        meta = {"layout": "single", **meta}
+        cls = meta["class"]
+        ask = cls if rng.random() < 0.5 else [c for c in SHAPES if c != cls][rng.integers(len(SHAPES) - 1)]
+        qa = [("what_shape", S0["what_shape"], S0_ANSWERS["this_is"].format(art=_art(cls), x=cls), 6.0),
+              ("is_shape", S0["is_shape"].format(art=_art(ask), shape=ask), _yes_no(ask == cls), 2.0),
+              ("shape_color", S0["shape_color"], S0_ANSWERS["it_is"].format(x=meta["color"]), 1.0),
+              ("how_drawn", S0["how_drawn"], RENDITION_PHRASES[meta["rendition"]], 1.0)]
+        return img, qa, meta
+    img, meta = _scene_shape_blocks(rng, size)
     shapes = meta["shapes"]
     classes = [s["class"] for s in shapes]
-    qa = []
     ask = classes[rng.integers(len(classes))] if rng.random() < 0.5 else \
         [c for c in SHAPES if c not in classes][rng.integers(len(SHAPES) - len(classes))]
-    qa.append((S0["shape_there"].format(art=_art(ask), shape=ask), _yes_no(ask in classes)))
-    qa.append((S0["n_shapes"], _count_answer(len(shapes), "shape", "shapes")))
-    if len(shapes) > 1:
-        largest = max(shapes, key=lambda s: s["area"])
-        qa.append((S0["largest_color"], S0_ANSWERS["it_is"].format(x=largest["color"])))
-        qa.append((S0["name_lr"], S0_ANSWERS["sep"].join(classes)))
-    else:
-        s = shapes[0]
-        qa.append((S0["what_shape"], S0_ANSWERS["this_is"].format(art=_art(s["class"]), x=s["class"])))
-        qa.append((S0["shape_color"], S0_ANSWERS["it_is"].format(x=s["color"])))
-        qa.append((S0["how_drawn"], RENDITION_PHRASES[s["rendition"]]))
+    largest = max(shapes, key=lambda s: s["area"])
+    qa = [("shape_there", S0["shape_there"].format(art=_art(ask), shape=ask), _yes_no(ask in classes), 1.0),
+          ("n_shapes", S0["n_shapes"], _count_answer(len(shapes), "shape", "shapes"), 1.0),
+          ("largest_color", S0["largest_color"], S0_ANSWERS["it_is"].format(x=largest["color"]), 1.0)]
+    if len(shapes) == 2:
+        qa.append(("name_lr", S0["name_lr"], S0_ANSWERS["sep"].join(classes), 1.0))
     return img, qa, meta
 
 
@@ -949,22 +992,33 @@ def _s0_icons(rng, size):
     counts = meta["counts"]
     kind = ICON_KINDS[rng.integers(len(ICON_KINDS))]
     n = counts.get(kind, 0)
-    qa = [(S0["count"].format(plural=ICON_PLURALS[kind]), _count_answer(n, kind, ICON_PLURALS[kind])),
-          (S0["icon_there"].format(art=_art(kind), kind=kind), _yes_no(n > 0)),
-          (S0["grid_rows"], S0_ANSWERS["rows"].format(num=NUMBER_WORDS[meta["grid"]]))]
+    qa = [("count", S0["count"].format(plural=ICON_PLURALS[kind]), _count_answer(n, kind, ICON_PLURALS[kind]), 1.0),
+          ("icon_there", S0["icon_there"].format(art=_art(kind), kind=kind), _yes_no(n > 0), 1.0)]
+    pairs = [(a, b) for a in ICON_KINDS for b in ICON_KINDS
+             if a != b and counts.get(a, 0) != counts.get(b, 0) and (a in counts or b in counts)]
+    if pairs:
+        a, b = pairs[rng.integers(len(pairs))]
+        more = a if counts.get(a, 0) > counts.get(b, 0) else b
+        qa.append(("more_icons", S0["more_icons"].format(a=ICON_PLURALS[a], b=ICON_PLURALS[b]),
+                   S0_ANSWERS["more"].format(plural=ICON_PLURALS[more]), 1.0))
     return img, qa, meta
 
 
 def _s0_bars(rng, size):
-    n = int(rng.integers(2, 5))
-    img, meta = _scene_bars(rng, size, n, gap_extreme=0.1, gap=0.1)
+    """2-4 bars on the layout grid; two bars 40% of the time, then mostly asked which is higher."""
+    u = rng.random()
+    n = 2 if u < 0.4 else 3 if u < 0.7 else 4
+    img, meta = _scene_bars(rng, size, n, gap_extreme=0.125, gap=0.1)
     h, colors = meta["heights"], meta["colors"]
-    qa = [(S0["tallest_color"], S0_ANSWERS["tallest"].format(color=colors[int(np.argmax(h))])),
-          (S0["shortest_color"], S0_ANSWERS["shortest"].format(color=colors[int(np.argmin(h))])),
-          (S0["n_bars"], _count_answer(n, "bar", "bars")),
-          (S0["bar_colors"], S0_ANSWERS["sep"].join(colors))]
+    hi, lo = int(np.argmax(h)), int(np.argmin(h))
+    qa = [("highest", S0["highest"], S0_ANSWERS["nth_bar"].format(ordinal=ORDINALS[hi]), 2.0),
+          ("lowest", S0["lowest"], S0_ANSWERS["nth_bar"].format(ordinal=ORDINALS[lo]), 1.0),
+          ("tallest_color", S0["tallest_color"], S0_ANSWERS["tallest"].format(color=colors[hi]), 1.0),
+          ("shortest_color", S0["shortest_color"], S0_ANSWERS["shortest"].format(color=colors[lo]), 1.0),
+          ("n_bars", S0["n_bars"], _count_answer(n, "bar", "bars"), 1.0),
+          ("bar_colors", S0["bar_colors"], S0_ANSWERS["sep"].join(colors), 1.0)]
     if n == 2:
-        qa.append((S0["higher"], S0_ANSWERS["left"] if h[0] > h[1] else S0_ANSWERS["right"]))
+        qa.append(("higher", S0["higher"], S0_ANSWERS["left"] if h[0] > h[1] else S0_ANSWERS["right"], 8.0))
     return img, qa, meta
 
 
@@ -973,29 +1027,31 @@ def _s0_table(rng, size):
     objs = meta["objects"]
     described = [S0_ANSWERS["the_is"].format(kind=o["kind"], color=o["color"]) for o in objs]
     listed = [S0_ANSWERS["a_obj"].format(color=o["color"], kind=o["kind"]) for o in objs]
-    qa = [(S0["describe"], S0_ANSWERS["and"].format(a=described[0], b=described[1]) if len(objs) == 2 else described[0]),
-          (S0["on_table"], S0_ANSWERS["and"].format(a=listed[0], b=listed[1]) if len(objs) == 2 else listed[0]),
-          (S0["n_objects_table"], _count_answer(len(objs), "object", "objects"))]
+    qa = [("describe", S0["describe"],
+           S0_ANSWERS["and"].format(a=described[0], b=described[1]) if len(objs) == 2 else described[0], 1.0),
+          ("on_table", S0["on_table"],
+           S0_ANSWERS["and"].format(a=listed[0], b=listed[1]) if len(objs) == 2 else listed[0], 1.0),
+          ("n_objects_table", S0["n_objects_table"], _count_answer(len(objs), "object", "objects"), 1.0)]
     kinds = [o["kind"] for o in objs]
     ask = TABLE_OBJECTS[rng.integers(len(TABLE_OBJECTS))]
-    qa.append((S0["obj_there"].format(art=_art(ask), kind=ask), _yes_no(ask in kinds)))
+    qa.append(("obj_there", S0["obj_there"].format(art=_art(ask), kind=ask), _yes_no(ask in kinds), 1.0))
     unique = [o for o in objs if kinds.count(o["kind"]) == 1]
     if unique:
         o = unique[rng.integers(len(unique))]
-        qa.append((S0["obj_color"].format(kind=o["kind"]), S0_ANSWERS["it_is"].format(x=o["color"])))
+        qa.append(("obj_color", S0["obj_color"].format(kind=o["kind"]), S0_ANSWERS["it_is"].format(x=o["color"]), 1.0))
     return img, qa, meta
 
 
 def _s0_outdoor(rng, size):
     img, meta = _scene_outdoor(rng, size)
     time = meta["time"]
-    qa = [(S0["time_of_day"], S0_ANSWERS["daytime" if time == "day" else time]),
-          (S0["house_there"], _yes_no(meta["house"])),
-          (S0["person_there"], _yes_no(meta["person"])),
-          (S0["water_there"], _yes_no(meta["ground"] == "water")),
-          (S0["count"].format(plural="trees"), _count_answer(meta["trees"], "tree", "trees"))]
+    qa = [("time_of_day", S0["time_of_day"], S0_ANSWERS["daytime" if time == "day" else time], 1.0),
+          ("house_there", S0["house_there"], _yes_no(meta["house"]), 1.0),
+          ("person_there", S0["person_there"], _yes_no(meta["person"]), 1.0),
+          ("water_there", S0["water_there"], _yes_no(meta["ground"] == "water"), 1.0),
+          ("count", S0["count"].format(plural="trees"), _count_answer(meta["trees"], "tree", "trees"), 1.0)]
     if time != "sunset":
-        qa.append((S0["day_night"], S0_ANSWERS[time]))
+        qa.append(("day_night", S0["day_night"], S0_ANSWERS[time], 1.0))
     return img, qa, meta
 
 
@@ -1008,35 +1064,47 @@ def _s0_clevr(rng, size):
     n_color = sum(o["color"] == color for o in objs)
     o = objs[rng.integers(len(objs))]
     ask_c, ask_s = (o["color"], o["shape"]) if rng.random() < 0.5 else (color, shape)
-    qa = [(S0["count"].format(plural=CLEVR_PLURALS[shape]), _count_answer(n_shape, shape, CLEVR_PLURALS[shape])),
-          (S0["count"].format(plural=f"{color} objects"), _count_answer(n_color, f"{color} object", f"{color} objects")),
-          (S0["n_objects"], _count_answer(len(objs), "object", "objects")),
-          (S0["clevr_there"].format(art=_art(ask_c), color=ask_c, shape=ask_s),
-           _yes_no(any(x["color"] == ask_c and x["shape"] == ask_s for x in objs)))]
+    # the colour counted in number words: a colour in the scene three times in four
+    how_many = objs[rng.integers(len(objs))]["color"] if rng.random() < 0.75 else color
+    qa = [("count", S0["count"].format(plural=CLEVR_PLURALS[shape]),
+           _count_answer(n_shape, shape, CLEVR_PLURALS[shape]), 1.0),
+          ("count", S0["count"].format(plural=f"{color} objects"),
+           _count_answer(n_color, f"{color} object", f"{color} objects"), 1.0),
+          ("how_many_color", S0["how_many_color"].format(color=how_many),
+           COUNT_WORDS[sum(x["color"] == how_many for x in objs)], 3.0),
+          ("n_objects", S0["n_objects"], _count_answer(len(objs), "object", "objects"), 1.0),
+          ("clevr_there", S0["clevr_there"].format(art=_art(ask_c), color=ask_c, shape=ask_s),
+           _yes_no(any(x["color"] == ask_c and x["shape"] == ask_s for x in objs)), 1.0)]
     colors = [x["color"] for x in objs]
     unique = [x for x in objs if colors.count(x["color"]) == 1]
     if unique:
         u = unique[rng.integers(len(unique))]
-        qa.append((S0["clevr_shape_of"].format(color=u["color"]),
-                   S0_ANSWERS["it_is"].format(x=f"{_art(u['shape'])} {u['shape']}")))
+        qa.append(("clevr_shape_of", S0["clevr_shape_of"].format(color=u["color"]),
+                   S0_ANSWERS["it_is"].format(x=f"{_art(u['shape'])} {u['shape']}"), 1.0))
     return img, qa, meta
 
 
+# Each family returns (image, [(key, question, answer, weight), ...], meta); a conversation asks one
+# or two of the questions, drawn without replacement in proportion to their weights.
 _STAGE0_FAMILIES: dict[str, Callable] = {
     "shapes": _s0_shapes, "icons": _s0_icons, "bars": _s0_bars, "table": _s0_table,
     "outdoor": _s0_outdoor, "clevr": _s0_clevr,
 }
+# Share of each family in stage 0: weighted towards what a ViT trained from scratch learns slowly.
+STAGE0_WEIGHTS = {"shapes": 0.35, "bars": 0.15, "icons": 0.12, "clevr": 0.15, "table": 0.12, "outdoor": 0.11}
 STAGE0_MULTI_TURN = 0.25  # fraction of stage-0 conversations with two turns
 
 
 def _sample_stage0(rng, size):
-    names = list(_STAGE0_FAMILIES)
-    family = names[rng.integers(len(names))]
+    names = list(STAGE0_WEIGHTS)
+    cum = np.cumsum([STAGE0_WEIGHTS[n] for n in names])
+    family = names[min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), len(names) - 1)]
     img, qa, meta = _STAGE0_FAMILIES[family](rng, size)
-    k = 2 if rng.random() < STAGE0_MULTI_TURN else 1
-    picked = [qa[i] for i in rng.permutation(len(qa))[:k]]
-    meta = {"family": family, **meta}
-    return img, picked, meta
+    k = min(len(qa), 2 if rng.random() < STAGE0_MULTI_TURN else 1)
+    w = np.array([x[3] for x in qa], dtype=np.float64)
+    picked = [qa[int(i)] for i in rng.choice(len(qa), size=k, replace=False, p=w / w.sum())]
+    meta = {"family": family, "asked": [x[0] for x in picked], **meta}
+    return img, [(q, a) for _, q, a, _ in picked], meta
 
 
 # ---------------------------------------------------------------------------------------------

@@ -149,7 +149,8 @@ def train_stage0(backbone: Backbone, data_dir: Path, epochs: int, batch_size: in
 
 
 def tiny_cache_key(spec: dict) -> str:
-    payload = json.dumps({**spec, "recipe": RECIPE_VERSION, "vocab": synthetic.vocabulary()}, sort_keys=True)
+    payload = json.dumps({**spec, "recipe": RECIPE_VERSION, "generator": synthetic.GENERATOR_VERSION,
+                          "vocab": synthetic.vocabulary()}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
