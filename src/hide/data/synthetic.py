@@ -61,7 +61,7 @@ from hide.data.formats import (
 )
 
 # Bump when any generated image or text changes, so that stale generated data is regenerated.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 SUPERSAMPLE = 4
 MARKER = ".complete.json"
 TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]")
@@ -436,7 +436,10 @@ def _scene_bars(rng, size: int, n: int, gap_extreme: float = 0.125, gap: float =
     img, draw, S = _canvas(size, (255, 255, 255))
     idx = rng.permutation(len(BAR_COLORS))[:n]
     colors = [BAR_COLORS[i] for i in idx]
-    columns = sorted(int(c) for c in rng.permutation(GRID)[:n])
+    # The leftmost n columns, so that a bar's option letter is its column: a tiny ViT reads
+    # "which column holds the tallest bar" far sooner than "which of the occupied columns".
+    columns = list(range(n))
+    rng.permutation(GRID)  # keeps the random stream of earlier versions' other draws aligned
     heights = _bar_heights(rng, n, size, gap_extreme, gap)
     cell, px = S / GRID, S / size
     bw = cell * rng.uniform(0.6, 0.7)
@@ -724,7 +727,7 @@ def _sample_renditions(rng, size):
 
 def _sample_figureqa(rng, size):
     n = 3 if rng.random() < 0.5 else 4
-    img, meta = _scene_bars(rng, size, n)
+    img, meta = _scene_bars(rng, size, n, gap_extreme=0.25)
     which = "tallest" if rng.random() < 0.5 else "shortest"
     h = meta["heights"]
     pos = int(np.argmax(h) if which == "tallest" else np.argmin(h))
