@@ -16,27 +16,12 @@ import random
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
+from hydra.utils import instantiate
 
+from hide.config import compose_config
 from hide.data import synthetic
 from hide.loop import run_continual
 from hide.metrics.captions import score_captions
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def compose_run(overrides: list[str], out_dir: Path):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(out_dir)
-        cfg.hydra.runtime.cwd = str(ROOT)
-        cfg.hydra.runtime.choices.method = cfg.hydra.runtime.choices.get("method", "lora")
-    HydraConfig.instance().set_config(cfg)
-    return cfg
-
 
 def caption_chance(test_records, references: dict[str, list[str]], seed: int = 0) -> float:
     """Score of predicting, for every image, the first reference of a different test image."""
@@ -56,11 +41,9 @@ def main() -> None:
     rows = []
     for spec in synthetic.SYNTH_TASKS:
         name = spec["name"]
-        cfg = compose_run(["method=lora", *overrides, f"benchmark.select=[{name}]"], out / name)
+        cfg = compose_config(["method=lora", *overrides, f"benchmark.select=[{name}]"], out / name)
         metrics = run_continual(cfg, out / name)
         score, base = metrics["matrix"][1][0], metrics["matrix"][0][0]
-        from hydra.utils import instantiate
-
         task = instantiate(cfg.benchmark).load()[0]
         if task.kind == "caption":
             chance = caption_chance(task.test, task.references)

@@ -6,13 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
-ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+from hide.config import CONF, ROOT, compose_config  # noqa: F401  (CONF, ROOT: used by tests)
 # Built models and generated data for tests are cached beside the repo's own cache, keyed by
 # their settings, so that a second test session skips the stage-0 build.
 TEST_CACHE = Path(os.environ.get("HIDE_TEST_CACHE", ROOT / ".cache" / "test"))
@@ -45,18 +41,6 @@ FAST = [
     "trainer.callbacks=[]",
     "trainer.log_every_n_steps=1",
 ]
-
-
-def compose_config(overrides: list[str], output_dir: Path):
-    """Compose conf/train.yaml like `python train.py OVERRIDES` would, with hydra.runtime set."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.runtime.cwd = str(ROOT)
-    HydraConfig.instance().set_config(cfg)
-    return cfg
 
 
 @pytest.fixture

@@ -66,7 +66,8 @@ class ContinualResults:
         values = np.array([[np.nan if v is None else v for v in row] for row in self.matrix], dtype=float)
         size = len(self.tasks)
         fig, ax = plt.subplots(figsize=(1.3 * size + 2.5, 0.9 * (size + 1) + 1.5))
-        image = ax.imshow(values, cmap="viridis", vmin=0, vmax=100)
+        # caption scores (a mean that includes CIDEr) can pass 100
+        image = ax.imshow(values, cmap="viridis", vmin=0, vmax=max(100.0, float(np.nanmax(values, initial=0.0))))
         ax.set_xticks(range(size), self.tasks, rotation=30, ha="right")
         ax.set_yticks(range(size + 1), ["base"] + [f"after {t}" for t in self.tasks])
         ax.set_xlabel("evaluated on")
