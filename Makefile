@@ -8,7 +8,7 @@ EXTRAS ?= dev,coco,wandb
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv run test test-slow bench clean
+.PHONY: venv run test test-slow clean
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)

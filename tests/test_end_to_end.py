@@ -70,3 +70,15 @@ def test_wandb_logger_offline(fast_cfg, tmp_path, monkeypatch):
     assert any(p.suffix == ".wandb" for p in runs[0].iterdir())
     media = list(runs[0].rglob("accuracy_matrix*"))
     assert media, "the heatmap and the matrix table are logged"
+
+
+def test_multirun_sweep_over_methods(tmp_path):
+    """`python train.py --multirun method=a,b` runs each job into its own folder."""
+    cmd = [sys.executable, "train.py", "--multirun", "method=lora,zeroshot", *FAST, "benchmark.num_tasks=1",
+           f"hydra.sweep.dir={tmp_path}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert runs == ["0_lora_s0", "1_zeroshot_s0"]
+    for run in runs:
+        assert json.loads((tmp_path / run / "metrics.json").read_text())["method"] == run.split("_")[1]
