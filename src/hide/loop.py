@@ -96,7 +96,8 @@ def run_continual(cfg: DictConfig, out_dir: str | Path) -> dict:
     timer = PhaseTimer()
     start = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    torch.set_num_threads(cfg.get("num_threads") or torch.get_num_threads())
+    if cfg.get("num_threads"):
+        torch.set_num_threads(cfg.num_threads)
 
     with timer("backbone"):
         backbone = instantiate(cfg.model)
