@@ -38,7 +38,7 @@ from transformers import (
 
 from hide.data import synthetic
 from hide.data.collate import Encoder, TrainCollator
-from hide.data.formats import IMAGE_TOKEN, load_train_file
+from hide.data.formats import IMAGE_TOKEN, TrainRecord, load_train_file
 from hide.data.prompt import SYSTEM
 from hide.models.backbone import Backbone, load_pretrained_backbone
 
@@ -111,12 +111,11 @@ def _progress() -> Progress:
     )
 
 
-def train_stage0(backbone: Backbone, data_dir: Path, epochs: int, batch_size: int, lr: float,
+def train_stage0(backbone: Backbone, records: list[TrainRecord], epochs: int, batch_size: int, lr: float,
                  warmup_ratio: float, weight_decay: float, seed: int, train_vision: bool = False,
                  progress: bool = True) -> list[float]:
     """Instruction tuning of projector and language model (and the vision tower if `train_vision`;
     LLaVA-1.5 keeps it frozen) on the stage-0 mixture; returns the per-step losses."""
-    records = load_train_file(data_dir / "instructions" / "Stage0" / "train.json", data_dir / "datasets")
     encoder = Encoder(backbone.tokenizer, backbone.image_processor, backbone.image_seq_length)
     collate = TrainCollator(encoder)
     model = backbone.model
@@ -175,7 +174,7 @@ class _QuestionPooledHead(torch.nn.Module):
         return self.classify(torch.cat([pooled.squeeze(1), query.squeeze(1)], dim=-1))
 
 
-def pretrain_vision(backbone: Backbone, data_dir: Path, steps: int, batch_size: int, lr: float,
+def pretrain_vision(backbone: Backbone, records: list[TrainRecord], steps: int, batch_size: int, lr: float,
                     seed: int, progress: bool = True) -> list[float]:
     """Supervised pretraining of the vision tower on stage-0's questions, answered by a small
     classifier head on its patch features (the head is thrown away afterwards).
@@ -187,7 +186,6 @@ def pretrain_vision(backbone: Backbone, data_dir: Path, steps: int, batch_size: 
     import numpy as np
     from PIL import Image
 
-    records = load_train_file(data_dir / "instructions" / "Stage0" / "train.json", data_dir / "datasets")
     images = torch.from_numpy(np.stack([np.asarray(Image.open(r.image).convert("RGB")) for r in records]))
     images = images.permute(0, 3, 1, 2).contiguous()  # uint8, normalised per batch below
     triples = [(i, turn.instruction, turn.answer) for i, r in enumerate(records) for turn in r.turns]
@@ -273,11 +271,12 @@ def _build_tiny(path: Path, spec: dict, progress: bool) -> None:
     data_dir = path.parent / f"stage0-data-{num_samples}-{size}-{spec['seed']}"
     synthetic.generate_stage0(data_dir, num_samples=num_samples, image_size=size, seed=spec["seed"],
                               progress=progress)
+    records = load_train_file(data_dir / "instructions" / "Stage0" / "train.json", data_dir / "datasets")
     vision_losses = []
     if spec["vision_pretrain"].get("steps", 0) > 0:
-        vision_losses = pretrain_vision(backbone, data_dir, seed=spec["seed"], progress=progress,
+        vision_losses = pretrain_vision(backbone, records, seed=spec["seed"], progress=progress,
                                         **spec["vision_pretrain"])
-    losses = train_stage0(backbone, data_dir, seed=spec["seed"], progress=progress, **stage0)
+    losses = train_stage0(backbone, records, seed=spec["seed"], progress=progress, **stage0)
     # Write beside the final path and rename, so an interrupted build is never mistaken for a model.
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
