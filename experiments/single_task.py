@@ -1,6 +1,6 @@
 """Train each task alone from the base model and compare its score with its chance level.
 
-    python experiments/single_task.py [HYDRA OVERRIDES ...] [--out DIR]
+    python experiments/single_task.py [HYDRA OVERRIDES ...] [--out DIR] [--tasks NAME ...]
 
 Runs `method=lora` (unless overridden) once per task with `benchmark.select=[TASK]`, through the
 same configs and task loop as train.py, and writes DIR/single_task.json and DIR/single_task.md.
@@ -36,11 +36,15 @@ def caption_chance(test_records, references: dict[str, list[str]], seed: int = 0
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="outputs/single_task")
+    parser.add_argument("--tasks", nargs="+", default=None, choices=synthetic.TASK_NAMES,
+                        help="only these tasks (default: all six)")
     args, overrides = parser.parse_known_args()
     out = Path(args.out)
     rows = []
     for spec in synthetic.SYNTH_TASKS:
         name = spec["name"]
+        if args.tasks and name not in args.tasks:
+            continue
         cfg = compose_config(["method=lora", *overrides, f"benchmark.select=[{name}]"], out / name)
         metrics = run_continual(cfg, out / name)
         score, base = metrics["matrix"][1][0], metrics["matrix"][0][0]

@@ -210,19 +210,31 @@ def test_answers_agree_with_scenes(bench):
                 elif task == "IconQA":
                     if m["question"]["type"] == "most":
                         assert [o[1] for o in options] == m["kinds"] == [k for k in sy.ICON_KINDS if k in m["kinds"]]
+                        assert len(options) == sy.ICON_MC_KINDS == 3
                         best = max(m["counts"], key=m["counts"].get)
-                        assert list(m["counts"].values()).count(m["counts"][best]) == 1
+                        others = [c for k, c in m["counts"].items() if k != best]
+                        assert m["counts"][best] >= max(others) + sy.ICON_MC_MARGIN
                         assert answer in [o[0] for o in options] and options["ABCD".index(answer)][1] == best
-                    else:
-                        assert not options and answer.isdigit()
-                        assert int(answer) == m["counts"].get(m["question"]["kind"], 0) <= 5
+                    else:  # one kind of icon, counted
+                        assert not options and answer.isdigit() and m["kinds"] == [m["question"]["kind"]]
+                        assert 1 <= int(answer) == m["counts"][m["question"]["kind"]] <= sy.ICON_COUNT_MAX
+                        assert f"How many {sy.ICON_PLURALS[m['question']['kind']]} are there?" in text
                         assert text.endswith("\nAnswer the question using a single word or phrase.")
                     assert sum(m["counts"].values()) == len(m["cells"]) <= m["grid"] ** 2
                 elif task == "ClevrMath":
-                    objs, sub = m["objects"], m["subtract"]
+                    objs = m["objects"]
                     assert 3 <= len(objs) <= 6 and answer.isdigit()
-                    assert int(answer) == sum(not sy.clevr_matches(o, sub) for o in objs)
-                    what = re.search(r"Subtract all (.+)\. How many objects are left\?\n", text).group(1).split()
+                    if "subtract" in m:
+                        sub = m["subtract"]
+                        assert int(answer) == sum(not sy.clevr_matches(o, sub) for o in objs)
+                        what = re.search(r"Subtract all (.+)\. How many objects are left\?\n", text).group(1).split()
+                    else:
+                        sub = m["add"]
+                        k, *what = re.search(r"Add (\d) (.+)\. How many objects are there\?\n", text).group(1, 2)
+                        what = what[0].split()
+                        assert int(k) == sub["count"] and int(answer) == len(objs) + sub["count"]
+                        if sub["count"] == 1:  # "Add 1 red cube"
+                            what[-1] += "s"
                     assert (sub["color"] is not None) == (what[0] in sy.CLEVR_COLORS)
                     assert what[-1] == (sy.CLEVR_PLURALS[sub["shape"]] if sub["shape"] else "objects")
                     for a in objs:  # non-overlapping (bounding squares apart)
@@ -302,18 +314,26 @@ def test_renditions_one_large_centred_object(bench):
         assert abs(m["x"] - 0.5) <= 0.04 and abs(m["y"] - 0.5) <= 0.04
 
 
-def test_clevr_subtraction_mix():
-    kinds = {"color": 0, "shape": 0, "color_shape": 0}
-    absent = 0
+def test_clevr_question_mix():
+    """Half addition (1-3 objects), half subtraction of a set that one object makes up; every
+    kind of description (colour, shape, both) in both; answers cover 2..9."""
     n = 800
+    adds, described, single, answers = 0, set(), 0, set()
     for i in range(n):
         _, _, answer, _, m = sy._sample_clevr(sy._sample_rng(0, "ClevrMath", "train", i), 8)
-        sub = m["subtract"]
-        kinds["color_shape" if sub["color"] and sub["shape"] else "color" if sub["color"] else "shape"] += 1
-        absent += not any(sy.clevr_matches(o, sub) for o in m["objects"])
-    assert abs(kinds["color"] / n - 0.5) < 0.06
-    assert abs(kinds["shape"] / n - 0.25) < 0.05 and abs(kinds["color_shape"] / n - 0.25) < 0.05
-    assert 0.05 < absent / n < 0.4  # some subtracted sets are absent from the scene
+        answers.add(int(answer))
+        if "add" in m:
+            adds += 1
+            assert 1 <= m["add"]["count"] <= sy.CLEVR_MAX_ADD
+            subject = m["add"]
+        else:
+            subject = m["subtract"]
+            single += sum(sy.clevr_matches(o, subject) for o in m["objects"]) == 1
+        described.add(("add" in m, subject["color"] is not None, subject["shape"] is not None))
+    assert abs(adds / n - 0.5) < 0.06
+    assert single >= 0.98 * (n - adds)  # a twin-only scene is the rare exception
+    assert described == {(a, c, s) for a in (True, False) for c, s in ((True, False), (False, True), (True, True))}
+    assert answers == set(range(2, 10)) and sy.CLEVR_ANSWER_RANGE == 8
 
 
 def test_captions_describe_the_scene(bench):
@@ -333,7 +353,7 @@ def test_stage0(stage0):
     assert len(records) == 40
     assert json.loads((stage0 / sy.MARKER).read_text())["stage0"]["num_samples"] == 40
     turns = {len(r["conversations"]) for r in records}
-    assert turns == {2, 4}
+    assert turns <= {4, 6} and 6 in turns  # STAGE0_TURNS questions, fewer where a family has fewer
     task_instructions = set()
     for spec in sy.SYNTH_TASKS:  # stage 0 never asks a task's question
         for i in range(30):
@@ -356,9 +376,10 @@ ORDINAL = {"first": 0, "second": 1, "third": 2, "fourth": 3}
 
 def test_stage0_mixture_and_answers():
     n = 2000
-    families, asked, is_shape_yes = {}, {}, 0
+    families, asked, is_shape_yes, single = {}, {}, 0, 0
     for i in range(n):
         _, qa, m = sy._sample_stage0(sy._sample_rng(0, "Stage0", "train", i), 8)
+        single += m.get("layout") == "single"
         families[m["family"]] = families.get(m["family"], 0) + 1
         assert len(m["asked"]) == len(qa)
         for key in set(m["asked"]):
@@ -393,8 +414,8 @@ def test_stage0_mixture_and_answers():
                     assert all(abs(r1 - r2) >= 2 or abs(c1 - c2) >= 2 for r2, c2 in blocks[j + 1:])
     for family, target in STAGE0_TARGETS.items():
         assert abs(families.get(family, 0) / n - target) < 0.03, (family, families)
-    top = max(asked, key=asked.get)
-    assert top == "what_shape" and 0.12 <= asked[top] / n <= 0.18, asked
+    # "What shape is this?" is asked of nearly every single shape (2/3 of the shapes family)
+    assert asked["what_shape"] >= 0.9 * single and 0.19 <= asked["what_shape"] / n <= 0.26, asked
     assert asked["is_shape"] > 0 and asked["highest"] > 0 and asked["how_many_color"] > 0
     assert asked["higher"] / n >= 0.025
     assert 0.35 <= is_shape_yes / asked["is_shape"] <= 0.65  # X is the shape half the time
@@ -402,12 +423,12 @@ def test_stage0_mixture_and_answers():
 
 def test_chance_level(bench):
     assert sy.chance_level("Renditions", []) == pytest.approx(10.0)
-    assert sy.chance_level("ClevrMath", []) == pytest.approx(100 / 7)
+    assert sy.chance_level("ClevrMath", []) == pytest.approx(100 / 8)
     assert sy.chance_level("ObjectCaption", []) is None and sy.chance_level("SceneCaption", []) is None
     fig = _load(bench, "FigureQA", "test.json")
     assert sy.chance_level("FigureQA", fig) == pytest.approx(np.mean([100 / len(r["meta"]["colors"]) for r in fig]))
     icon = _load(bench, "IconQA", "test.json")
-    expected = [25.0 if r["meta"]["question"]["type"] == "most" else 100 / 6 for r in icon]
+    expected = [100 / 3 if r["meta"]["question"]["type"] == "most" else 100 / 6 for r in icon]
     assert sy.chance_level("IconQA", icon) == pytest.approx(np.mean(expected))
     with pytest.raises(ValueError):
         sy.chance_level("ImageNet-R", fig)
@@ -418,3 +439,44 @@ def test_bad_arguments(tmp_path, kwargs):
     with pytest.raises(ValueError):
         sy.generate_benchmark(tmp_path, **{"progress": False, **kwargs})
     assert not (tmp_path / sy.MARKER).exists()
+
+
+def test_stage0_cell_labels_follow_the_layouts():
+    seen = set()
+    for i in range(300):
+        _, _, m = sy._sample_stage0(sy._sample_rng(0, "Stage0", "train", i), 32)
+        cells = sy.stage0_cell_labels(m)
+        family, layout = m["family"], m.get("layout")
+        seen.add(family if family != "shapes" else layout)
+        if family in ("table", "outdoor"):
+            assert cells is None
+            continue
+        assert len(cells) == sy.GRID * sy.GRID
+        if family == "icons":
+            for kind, count in m["counts"].items():
+                assert cells.count(f"icon {kind}") == count
+            assert cells.count(sy.EMPTY_CELL) == 16 - sum(m["counts"].values())
+        elif family == "clevr":
+            for o in m["objects"]:
+                assert cells[o["cell"][0] * 4 + o["cell"][1]] == f"{o['color']} {o['shape']}"
+            assert cells.count(sy.EMPTY_CELL) == 16 - len(m["objects"])
+        elif layout == "single":
+            assert set(cells) == {f"shape {m['class']}"}
+        elif layout == "blocks":
+            for s in m["shapes"]:
+                assert cells.count(f"shape {s['class']}") == 4
+        else:  # bars: a column's quarters add up to its bar's height, to within a quarter of a cell per cell
+            for col in range(4):
+                column = [0 if c == sy.EMPTY_CELL else int(c[3:]) for c in cells[col::4]]
+                h = m["heights"][m["columns"].index(col)] if col in m["columns"] else 0.0
+                assert abs(sum(column) / 16 - h) <= 4 * 0.125 / 4 + 1e-9, (col, h, cells)
+                assert column == sorted(column)  # filled from the bottom up
+    assert seen == {"icons", "clevr", "single", "blocks", "bars", "table", "outdoor"}
+
+
+def test_stage0_bar_cell_labels_exact():
+    meta = {"family": "bars", "columns": [0, 1], "heights": [0.5, 0.125], "colors": ["red", "blue"]}
+    cells = sy.stage0_cell_labels(meta)
+    assert cells[0::4] == ["empty", "empty", "bar4", "bar4"]
+    assert cells[1::4] == ["empty", "empty", "empty", "bar2"]
+    assert cells[2::4] == cells[3::4] == ["empty"] * 4

@@ -1,12 +1,15 @@
 """The two pretraining phases of the tiny backbone touch exactly the parts they should."""
 
+import json
+
+import pytest
 import torch
 from transformers import CLIPImageProcessorPil
 
 from hide.data import synthetic
 from hide.data.formats import load_train_file
 from hide.models.backbone import Backbone
-from hide.models.tiny import build_model, build_tokenizer, pretrain_vision, train_stage0
+from hide.models.tiny import _patch_cells, build_model, build_tokenizer, pretrain_vision, train_stage0
 
 VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
 TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
@@ -42,3 +45,37 @@ def test_pretraining_phases(tmp_path):
                  seed=0, train_vision=False, progress=False)
     assert not _changed(vision, backbone.vision_tower), "stage 0 keeps the vision tower frozen"
     assert _changed(language, backbone.language_model) and _changed(projector, backbone.projector)
+
+
+def test_patch_cells_follow_the_layout_grid():
+    assert _patch_cells(4, 4).tolist() == list(range(16))  # patch 16 on 64 px: one patch per cell
+    fine = _patch_cells(4, 8).view(8, 8)  # patch 8: 2x2 patches per cell
+    assert fine[::2, ::2].flatten().tolist() == list(range(16))
+    assert fine[1, 1].item() == 0 and fine[6, 7].item() == 15 and fine[0, 2].item() == 1
+
+
+def test_dense_vision_pretraining(tmp_path):
+    """With per-cell labels (None for free scenes) the dense head trains the vision tower on
+    every patch; a label list that does not match the records is refused."""
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, 32, 8, VISION, TEXT)
+    processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    backbone = Backbone(model, tokenizer, processor, "tiny")
+    synthetic.generate_stage0(tmp_path, num_samples=24, image_size=32, seed=0, progress=False)
+    path = tmp_path / "instructions" / "Stage0" / "train.json"
+    records = load_train_file(path, tmp_path / "datasets")
+    labels = [synthetic.stage0_cell_labels(r["meta"]) for r in json.loads(path.read_text())]
+    assert any(c is None for c in labels) and any(c is not None for c in labels)
+
+    vision = _snapshot(backbone.vision_tower)
+    plain = pretrain_vision(backbone, records, steps=6, batch_size=8, lr=1e-3, seed=0, progress=False)
+    backbone.vision_tower.load_state_dict(vision)
+    dense = pretrain_vision(backbone, records, steps=6, batch_size=8, lr=1e-3, seed=0, progress=False,
+                            cell_labels=labels, dense_weight=1.0)
+    assert all(torch.isfinite(torch.tensor(dense)))
+    # the same batches with the dense term added: every step with a labelled image costs more
+    assert sum(d > p for d, p in zip(dense, plain)) >= 4
+    with pytest.raises(ValueError, match="cell_labels"):
+        pretrain_vision(backbone, records, steps=1, batch_size=8, lr=1e-3, seed=0, progress=False,
+                        cell_labels=labels[:-1])

@@ -8,8 +8,9 @@ caption tasks, `test_coco_refs.json` in COCO format):
 | Renditions    | ImageNet-R           | qa      | which of 10 shapes, drawn in one of 7 renditions     |
 | FigureQA      | ArxivQA              | qa (MC) | which bar of a bar chart is the tallest / shortest   |
 | ObjectCaption | VizWiz-Caption       | caption | one or two coloured objects on a table               |
-| IconQA        | IconQA               | qa      | count one icon kind (digit) / most frequent kind (MC)|
-| ClevrMath     | CLEVR-Math           | qa      | "Subtract all red cubes. How many objects are left?" |
+| IconQA        | IconQA               | qa      | count icons of one kind (digit) / most frequent (MC) |
+| ClevrMath     | CLEVR-Math           | qa      | "Subtract all red cubes. How many objects are left?",|
+|               |                      |         | "Add 2 blue spheres. How many objects are there?"    |
 | SceneCaption  | Flickr30k (brief)    | caption | an outdoor scene: sky, trees, house, person, water   |
 
 The answer formats are shared the way UCIT shares them (letters for FigureQA and IconQA's
@@ -22,7 +23,8 @@ Layouts are patch-friendly for a ViT trained from scratch (64 px images, 8- or 1
 4x4 layout grid of cells of image_size/4 px (at 64 px one 16-px patch, or 2x2 8-px patches) holds
 the objects. FigureQA's 3-4 bars stand in their own column cells and grow from the bottom edge;
 ClevrMath puts each object in its own cell (70-78% of a cell, jitter at most 8% of a cell); IconQA
-is always a 4x4 grid over the whole canvas, one icon (75% of a cell) per occupied cell; Renditions
+is always a 4x4 grid over the whole canvas, one icon (75% of a cell) per occupied cell: its
+counting images hold one kind of icon (as IconQA's do), its multiple-choice ones three kinds; Renditions
 draws one large object (55-85% of the canvas) near the centre, with strokes of at least
 image_size/16 so that outlines and dots survive the downsampling. The two caption tasks are free
 scenes. Stage 0 uses the same layouts (its multi-shape scenes put shapes in 2x2-cell blocks) and is
@@ -60,8 +62,11 @@ from hide.data.formats import (
     write_train_file,
 )
 
-# Bump when any generated image or text changes, so that stale generated data is regenerated.
-GENERATOR_VERSION = 3
+# Bump when any generated image or text of the six tasks changes, so that stale data is regenerated.
+GENERATOR_VERSION = 4
+# Bump when anything stage 0 draws or asks changes (its scenes share the tasks' drawing code):
+# it is part of the tiny model's cache key, so the base model is rebuilt.
+STAGE0_VERSION = 5
 SUPERSAMPLE = 4
 MARKER = ".complete.json"
 TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]")
@@ -151,7 +156,11 @@ ICON_COLORS = {"star": (235, 180, 0), "heart": (220, 35, 60), "circle": (35, 95,
                "square": (30, 150, 60), "triangle": (245, 120, 15), "moon": (130, 55, 190)}
 ICON_COUNT_Q = _texts("How many {plural} are there?") + SINGLE_WORD
 ICON_MC_Q = _texts("Which icon appears most often?")
-ICON_MAX_COUNT = 5
+ICON_MAX_COUNT = 5  # per kind, in the multiple-choice grids and in stage 0
+# Counting questions show one kind of icon, 1..ICON_COUNT_MAX of it (as IconQA's counting images do).
+ICON_COUNT_MAX = 6
+ICON_MC_KINDS = 3  # kinds in a "most often" grid; the most frequent leads the next by ICON_MC_MARGIN
+ICON_MC_MARGIN = 2
 
 # Task 5: ClevrMath
 CLEVR_SHAPES = _texts(["cube", "sphere", "cylinder"])
@@ -160,6 +169,8 @@ CLEVR_COLORS = ("red", "blue", "green", "yellow", "purple", "gray")
 CLEVR_RGB = {"red": (200, 40, 40), "blue": (40, 80, 210), "green": (35, 150, 55),
              "yellow": (230, 195, 30), "purple": (135, 60, 180), "gray": (88, 88, 92)}
 CLEVR_Q = _texts("Subtract all {what}. How many objects are left?") + SINGLE_WORD
+CLEVR_ADD_Q = _texts("Add {k} {what}. How many objects are there?") + SINGLE_WORD
+CLEVR_MAX_ADD = 3
 _texts(["objects", "{color} {plural}", "{color} objects"])
 CLEVR_MIN_OBJECTS, CLEVR_MAX_OBJECTS = 3, 6
 CLEVR_SIZE = (0.70, 0.78)  # of a cell
@@ -170,7 +181,10 @@ SCENE_Q = _texts("Write a brief caption for the image.")
 TIMES = ("day", "night", "sunset")
 GROUNDS = ("grass", "water")
 TREE_PHRASES = _texts({1: "a tree", 2: "two trees", 3: "three trees"})
-SCENE_WORDS = _texts(["a house", "a person", "a house with {rest}", "a person standing near {trees}",
+HOUSE_COLORS: dict[str, tuple[int, int, int]] = {"red": (200, 75, 60), "white": (240, 240, 240), "yellow": (230, 210, 90),
+                                "blue": (80, 120, 200)}
+_texts(list(HOUSE_COLORS))
+SCENE_WORDS = _texts(["a {color} house", "a person", "a {color} house with {rest}", "a person standing near {trees}",
                       "a person standing", "{a} and {b}", "{a} , {b} and {c}", "there is {s}", "there are {s}"])
 TIME_PHRASES = _texts({
     "day": ("on a sunny day", "during the day", "under a blue sky"),
@@ -524,17 +538,23 @@ def _scene_table(rng, size: int, n_objects: int | None = None) -> tuple[Image.Im
     return _finish(img, size), {"objects": objects}
 
 
-def _icon_counts(rng, n_kinds: int, cells: int, min_count: int, unique_max: bool) -> list[int]:
+def _icon_counts(rng, n_kinds: int, cells: int, min_count: int, unique_max: bool,
+                 max_count: int = ICON_MAX_COUNT, margin: int = 1) -> list[int]:
+    """Counts per kind in min_count..max_count; with `unique_max`, the largest leads the next by
+    at least `margin`."""
     while True:
-        counts = rng.integers(min_count, ICON_MAX_COUNT + 1, n_kinds)
+        counts = rng.integers(min_count, max_count + 1, n_kinds)
         if counts.sum() > cells or counts.sum() == 0:
+            continue
+        if unique_max and n_kinds > 1 and np.diff(np.sort(counts))[-1] < margin:
             continue
         if unique_max and (counts == counts.max()).sum() != 1:
             continue
         return [int(c) for c in counts]
 
 
-def _scene_icons(rng, size: int, n_kinds: int = 4, min_count: int = 1, unique_max: bool = True) -> tuple[Image.Image, dict]:
+def _scene_icons(rng, size: int, n_kinds: int = 4, min_count: int = 1, unique_max: bool = True,
+                 max_count: int = ICON_MAX_COUNT, margin: int = 1) -> tuple[Image.Image, dict]:
     """The 4x4 layout grid over the whole canvas, one icon (75% of a cell, coloured by kind) in
     each occupied cell, faint cell borders along each cell's top and left pixel; kinds are listed
     in canonical order."""
@@ -542,7 +562,7 @@ def _scene_icons(rng, size: int, n_kinds: int = 4, min_count: int = 1, unique_ma
     grid = GRID
     chosen = np.sort(rng.permutation(len(ICON_KINDS))[:n_kinds])
     kinds = [ICON_KINDS[i] for i in chosen]
-    counts = _icon_counts(rng, n_kinds, grid * grid, min_count, unique_max)
+    counts = _icon_counts(rng, n_kinds, grid * grid, min_count, unique_max, max_count, margin)
     cell, px = S / grid, S / size
     for k in range(grid):
         v = round(k * cell)
@@ -697,7 +717,8 @@ def _scene_outdoor(rng, size: int) -> tuple[Image.Image, dict]:
         x += g
         placed.append((item, (x + widths[item] / 2) * S, rng.uniform(*base_range)))
         x += widths[item]
-    wall = _jitter_color(rng, [(225, 200, 150), (200, 75, 60), (240, 240, 240), (230, 210, 90)][rng.integers(4)], 10)
+    house_color = list(HOUSE_COLORS)[rng.integers(len(HOUSE_COLORS))]
+    wall = _jitter_color(rng, HOUSE_COLORS[house_color], 10)
     order = {"house": 0, "tree": 1, "person": 2}
     for item, cx, base in sorted(placed, key=lambda t: order[t[0]]):
         if item == "tree":
@@ -707,6 +728,7 @@ def _scene_outdoor(rng, size: int) -> tuple[Image.Image, dict]:
         else:
             _draw_person(draw, cx, base, S, night)
     meta = {"time": time, "ground": ground, "trees": n_trees, "house": house, "person": person,
+            "house_color": house_color if house else None,
             "layout": [it for it, _, _ in placed]}
     return _finish(img, size), meta
 
@@ -751,14 +773,15 @@ def _sample_object_caption(rng, size):
 
 
 def _sample_iconqa(rng, size):
-    img, meta = _scene_icons(rng, size)
-    kinds, counts = meta["kinds"], meta["counts"]
+    """Half counting (one kind of icon, 1..ICON_COUNT_MAX of it: "How many stars are there?"),
+    half multiple choice ("Which icon appears most often?" over a grid of ICON_MC_KINDS kinds)."""
     if rng.random() < 0.5:
-        absent = [k for k in ICON_KINDS if k not in kinds]
-        # 1 in 6 questions asks about a kind that is not in the grid (answer 0)
-        kind = absent[rng.integers(len(absent))] if rng.random() < 1 / 6 else kinds[rng.integers(len(kinds))]
+        img, meta = _scene_icons(rng, size, n_kinds=1, max_count=ICON_COUNT_MAX)
+        kind = meta["kinds"][0]
         meta["question"] = {"type": "count", "kind": kind}
-        return img, ICON_COUNT_Q.format(plural=ICON_PLURALS[kind]), str(counts.get(kind, 0)), None, meta
+        return img, ICON_COUNT_Q.format(plural=ICON_PLURALS[kind]), str(meta["counts"][kind]), None, meta
+    img, meta = _scene_icons(rng, size, n_kinds=ICON_MC_KINDS, margin=ICON_MC_MARGIN)
+    kinds, counts = meta["kinds"], meta["counts"]
     best = max(kinds, key=lambda k: counts[k])
     meta["question"] = {"type": "most"}
     text = f"{ICON_MC_Q}\n{_options(kinds)}{MC_SUFFIX}"
@@ -770,31 +793,49 @@ def clevr_matches(obj: dict, subtract: dict) -> bool:
     return all(subtract[k] is None or obj[k] == subtract[k] for k in ("color", "shape"))
 
 
+def _clevr_phrase(subject: dict) -> str:
+    if subject["color"] and subject["shape"]:
+        return f"{subject['color']} {CLEVR_PLURALS[subject['shape']]}"
+    if subject["shape"]:
+        return CLEVR_PLURALS[subject["shape"]]
+    return f"{subject['color']} objects"
+
+
 def _sample_clevr(rng, size):
+    """CLEVR-Math's two kinds of question. Subtraction: "Subtract all red cubes. How many objects
+    are left?", where the named set is one object of the scene (picked out by its colour, its
+    shape, or both, whichever is unique in the scene). Addition: "Add 2 blue spheres. How many
+    objects are there?" (1..CLEVR_MAX_ADD objects of any kind)."""
     img, meta = _scene_clevr(rng, size)
     objs = meta["objects"]
-    u = rng.random()  # half by colour only, a quarter by colour and shape, a quarter by shape only
-    kind = "color" if u < 0.5 else "color_shape" if u < 0.75 else "shape"
-    keys = {"color_shape": ("color", "shape"), "shape": ("shape",), "color": ("color",)}[kind]
-    values = {"color": CLEVR_COLORS, "shape": CLEVR_SHAPES}
-    present = {tuple(o[k] for k in keys) for o in objs}
-    combos = [(c, s) for c in CLEVR_COLORS for s in CLEVR_SHAPES] if len(keys) == 2 else [(v,) for v in values[keys[0]]]
-    absent = [c for c in combos if c not in present]
-    if absent and rng.random() < 0.25:
-        choice = absent[rng.integers(len(absent))]
-    else:
-        o = objs[rng.integers(len(objs))]
-        choice = tuple(o[k] for k in keys)
-    subtract = {"color": None, "shape": None, **dict(zip(keys, choice))}
-    if kind == "color_shape":
-        what = f"{subtract['color']} {CLEVR_PLURALS[subtract['shape']]}"
-    elif kind == "shape":
-        what = CLEVR_PLURALS[subtract["shape"]]
-    else:
-        what = f"{subtract['color']} objects"
-    removed = sum(clevr_matches(o, subtract) for o in objs)
-    meta["subtract"] = subtract
-    return img, CLEVR_Q.format(what=what), str(len(objs) - removed), None, meta
+    n = len(objs)
+    if rng.random() < 0.5:
+        k = int(rng.integers(1, CLEVR_MAX_ADD + 1))
+        subject = {"color": None, "shape": None}
+        u = rng.random()
+        if u < 0.5:
+            subject["color"] = CLEVR_COLORS[rng.integers(len(CLEVR_COLORS))]
+        if u >= 0.25:
+            subject["shape"] = CLEVR_SHAPES[rng.integers(len(CLEVR_SHAPES))]
+        what = _clevr_phrase(subject)
+        if k == 1:  # "Add 1 red cube", "Add 1 cube", "Add 1 red object"
+            what = " ".join(what.split()[:-1] + [what.split()[-1][:-1]])
+        meta["add"] = {**subject, "count": k}
+        return img, CLEVR_ADD_Q.format(k=k, what=what), str(n + k), None, meta
+    keys = [("color",), ("shape",), ("color", "shape")]
+    subject = None
+    for i in rng.permutation(n):  # the first object (in random order) that some description singles out
+        target = objs[int(i)]
+        unique = [ks for ks in keys if sum(all(o[x] == target[x] for x in ks) for o in objs) == 1]
+        if unique:
+            chosen = unique[rng.integers(len(unique))]
+            subject = {"color": None, "shape": None, **{x: target[x] for x in chosen}}
+            break
+    if subject is None:  # every object has a twin: subtract one pair
+        subject = {"color": objs[0]["color"], "shape": objs[0]["shape"]}
+    meta["subtract"] = subject
+    removed = sum(clevr_matches(o, subject) for o in objs)
+    return img, CLEVR_Q.format(what=_clevr_phrase(subject)), str(n - removed), None, meta
 
 
 def _join(items: list[str]) -> str:
@@ -809,12 +850,14 @@ def _scene_captions(meta: dict) -> list[str]:
     trees = TREE_PHRASES.get(meta["trees"])
     if meta["house"]:
         rest = [p for p in (trees, "a person" if meta["person"] else None) if p]
-        subj_a = f"a house with {_join(rest)}" if rest else "a house"
+        house = f"a {meta['house_color']} house"
+        subj_a = f"{house} with {_join(rest)}" if rest else house
     elif meta["person"]:
         subj_a = f"a person standing near {trees}" if trees else "a person standing"
     else:
         subj_a = trees
-    items = [p for p in ("a house" if meta["house"] else None, trees, "a person" if meta["person"] else None) if p]
+    house = f"a {meta['house_color']} house" if meta["house"] else None
+    items = [p for p in (house, trees, "a person" if meta["person"] else None) if p]
     subj_b = _join(items)
     verb = "there is" if items[0].startswith("a ") else "there are"
     t, g = TIME_PHRASES[meta["time"]], GROUND_PHRASES[meta["ground"]]
@@ -1087,6 +1130,63 @@ def _s0_clevr(rng, size):
     return img, qa, meta
 
 
+EMPTY_CELL = "empty"
+
+
+def stage0_cell_labels(meta: dict) -> list[str] | None:
+    """What each cell of the 4x4 layout grid holds in a stage-0 scene (row-major, 16 strings), for
+    the vision tower's dense pretraining; None for the free scenes (table tops, outdoor scenes).
+
+    Icons: the icon's kind; CLEVR objects: colour and shape; shape blocks: the class in each of its
+    2x2 cells; a single large shape: its class in every cell (the object covers the canvas); bar
+    charts: how much of a cell its column's bar covers, in quarters ("bar1".."bar4"; "empty")."""
+    cells = [EMPTY_CELL] * (GRID * GRID)
+    layout = meta.get("layout")
+    if meta.get("family") == "icons":
+        for row, col, kind in meta["cells"]:
+            cells[row * GRID + col] = f"icon {kind}"
+    elif meta.get("family") == "clevr":
+        for o in meta["objects"]:
+            row, col = o["cell"]
+            cells[row * GRID + col] = f"{o['color']} {o['shape']}"
+    elif layout == "single":
+        cells = [f"shape {meta['class']}"] * (GRID * GRID)
+    elif layout == "blocks":
+        for shape in meta["shapes"]:
+            row, col = shape["block"]
+            for dr in (0, 1):
+                for dc in (0, 1):
+                    cells[(row + dr) * GRID + col + dc] = f"shape {shape['class']}"
+    elif meta.get("family") == "bars":
+        for col, h in zip(meta["columns"], meta["heights"]):
+            for row in range(GRID):
+                floor = (GRID - 1 - row) / GRID  # the cell's lower edge, as a height from the bottom
+                covered = min(max(h - floor, 0.0), 1 / GRID) * GRID
+                quarters = round(covered * 4)
+                cells[row * GRID + col] = f"bar{quarters}" if quarters else EMPTY_CELL
+    else:
+        return None
+    return cells
+
+
+def stage0_counts(meta: dict) -> dict[str, int] | None:
+    """How many objects of each kind a stage-0 grid scene holds (zeros included), for the vision
+    tower's counting pretraining; None for the other scenes. Icons: per icon kind; CLEVR objects:
+    per colour and per shape; both: the total."""
+    family = meta.get("family")
+    if family == "icons":
+        counts = {f"icons {k}": int(meta["counts"].get(k, 0)) for k in ICON_KINDS}
+        counts["icons total"] = sum(counts.values())
+        return counts
+    if family == "clevr":
+        objects = meta["objects"]
+        counts = {f"clevr {c}": sum(o["color"] == c for o in objects) for c in CLEVR_COLORS}
+        counts.update({f"clevr {s}": sum(o["shape"] == s for o in objects) for s in CLEVR_SHAPES})
+        counts["clevr total"] = len(objects)
+        return counts
+    return None
+
+
 # Each family returns (image, [(key, question, answer, weight), ...], meta); a conversation asks one
 # or two of the questions, drawn without replacement in proportion to their weights.
 _STAGE0_FAMILIES: dict[str, Callable] = {
@@ -1095,7 +1195,9 @@ _STAGE0_FAMILIES: dict[str, Callable] = {
 }
 # Share of each family in stage 0: weighted towards what a ViT trained from scratch learns slowly.
 STAGE0_WEIGHTS = {"shapes": 0.35, "bars": 0.15, "icons": 0.12, "clevr": 0.15, "table": 0.12, "outdoor": 0.11}
-STAGE0_MULTI_TURN = 0.25  # fraction of stage-0 conversations with two turns
+# Questions per stage-0 conversation (fewer where a family has fewer). The system prompt and the
+# image tokens are most of a sequence, so each further question adds supervision for ~12 tokens.
+STAGE0_TURNS = 3
 
 
 def _sample_stage0(rng, size):
@@ -1103,7 +1205,7 @@ def _sample_stage0(rng, size):
     cum = np.cumsum([STAGE0_WEIGHTS[n] for n in names])
     family = names[min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), len(names) - 1)]
     img, qa, meta = _STAGE0_FAMILIES[family](rng, size)
-    k = min(len(qa), 2 if rng.random() < STAGE0_MULTI_TURN else 1)
+    k = min(len(qa), STAGE0_TURNS)
     w = np.array([x[3] for x in qa], dtype=np.float64)
     picked = [qa[int(i)] for i in rng.choice(len(qa), size=k, replace=False, p=w / w.sum())]
     meta = {"family": family, "asked": [x[0] for x in picked], **meta}
@@ -1186,9 +1288,14 @@ class _Progress:
             self.bar.advance(job)
 
 
-def _clear_task(root: Path, name: str) -> None:
-    shutil.rmtree(root / "datasets" / name, ignore_errors=True)
-    shutil.rmtree(root / "instructions" / name, ignore_errors=True)
+def _clear_task(root: Path, name: str, split: str | None = None) -> None:
+    """Remove a task's generated files (only one split's, if `split` is given)."""
+    if split is None:
+        shutil.rmtree(root / "datasets" / name, ignore_errors=True)
+        shutil.rmtree(root / "instructions" / name, ignore_errors=True)
+        return
+    shutil.rmtree(root / "datasets" / name / split, ignore_errors=True)
+    (root / "instructions" / name / f"{split}.json").unlink(missing_ok=True)
 
 
 def _generate_task(root: Path, spec: dict, n_train: int, n_test: int, size: int, seed: int, progress: _Progress) -> None:
@@ -1269,36 +1376,42 @@ def generate_benchmark(root, train_per_task: int = 600, test_per_task: int = 200
 
 
 def generate_stage0(root, num_samples: int = 6000, image_size: int = 64, seed: int = 0,
-                    progress: bool = True) -> Path:
-    """Write the stage-0 instruction-tuning mixture (`datasets/Stage0/train/<n>.png`,
-    `instructions/Stage0/train.json`) under `root`, with the same marker logic as
-    `generate_benchmark` (its own entry in `root/.complete.json`), and return `root`."""
+                    progress: bool = True, split: str = "train") -> Path:
+    """Write the stage-0 instruction-tuning mixture (`datasets/Stage0/<split>/<n>.png`,
+    `instructions/Stage0/<split>.json`) under `root`, with the same marker logic as
+    `generate_benchmark` (its own entry in `root/.complete.json`), and return `root`.
+    `split="test"` draws held-out conversations from their own random streams (for probing
+    what the base model learned)."""
+    if split not in _SPLITS:
+        raise ValueError(f"split must be one of {sorted(_SPLITS)}, got {split!r}")
     _check_count("num_samples", num_samples)
     _check_count("image_size", image_size, 8)
     _check_count("seed", seed, 0)
     root = Path(root).expanduser()
-    params = {"version": GENERATOR_VERSION, "num_samples": num_samples, "image_size": image_size, "seed": int(seed)}
-    if _is_complete(root, "stage0", params):
+    marker = "stage0" if split == "train" else f"stage0-{split}"
+    params = {"version": STAGE0_VERSION, "num_samples": num_samples, "image_size": image_size,
+              "seed": int(seed), "split": split}
+    if _is_complete(root, marker, params):
         return root
     root.mkdir(parents=True, exist_ok=True)
-    _write_marker(root, "stage0", None)
-    _clear_task(root, STAGE0)
-    (root / "datasets" / STAGE0 / "train").mkdir(parents=True, exist_ok=True)
+    _write_marker(root, marker, None)
+    _clear_task(root, STAGE0, split)
+    (root / "datasets" / STAGE0 / split).mkdir(parents=True, exist_ok=True)
     records = []
     with _Progress(progress) as bar:
         job = bar.add(STAGE0, num_samples)
         for i in range(num_samples):
-            img, qa, meta = _sample_stage0(_sample_rng(seed, STAGE0, "train", i), image_size)
-            rel = f"{STAGE0}/train/{i}.png"
+            img, qa, meta = _sample_stage0(_sample_rng(seed, STAGE0, split, i), image_size)
+            rel = f"{STAGE0}/{split}/{i}.png"
             _save_png(img, root / "datasets" / rel)
             conv = []
             for t, (q, a) in enumerate(qa):
                 conv.append({"from": "human", "value": f"{IMAGE_TOKEN}\n{q}" if t == 0 else q})
                 conv.append({"from": "gpt", "value": a})
-            records.append({"id": f"{STAGE0}_train_{i}", "image": rel, "conversations": conv, "meta": meta})
+            records.append({"id": f"{STAGE0}_{split}_{i}", "image": rel, "conversations": conv, "meta": meta})
             bar.advance(job)
-    write_train_file(root / "instructions" / STAGE0 / "train.json", records)
-    _write_marker(root, "stage0", params)
+    write_train_file(root / "instructions" / STAGE0 / f"{split}.json", records)
+    _write_marker(root, marker, params)
     return root
 
 
@@ -1327,15 +1440,16 @@ def _field(record, name: str):
 
 
 _OPTION_LINE = re.compile(r"^[A-Z]\. ", re.M)
-# Size of the answer range of the open-ended numeric questions: IconQA counts 0..5, ClevrMath 0..6.
-ICON_COUNT_RANGE = ICON_MAX_COUNT + 1
-CLEVR_ANSWER_RANGE = CLEVR_MAX_OBJECTS + 1
+# Size of the answer range of the open-ended numeric questions: IconQA counts 1..6; ClevrMath
+# answers 2..9 (3-6 objects, less one or plus 1-3).
+ICON_COUNT_RANGE = ICON_COUNT_MAX
+CLEVR_ANSWER_RANGE = CLEVR_MAX_OBJECTS + CLEVR_MAX_ADD - (CLEVR_MIN_OBJECTS - 1) + 1
 
 
 def chance_level(task_name: str, test_records) -> float | None:
     """Expected exact-match score (0-100) of guessing uniformly among each question's valid
     answers: 1/options for multiple choice, 1/10 for Renditions, 1/(size of the answer range) for
-    counting (IconQA: 0..5) and ClevrMath (0..6). None for the caption tasks. `test_records` are
+    counting (IconQA: 1..6) and ClevrMath (2..9). None for the caption tasks. `test_records` are
     dicts of the test file or loaded `TestRecord`s (only their `text` is used)."""
     if task_name not in TASK_NAMES:
         raise ValueError(f"unknown synthetic task {task_name!r}; the tasks are {TASK_NAMES}")

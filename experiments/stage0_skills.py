@@ -1,0 +1,87 @@
+"""What the base model learned in stage 0: exact match on held-out stage-0 questions, per question kind.
+
+    python experiments/stage0_skills.py [HYDRA OVERRIDES ...] [--samples N] [--out DIR]
+
+Loads (building it on first use) the backbone of the composed config, draws N held-out stage-0
+conversations (their own random streams, never trained on), answers each one's first question
+with batched greedy generation, and writes DIR/stage0_skills.json and .md: accuracy per question
+kind (the "asked" key of the generator), with a majority-answer baseline beside it. Use it to see
+whether a continual task's skill (counting, comparing bars, ...) is in the base model at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+
+from hide.config import compose_config
+from hide.data import synthetic
+from hide.data.collate import Encoder, EvalCollator
+from hide.data.formats import TestRecord, load_train_file
+
+
+@torch.no_grad()
+def answer_all(backbone, records: list[TestRecord], batch_size: int = 64, max_new_tokens: int = 24) -> list[str]:
+    encoder = Encoder(backbone.tokenizer, backbone.image_processor, backbone.image_seq_length)
+    collate = EvalCollator(encoder)
+    tokenizer = backbone.tokenizer
+    backbone.model.eval()
+    answers: list[str] = []
+    for start in range(0, len(records), batch_size):
+        batch = collate([(0, r) for r in records[start:start + batch_size]])
+        out = backbone.model.generate(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+            pixel_values=batch["pixel_values"], max_new_tokens=max_new_tokens, do_sample=False,
+            use_cache=True, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        )
+        texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+        answers += [t.strip() for t in texts]
+    return answers
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--out", default="outputs/stage0_skills")
+    args, overrides = parser.parse_known_args()
+    out = Path(args.out)
+    cfg = compose_config(list(overrides), out)
+    backbone = instantiate(cfg.model)
+    data_dir = Path(cfg.paths.cache_dir) / "stage0-probe"
+    image_size = cfg.model.get("image_size") or backbone.image_processor.crop_size["height"]
+    synthetic.generate_stage0(data_dir, num_samples=args.samples, image_size=image_size,
+                              seed=cfg.model.get("seed", 0), split="test")
+    path = data_dir / "instructions" / synthetic.STAGE0 / "test.json"
+    train_records = load_train_file(path, data_dir / "datasets")
+    kinds = [meta["asked"][0] for meta in (r["meta"] for r in json.loads(path.read_text()))]
+    records = [TestRecord(r.id, r.image, r.turns[0].instruction, r.turns[0].answer) for r in train_records]
+    predictions = answer_all(backbone, records)
+
+    by_kind: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for kind, record, prediction in zip(kinds, records, predictions):
+        by_kind[kind].append((prediction.lower(), record.answer.lower()))
+    rows = []
+    for kind in sorted(by_kind):
+        pairs = by_kind[kind]
+        majority = Counter(a for _, a in pairs).most_common(1)[0][1]
+        rows.append({"kind": kind, "n": len(pairs),
+                     "accuracy": 100.0 * sum(p == a for p, a in pairs) / len(pairs),
+                     "majority": 100.0 * majority / len(pairs),
+                     "examples": [{"predicted": p, "answer": a} for p, a in pairs[:3]]})
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "stage0_skills.json").write_text(json.dumps(rows, indent=2))
+    lines = ["| question kind | n | base model | majority answer |", "|---|---:|---:|---:|"]
+    lines += [f"| {r['kind']} | {r['n']} | {r['accuracy']:.1f} | {r['majority']:.1f} |" for r in rows]
+    (out / "stage0_skills.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
