@@ -465,6 +465,7 @@ def test_stage0_cell_labels_follow_the_layouts():
         elif layout == "blocks":
             for s in m["shapes"]:
                 assert cells.count(f"shape {s['class']}") == 4
+
         else:  # bars: a column's quarters add up to its bar's height, to within a quarter of a cell per cell
             for col in range(4):
                 column = [0 if c == sy.EMPTY_CELL else int(c[3:]) for c in cells[col::4]]
@@ -480,3 +481,23 @@ def test_stage0_bar_cell_labels_exact():
     assert cells[0::4] == ["empty", "empty", "bar4", "bar4"]
     assert cells[1::4] == ["empty", "empty", "empty", "bar2"]
     assert cells[2::4] == cells[3::4] == ["empty"] * 4
+
+
+def test_stage0_counts():
+    seen = set()
+    for i in range(200):
+        _, _, m = sy._sample_stage0(sy._sample_rng(0, "Stage0", "train", i), 32)
+        counts = sy.stage0_counts(m)
+        if m["family"] == "icons":
+            assert counts == {**{f"icons {k}": m["counts"].get(k, 0) for k in sy.ICON_KINDS},
+                              "icons total": len(m["cells"])}
+        elif m["family"] == "clevr":
+            objs = m["objects"]
+            assert counts["clevr total"] == len(objs) == sum(counts[f"clevr {c}"] for c in sy.CLEVR_COLORS)
+            assert sum(counts[f"clevr {s}"] for s in sy.CLEVR_SHAPES) == len(objs)
+            for o in objs:
+                assert counts[f"clevr {o['color']}"] >= 1 and counts[f"clevr {o['shape']}"] >= 1
+        else:
+            assert counts is None
+        seen.add(m["family"])
+    assert {"icons", "clevr"} <= seen

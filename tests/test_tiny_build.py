@@ -24,14 +24,19 @@ def _changed(before, module):
     return [k for k, v in module.state_dict().items() if not torch.equal(before[k], v)]
 
 
-def test_pretraining_phases(tmp_path):
+def _backbone_and_stage0(root, patch_size: int, num_samples: int):
+    """A random-init 32-px backbone and a stage-0 mixture written under `root`."""
     torch.manual_seed(0)
     tokenizer = build_tokenizer()
-    model = build_model(tokenizer, 32, 16, VISION, TEXT)
+    model = build_model(tokenizer, 32, patch_size, VISION, TEXT)
     processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    backbone = Backbone(model, tokenizer, processor, "tiny")
-    synthetic.generate_stage0(tmp_path, num_samples=48, image_size=32, seed=0, progress=False)
-    records = load_train_file(tmp_path / "instructions" / "Stage0" / "train.json", tmp_path / "datasets")
+    synthetic.generate_stage0(root, num_samples=num_samples, image_size=32, seed=0, progress=False)
+    records = load_train_file(root / "instructions" / "Stage0" / "train.json", root / "datasets")
+    return Backbone(model, tokenizer, processor, "tiny"), records
+
+
+def test_pretraining_phases(tmp_path):
+    backbone, records = _backbone_and_stage0(tmp_path, patch_size=16, num_samples=48)
 
     vision, language = _snapshot(backbone.vision_tower), _snapshot(backbone.language_model)
     losses = pretrain_vision(backbone, records, steps=4, batch_size=8, lr=1e-3, seed=0, progress=False)
@@ -55,26 +60,21 @@ def test_patch_cells_follow_the_layout_grid():
 
 
 def test_dense_vision_pretraining(tmp_path):
-    """With per-cell labels (None for free scenes) the dense head trains the vision tower on
-    every patch; a label list that does not match the records is refused."""
-    torch.manual_seed(0)
-    tokenizer = build_tokenizer()
-    model = build_model(tokenizer, 32, 8, VISION, TEXT)
-    processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    backbone = Backbone(model, tokenizer, processor, "tiny")
-    synthetic.generate_stage0(tmp_path, num_samples=24, image_size=32, seed=0, progress=False)
+    """With per-cell labels (None for free scenes) and counts, the extra heads add to every
+    step's loss; a label list that does not match the records is refused."""
+    backbone, records = _backbone_and_stage0(tmp_path, patch_size=8, num_samples=24)
     path = tmp_path / "instructions" / "Stage0" / "train.json"
-    records = load_train_file(path, tmp_path / "datasets")
     labels = [synthetic.stage0_cell_labels(r["meta"]) for r in json.loads(path.read_text())]
     assert any(c is None for c in labels) and any(c is not None for c in labels)
 
     vision = _snapshot(backbone.vision_tower)
     plain = pretrain_vision(backbone, records, steps=6, batch_size=8, lr=1e-3, seed=0, progress=False)
     backbone.vision_tower.load_state_dict(vision)
+    counts = [synthetic.stage0_counts(r["meta"]) for r in json.loads(path.read_text())]
     dense = pretrain_vision(backbone, records, steps=6, batch_size=8, lr=1e-3, seed=0, progress=False,
-                            cell_labels=labels, dense_weight=1.0)
+                            cell_labels=labels, dense_weight=1.0, counts=counts)
     assert all(torch.isfinite(torch.tensor(dense)))
-    # the same batches with the dense term added: every step with a labelled image costs more
+    # the same batches with the dense and count terms added: each step costs more
     assert sum(d > p for d, p in zip(dense, plain)) >= 4
     with pytest.raises(ValueError, match="cell_labels"):
         pretrain_vision(backbone, records, steps=1, batch_size=8, lr=1e-3, seed=0, progress=False,
