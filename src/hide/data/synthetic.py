@@ -28,8 +28,10 @@ counting images hold one kind of icon (as IconQA's do), its multiple-choice ones
 draws one large object (55-85% of the canvas) near the centre, with strokes of at least
 image_size/16 so that outlines and dots survive the downsampling. The two caption tasks are free
 scenes. Stage 0 uses the same layouts (its multi-shape scenes put shapes in 2x2-cell blocks) and is
-weighted towards what the vision tower learns slowly: single shapes ("What shape is this?" is its
-most frequent instruction), bar heights and counts.
+weighted towards what the vision tower learns slowly: single shapes ("What shape is this?" is
+asked of nearly every one), bar heights and counts. A stage-0 conversation asks up to
+STAGE0_TURNS questions about its image; `stage0_cell_labels` and `stage0_counts` give the vision
+tower's dense pretraining what each layout cell holds and how many objects of each kind there are.
 
 Images are drawn at 4x resolution with PIL and downsampled with LANCZOS. Everything is a function
 of the seed: every sample has its own random stream, derived from (seed, task, split, index), so
