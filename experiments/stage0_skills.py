@@ -13,35 +13,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-import torch
 from hydra.utils import instantiate
 
 from hide.config import compose_config
 from hide.data import synthetic
 from hide.data.collate import Encoder, EvalCollator
 from hide.data.formats import TestRecord, load_train_file
+from hide.module import greedy_answers
 
 
-@torch.no_grad()
 def answer_all(backbone, records: list[TestRecord], batch_size: int = 64, max_new_tokens: int = 24) -> list[str]:
-    encoder = Encoder(backbone.tokenizer, backbone.image_processor, backbone.image_seq_length)
-    collate = EvalCollator(encoder)
-    tokenizer = backbone.tokenizer
+    """Greedy answers to every record, in batches, as the task loop's evaluation makes them."""
+    collate = EvalCollator(Encoder(backbone.tokenizer, backbone.image_processor, backbone.image_seq_length))
     backbone.model.eval()
     answers: list[str] = []
     for start in range(0, len(records), batch_size):
         batch = collate([(0, r) for r in records[start:start + batch_size]])
-        out = backbone.model.generate(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-            pixel_values=batch["pixel_values"], max_new_tokens=max_new_tokens, do_sample=False,
-            use_cache=True, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-        )
-        texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-        answers += [t.strip() for t in texts]
+        answers += greedy_answers(backbone.model, backbone.tokenizer, batch, max_new_tokens)
     return answers
 
 
@@ -80,7 +71,6 @@ def main() -> None:
     lines += [f"| {r['kind']} | {r['n']} | {r['accuracy']:.1f} | {r['majority']:.1f} |" for r in rows]
     (out / "stage0_skills.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    sys.exit(0)
 
 
 if __name__ == "__main__":

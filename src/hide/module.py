@@ -25,6 +25,23 @@ def cosine_with_warmup(total_steps: int, warmup_ratio: float):
     return factor
 
 
+@torch.no_grad()
+def greedy_answers(model, tokenizer, batch: dict, max_new_tokens: int) -> list[str]:
+    """Greedy answers (KV cache) for a left-padded batch of `EvalCollator`, decoded and stripped."""
+    output = model.generate(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        pixel_values=batch["pixel_values"].to(model.dtype),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        use_cache=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    answers = output[:, batch["input_ids"].shape[1]:]
+    return [text.strip() for text in tokenizer.batch_decode(answers, skip_special_tokens=True)]
+
+
 class ContinualModule(pl.LightningModule):
     """One backbone + one method, trained task after task by fresh `Trainer.fit` calls.
 
@@ -91,22 +108,9 @@ class ContinualModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # -- evaluation -------------------------------------------------------------------------
-    @torch.no_grad()
     def generate(self, batch: dict) -> list[str]:
         """Greedy answers for a left-padded batch, decoded and stripped."""
-        tokenizer = self.backbone.tokenizer
-        output = self.model.generate(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            pixel_values=batch["pixel_values"].to(self.model.dtype),
-            max_new_tokens=self.max_new_tokens,
-            do_sample=False,
-            use_cache=True,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-        answers = output[:, batch["input_ids"].shape[1]:]
-        return [text.strip() for text in tokenizer.batch_decode(answers, skip_special_tokens=True)]
+        return greedy_answers(self.model, self.backbone.tokenizer, batch, self.max_new_tokens)
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> list[tuple[int, str, str]]:
         texts = self.generate(batch)

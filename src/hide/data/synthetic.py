@@ -795,12 +795,11 @@ def clevr_matches(obj: dict, subtract: dict) -> bool:
     return all(subtract[k] is None or obj[k] == subtract[k] for k in ("color", "shape"))
 
 
-def _clevr_phrase(subject: dict) -> str:
-    if subject["color"] and subject["shape"]:
-        return f"{subject['color']} {CLEVR_PLURALS[subject['shape']]}"
-    if subject["shape"]:
-        return CLEVR_PLURALS[subject["shape"]]
-    return f"{subject['color']} objects"
+def _clevr_phrase(subject: dict, count: int = 2) -> str:
+    """"red cubes", "cubes", "red objects" (singular for a count of 1: "red cube")."""
+    noun = subject["shape"] or "object"
+    noun = noun if count == 1 else CLEVR_PLURALS.get(noun, noun + "s")
+    return f"{subject['color']} {noun}" if subject["color"] else noun
 
 
 def _sample_clevr(rng, size):
@@ -819,11 +818,8 @@ def _sample_clevr(rng, size):
             subject["color"] = CLEVR_COLORS[rng.integers(len(CLEVR_COLORS))]
         if u >= 0.25:
             subject["shape"] = CLEVR_SHAPES[rng.integers(len(CLEVR_SHAPES))]
-        what = _clevr_phrase(subject)
-        if k == 1:  # "Add 1 red cube", "Add 1 cube", "Add 1 red object"
-            what = " ".join(what.split()[:-1] + [what.split()[-1][:-1]])
         meta["add"] = {**subject, "count": k}
-        return img, CLEVR_ADD_Q.format(k=k, what=what), str(n + k), None, meta
+        return img, CLEVR_ADD_Q.format(k=k, what=_clevr_phrase(subject, k)), str(n + k), None, meta
     keys = [("color",), ("shape",), ("color", "shape")]
     subject = None
     for i in rng.permutation(n):  # the first object (in random order) that some description singles out
