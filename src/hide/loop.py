@@ -119,6 +119,7 @@ def run_continual(cfg: DictConfig, out_dir: str | Path) -> dict:
         "benchmark": type(benchmark).__name__,
         "seed": int(cfg.seed),
         "params_trainable": method.trainable_parameters(backbone.model),
+        "params_stored": method.stored_parameters(backbone.model, num_tasks),
         "eval_schedule": cfg.eval.schedule,
     })
     schedule = cfg.eval.schedule
@@ -133,6 +134,9 @@ def run_continual(cfg: DictConfig, out_dir: str | Path) -> dict:
         with timer("scoring"):
             for t, preds in predictions.items():
                 results.record(stage, t, score_task(tasks[t], preds))
+        for key, value in method.eval_facts(names).items():
+            results.extra[key] = value  # the latest stage's; every stage's under <key>_by_stage
+            results.extra.setdefault(f"{key}_by_stage", {})[str(stage)] = value
         write_json_atomic(predictions_dir / f"stage{stage}.json",
                           {names[t]: p for t, p in predictions.items()})
         results.extra["timing"] = {**timer.seconds, "total": time.perf_counter() - start}

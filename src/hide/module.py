@@ -113,5 +113,6 @@ class ContinualModule(pl.LightningModule):
         return greedy_answers(self.model, self.backbone.tokenizer, batch, self.max_new_tokens)
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> list[tuple[int, str, str]]:
+        self.method.before_generate(self, batch)
         texts = self.generate(batch)
         return list(zip(batch["task"].tolist(), batch["ids"], texts))

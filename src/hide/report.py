@@ -105,11 +105,11 @@ class ContinualResults:
         table = Table(title="continual-learning metrics")
         for name in METRIC_NAMES:
             table.add_column(name, justify="right")
-        for key in ("params_trainable", "wall_seconds"):
+        for key in ("params_trainable", "params_stored", "wall_seconds"):
             if key in self.extra:
                 table.add_column(key, justify="right")
         row = ["absent" if metrics[k] is None else f"{metrics[k]:.2f}" for k in METRIC_NAMES]
-        for key in ("params_trainable", "wall_seconds"):
+        for key in ("params_trainable", "params_stored", "wall_seconds"):
             if key in self.extra:
                 value = self.extra[key]
                 row.append(f"{value:,}" if isinstance(value, int) else f"{value:.0f}")

@@ -105,6 +105,8 @@ class TrainCollator:
             "pixel_values": self.encoder.pixel_values([record.image for _, record in items]),
             "task": torch.tensor([task for task, _ in items], dtype=torch.long),
             "ids": [record.id for _, record in items],
+            # the first instruction alone (no system prompt, no answer): HiDe's text feature
+            "instructions": [record.turns[0].instruction for _, record in items],
         }
 
 
@@ -129,4 +131,5 @@ class EvalCollator:
             "pixel_values": self.encoder.pixel_values([record.image for _, record in items]),
             "task": torch.tensor([task for task, _ in items], dtype=torch.long),
             "ids": [record.question_id for _, record in items],
+            "instructions": [record.text for _, record in items],
         }

@@ -76,6 +76,18 @@ class ContinualMethod:
     def on_eval_start(self, module, trained_tasks: list[int]) -> None:
         """Before generating answers (e.g. set up routing or fused weights)."""
 
+    def before_generate(self, module, batch: dict) -> None:
+        """Before each evaluation batch is answered (e.g. per-sample routing weights)."""
+
+    def eval_facts(self, task_names: list[str]) -> dict:
+        """Facts about the evaluation just finished, recorded in metrics.json (e.g. routing accuracy)."""
+        return {}
+
     # -- reporting --------------------------------------------------------------------------
     def trainable_parameters(self, model: nn.Module) -> int:
+        """Parameters trained on one task."""
         return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    def stored_parameters(self, model: nn.Module, num_tasks: int) -> int:
+        """Parameters kept beside the frozen base model after `num_tasks` tasks (adapters and projector)."""
+        return self.trainable_parameters(model)

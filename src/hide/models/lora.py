@@ -4,14 +4,21 @@
 (HiDe, O-LoRA) and methods with one adapter (sequential LoRA) share one layer class:
 
     y = W x + s * B_k A_k dropout(x),   s = alpha / rank,   k = the active slot.
+
+`MultiExpertLoRALinear` adds HiDe's two inference modes over the trained experts:
+
+    routed (task-specific layers):  y = W x + s * sum_t w_t B_t A_t x   (w: one row per sample)
+    fused (task-general layers):    y = W x + s * B_f A_f x             (`fuse_experts`)
 """
 
 from __future__ import annotations
 
 import math
 import re
+from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 LLAMA_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -43,6 +50,7 @@ class LoRALinear(nn.Module):
         for slot in range(num_slots):
             self.reset_slot(slot)
         self.active_slot = 0
+        self.disabled = False  # see `adapters_disabled`
 
     @property
     def num_slots(self) -> int:
@@ -61,7 +69,121 @@ class LoRALinear(nn.Module):
         return self.scale * (self.dropout(x) @ self.lora_A[slot].T @ self.lora_B[slot].T)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.disabled:
+            return self.base(x)
         return self.base(x) + self.delta(x, self.active_slot)
+
+
+FUSION_RULES = ("sum_ab", "sum_ba", "mean")
+
+
+def fuse_experts(A: list[torch.Tensor], B: list[torch.Tensor], rule: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One low-rank pair (A_f, B_f) whose product B_f A_f is the fused update of experts 1..T:
+
+        sum_ab: (sum_i B_i)(sum_j A_j)        HiDe's published rule, cross terms B_i A_j included
+        sum_ba: sum_i B_i A_i                 no cross terms (A_f, B_f concatenate the experts: rank T*r)
+        mean:   (sum_i B_i / T)(sum_j A_j / T)
+
+    Kept low-rank rather than as a d_out x d_in matrix so that a 7B model's fused layers cost
+    no more memory than its adapters."""
+    if rule not in FUSION_RULES:
+        raise ValueError(f"fusion rule {rule!r}; choose one of {FUSION_RULES}")
+    if not A:
+        raise ValueError("fuse_experts needs at least one expert")
+    if rule == "sum_ba":
+        return torch.cat(list(A), dim=0), torch.cat(list(B), dim=1)
+    A_sum, B_sum = torch.stack(list(A)).sum(0), torch.stack(list(B)).sum(0)
+    if rule == "mean":
+        return A_sum / len(A), B_sum / len(B)
+    return A_sum, B_sum
+
+
+class MultiExpertLoRALinear(LoRALinear):
+    """A `LoRALinear` with one expert per task and three modes:
+
+    - `use_single(slot)`: training (and the default): only that expert, `LoRALinear.forward`;
+    - `use_routed(slots)` + `set_routing_weights(w)`: per-sample mixture of the trained experts,
+      w of shape (batch, len(slots)), rows summing to 1. Experts whose column is all zero are
+      skipped, so a one-hot row gives exactly the single expert's output;
+    - `use_fused(slots, rule, fold)`: the trained experts fused by `fuse_experts`; with `fold`
+      the update is added into a copy of W once, so a forward costs one matmul.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mode = "single"
+        self.slots: list[int] = []
+        self.routing_weights: torch.Tensor | None = None
+        self._fused: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._folded_weight: torch.Tensor | None = None
+
+    def use_single(self, slot: int) -> None:
+        self.mode, self.active_slot = "single", slot
+        self.slots, self.routing_weights = [slot], None
+        self._fused = self._folded_weight = None
+
+    def use_routed(self, slots: list[int]) -> None:
+        self.mode, self.slots, self.routing_weights = "routed", list(slots), None
+        self._fused = self._folded_weight = None
+
+    def set_routing_weights(self, weights: torch.Tensor | None) -> None:
+        if weights is not None and weights.shape[-1] != len(self.slots):
+            raise ValueError(f"routing weights have {weights.shape[-1]} columns for {len(self.slots)} experts")
+        self.routing_weights = weights
+
+    @torch.no_grad()
+    def use_fused(self, slots: list[int], rule: str = "sum_ab", fold: bool = False) -> None:
+        self.mode, self.slots, self.routing_weights = "fused", list(slots), None
+        self._fused = self._folded_weight = None
+        if not slots:
+            return
+        A_f, B_f = fuse_experts([self.lora_A[i].detach() for i in slots],
+                                [self.lora_B[i].detach() for i in slots], rule)
+        if fold:
+            self._folded_weight = self.base.weight + self.scale * (B_f @ A_f)
+        else:
+            self._fused = (A_f, B_f)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "single" or self.disabled:
+            return super().forward(x)
+        if self.mode == "fused":
+            if self._folded_weight is not None:
+                return F.linear(x, self._folded_weight, self.base.bias)
+            out = self.base(x)
+            if self._fused is not None:
+                A_f, B_f = self._fused
+                out = out + self.scale * (x @ A_f.T @ B_f.T)
+            return out
+        out = self.base(x)
+        if not self.slots:
+            return out
+        weights = self.routing_weights
+        if weights is None:
+            raise RuntimeError("routed mode needs set_routing_weights(w) before the forward")
+        if weights.shape[0] != x.shape[0]:
+            raise ValueError(f"routing weights for {weights.shape[0]} samples, input batch of {x.shape[0]}")
+        per_sample = weights.to(x.dtype).view(weights.shape[0], *([1] * (x.dim() - 1)), weights.shape[1])
+        for column, slot in enumerate(self.slots):
+            if not torch.any(weights[:, column]):
+                continue
+            out = out + per_sample[..., column] * self.delta(x, slot)
+        return out
+
+
+@contextmanager
+def adapters_disabled(model: nn.Module):
+    """Within the block every `LoRALinear` of `model` is its frozen base layer (e.g. to encode
+    with the base language model while its adapters hold trained experts)."""
+    layers = [m for m in model.modules() if isinstance(m, LoRALinear)]
+    previous = [m.disabled for m in layers]
+    for layer in layers:
+        layer.disabled = True
+    try:
+        yield
+    finally:
+        for layer, state in zip(layers, previous):
+            layer.disabled = state
 
 
 def inject_lora(language_model: nn.Module, make_layer, targets=LLAMA_LINEARS,

@@ -1,0 +1,191 @@
+"""HiDe's routing: per-task anchors (exact feature means), the encoders that give the features, and
+the per-sample routing weights.
+
+    sim_t = w_img cos(f_img, a_img_t) + w_txt cos(f_txt, a_txt_t)     over the trained tasks t
+    w     = softmax(sim / temperature)                                  (optionally top-k)
+
+Anchors are kept as fp32 sums and int64 counts, never as running means in the model's dtype (the
+published code's bf16 count stops growing at a few thousand samples), and are summed across
+data-parallel ranks, so that each anchor is the exact mean over its task's whole training set.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from hide.models.lora import adapters_disabled
+
+
+class AnchorBank(nn.Module):
+    """Per-task sums of image and text features and their counts, as buffers: they are part of
+    the state_dict (saved and restored with checkpoints) and follow the model across devices, but
+    keep their dtype when the model is cast (`.to(torch.bfloat16)`, Lightning's "bf16-true")."""
+
+    def __init__(self, num_tasks: int, image_dim: int, text_dim: int):
+        super().__init__()
+        self.register_buffer("image_sum", torch.zeros(num_tasks, image_dim, dtype=torch.float32))
+        self.register_buffer("text_sum", torch.zeros(num_tasks, text_dim, dtype=torch.float32))
+        self.register_buffer("count", torch.zeros(num_tasks, dtype=torch.int64))
+
+    def _apply(self, fn, recurse=True):
+        # Move with the model, but never change dtype: exact sums need fp32 and the count int64.
+        for name, buffer in self._buffers.items():
+            moved = fn(buffer)
+            self._buffers[name] = moved if moved.dtype == buffer.dtype else buffer.to(device=moved.device)
+        return self
+
+    @torch.no_grad()
+    def add(self, task: int, image_features: torch.Tensor, text_features: torch.Tensor) -> None:
+        """Add a batch of features (one row per sample) to task's sums."""
+        self.add_sums(task, image_features.float().sum(0), text_features.float().sum(0), image_features.shape[0])
+
+    @torch.no_grad()
+    def add_sums(self, task: int, image_sum: torch.Tensor, text_sum: torch.Tensor, count: int) -> None:
+        self.image_sum[task] += image_sum.to(self.image_sum)
+        self.text_sum[task] += text_sum.to(self.text_sum)
+        self.count[task] += int(count)
+
+    def means(self, tasks: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(len(tasks), image_dim) and (len(tasks), text_dim) fp32 anchors."""
+        empty = [t for t in tasks if int(self.count[t]) == 0]
+        if empty:
+            raise RuntimeError(f"No anchors for task(s) {empty}: their training sets were never encoded "
+                               f"(HiDe computes anchors in on_task_end)")
+        counts = self.count[tasks].to(torch.float64).unsqueeze(1)
+        return ((self.image_sum[tasks].double() / counts).float(), (self.text_sum[tasks].double() / counts).float())
+
+    def similarity(self, image_features: torch.Tensor, text_features: torch.Tensor, tasks: list[int],
+                   image_weight: float = 0.5, text_weight: float = 0.5) -> torch.Tensor:
+        """(batch, len(tasks)): weighted cosine similarities of each sample to each task's anchors."""
+        image_anchor, text_anchor = self.means(tasks)
+        image_cos = F.normalize(image_features.float(), dim=-1) @ F.normalize(image_anchor, dim=-1).T
+        text_cos = F.normalize(text_features.float(), dim=-1) @ F.normalize(text_anchor, dim=-1).T
+        return image_weight * image_cos + text_weight * text_cos
+
+
+def routing_weights(similarity: torch.Tensor, temperature: float = 0.1, top_k: int | None = None) -> torch.Tensor:
+    """softmax(similarity / temperature) per row; with `top_k`, only the k most similar tasks keep
+    weight (a softmax over those k) and the others get exactly 0."""
+    logits = similarity / temperature
+    if top_k is not None and top_k < similarity.shape[-1]:
+        kept = logits.topk(top_k, dim=-1).indices
+        mask = torch.full_like(logits, float("-inf")).scatter(-1, kept, 0.0)
+        logits = logits + mask
+    return torch.softmax(logits, dim=-1)
+
+
+def data_parallel_shard() -> tuple[int, int]:
+    """(rank, world size) of the running data-parallel group, (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+@torch.no_grad()
+def encode_task_anchors(bank: AnchorBank, task: int, batches, encoder) -> int:
+    """Add task's anchors to `bank` from every batch of its training loader: each data-parallel rank
+    encodes every world-th batch, and the sums and counts are all-reduced, so every rank ends with
+    the same exact means. Returns the number of samples encoded (all ranks)."""
+    rank, world = data_parallel_shard()
+    device = bank.image_sum.device
+    image_sum = torch.zeros_like(bank.image_sum[task])
+    text_sum = torch.zeros_like(bank.text_sum[task])
+    count = torch.zeros((), dtype=torch.int64, device=device)
+    for index, batch in enumerate(batches):
+        if index % world != rank:
+            continue
+        image, text = encoder.encode(batch)
+        image_sum += image.float().sum(0).to(device)
+        text_sum += text.float().sum(0).to(device)
+        count += image.shape[0]
+    if world > 1:
+        for tensor in (image_sum, text_sum, count):
+            dist.all_reduce(tensor)
+    bank.add_sums(task, image_sum, text_sum, int(count))
+    return int(count)
+
+
+class OwnTowersEncoder:
+    """Anchor features from the backbone's own frozen towers, for the tiny offline model; nothing
+    is downloaded. The projector (trained on every task) and the adapters are left out, so that
+    a task's anchors mean the same thing after later tasks are learned.
+
+    - image: the mean of the vision tower's patch features after `image_layer` layers (its
+      hidden_states index; -1: the last; None: the middle one, ceil(layers / 2)). The tiny ViT's last layer is pretrained on per-patch
+      labels and counts, and its mean routes IconQA to 92%; after 2 layers it routes every task
+      to 100% (measured on held-out training samples and on the test sets; README, "HiDe").
+    - text: the base language model's (adapters off) final hidden state of the instruction's
+      last token, on the instruction alone: the analogue of CLIP's pooled text output. The mean
+      of input embeddings routes IconQA's count questions to ClevrMath (41%).
+    """
+
+    def __init__(self, backbone, image_layer: int | None = None):
+        self.vision_tower = backbone.vision_tower
+        self.language_model = backbone.language_model
+        self.tokenizer = backbone.tokenizer
+        layers = backbone.vision_tower.config.num_hidden_layers
+        self.image_layer = image_layer = math.ceil(layers / 2) if image_layer is None else image_layer
+        if not -layers - 1 <= image_layer <= layers:
+            raise ValueError(f"image_layer={image_layer}: the vision tower has hidden states 0..{layers}")
+        self.image_dim = backbone.vision_tower.config.hidden_size
+        self.text_dim = backbone.language_model.config.hidden_size
+
+    @torch.no_grad()
+    def encode(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = batch["pixel_values"].to(self.vision_tower.dtype)
+        hidden = self.vision_tower(pixel_values=pixels, output_hidden_states=True).hidden_states
+        image = hidden[self.image_layer][:, 1:].float().mean(1)  # patch tokens, CLS dropped
+        # left padding: the last column is every row's last token
+        tokens = self.tokenizer(list(batch["instructions"]), add_special_tokens=False, padding=True,
+                                padding_side="left", return_tensors="pt").to(pixels.device)
+        mask = tokens["attention_mask"]
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
+        with adapters_disabled(self.language_model):
+            out = self.language_model(input_ids=tokens["input_ids"], attention_mask=mask, position_ids=positions)
+        return image, out.last_hidden_state[:, -1].float()
+
+
+class ClipAnchorEncoder:
+    """Anchor features from a separate CLIP model, as HiDe uses for LLaVA-1.5-7B: the projected
+    image embedding (ViT-L/14-336: 768-d) and the text encoder's pooled output of the instruction
+    only (77 tokens at most). `path` is a hub id or a local directory (CLIPModel + tokenizer)."""
+
+    def __init__(self, backbone, path: str = "openai/clip-vit-large-patch14-336", dtype: str = "float32"):
+        from transformers import AutoTokenizer, CLIPModel
+
+        from hide.models.backbone import DTYPES
+
+        local = Path(path).expanduser()
+        source = str(local) if local.exists() else path
+        try:
+            self.model = CLIPModel.from_pretrained(source, dtype=DTYPES[dtype]).eval().requires_grad_(False)
+            self.tokenizer = AutoTokenizer.from_pretrained(source)
+        except OSError as err:
+            raise OSError(f"Could not load the CLIP anchor encoder from {path!r}: {err}. Give a local "
+                          f"directory (method.anchor_encoder.path) on a machine without the hub.") from err
+        self.image_size = self.model.config.vision_config.image_size
+        self.image_dim = self.model.config.projection_dim
+        self.text_dim = self.model.config.text_config.hidden_size
+        self.max_length = min(77, self.model.config.text_config.max_position_embeddings)
+
+    @torch.no_grad()
+    def encode(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = batch["pixel_values"]
+        if pixels.shape[-1] != self.image_size:
+            raise ValueError(f"The backbone's images are {pixels.shape[-1]} px but the CLIP anchor encoder "
+                             f"expects {self.image_size} px; use a CLIP of the backbone's resolution")
+        self.model.to(pixels.device)
+        image = self.model.get_image_features(pixel_values=pixels.to(self.model.dtype))
+        if not isinstance(image, torch.Tensor):  # newer transformers return an output object
+            image = image.pooler_output
+        tokens = self.tokenizer(list(batch["instructions"]), padding=True, truncation=True,
+                                max_length=self.max_length, return_tensors="pt").to(pixels.device)
+        text = self.model.text_model(input_ids=tokens["input_ids"],
+                                     attention_mask=tokens["attention_mask"]).pooler_output
+        return image.float(), text.float()

@@ -1,0 +1,204 @@
+"""HiDe (HiDe-LLaVA, Guo et al., ACL 2025): hierarchical decoupling of task-specific and
+task-general knowledge. Spec: shared/spec/hide-method.md.
+
+Training task t: every language-model linear holds one LoRA expert per task and uses only
+expert t (earlier experts are frozen and stay bit-for-bit unchanged); the projector trains on
+every task. After training, the task's anchors are stored: exact means of an image feature and an
+instruction-text feature over its whole training set.
+
+Inference after tasks 1..T:
+- task-specific layers (default: the top decoder layer) mix the experts per sample with
+  w = softmax(sim / temperature), sim_t = w_img cos(f_img, a_img_t) + w_txt cos(f_txt, a_txt_t);
+- every other layer (task-general) fuses the experts into one (`fuse_experts`: sum_ab, sum_ba, mean).
+
+Where the published code is wrong we follow the spec: dropout off at evaluation, routing per
+sample (not per batch), only trained tasks in the softmax, fp32/int64 anchor sums, and the
+task-specific layers are a setting.
+
+Ablations are config swaps: `method.task_specific_layers=all` (expand every layer, no fusion),
+`method.task_specific_layers=[]` (fuse every layer, no expansion), `method.fusion=sum_ba|mean`,
+`method.routing=oracle` (the true task picks the expert: routing error vs expert quality).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+from torch import nn
+
+from hide.methods.anchors import AnchorBank, OwnTowersEncoder, encode_task_anchors, routing_weights
+from hide.methods.base import ContinualMethod
+from hide.models.backbone import Backbone
+from hide.models.lora import FUSION_RULES, LLAMA_LINEARS, MultiExpertLoRALinear, inject_lora
+
+ROUTINGS = ("anchors", "oracle")
+
+
+def resolve_layers(spec, num_layers: int) -> list[int]:
+    """`task_specific_layers` -> sorted layer indices: "all", a list of indices (negative counts
+    from the top, so [-1] is the last layer), or [] (none)."""
+    if isinstance(spec, str):
+        if spec == "all":
+            return list(range(num_layers))
+        if spec == "auto":
+            raise ValueError("method.task_specific_layers=auto needs the CKA analysis (experiments/cka.py); "
+                             "give layer indices, e.g. [-1], or 'all'")
+        raise ValueError(f"method.task_specific_layers={spec!r}; give 'all' or a list of layer indices")
+    if isinstance(spec, int):
+        spec = [spec]
+    layers = set()
+    for index in spec:
+        if not -num_layers <= int(index) < num_layers:
+            raise ValueError(f"task-specific layer {index} is outside the model's {num_layers} decoder layers")
+        layers.add(int(index) % num_layers)
+    return sorted(layers)
+
+
+class HiDe(ContinualMethod):
+    """Args (besides the LoRA ones of `ContinualMethod`; the scale is s = alpha / rank):
+        task_specific_layers: decoder layers whose experts are routed ([-1]: the top one; "all"; []).
+        fusion: how the other layers fuse their experts: sum_ab (published), sum_ba, mean.
+        fold_fused: add the fused update into a copy of W at evaluation (one matmul per forward).
+        routing: "anchors" (the method) or "oracle" (the sample's true task, a reference bound).
+        temperature, image_weight, text_weight, top_k: the routing softmax (top_k None: dense).
+        anchor_encoder: a callable backbone -> encoder with `encode(batch)`, `image_dim`,
+            `text_dim` (Hydra: a `_partial_` config); default `OwnTowersEncoder`.
+    """
+
+    name = "hide"
+
+    def __init__(self, rank: int = 8, alpha: float = 16.0, dropout: float = 0.05, init_std: float | None = 0.01,
+                 targets: tuple[str, ...] = LLAMA_LINEARS, train_projector: bool = True,
+                 task_specific_layers=(-1,), fusion: str = "sum_ab", fold_fused: bool = True,
+                 routing: str = "anchors", temperature: float = 0.1, image_weight: float = 0.5,
+                 text_weight: float = 0.5, top_k: int | None = None, anchor_encoder=None):
+        super().__init__(rank, alpha, dropout, init_std, targets, train_projector)
+        if fusion not in FUSION_RULES:
+            raise ValueError(f"method.fusion={fusion!r}; choose one of {FUSION_RULES}")
+        if routing not in ROUTINGS:
+            raise ValueError(f"method.routing={routing!r}; choose one of {ROUTINGS}")
+        if temperature <= 0:
+            raise ValueError(f"method.temperature must be > 0, got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"method.top_k must be >= 1 or null, got {top_k}")
+        self.task_specific_layers = task_specific_layers
+        self.fusion = fusion
+        self.fold_fused = fold_fused
+        self.routing = routing
+        self.temperature = temperature
+        self.image_weight = image_weight
+        self.text_weight = text_weight
+        self.top_k = top_k
+        self.make_anchor_encoder = anchor_encoder or OwnTowersEncoder
+        self.routed: dict[str, MultiExpertLoRALinear] = {}
+        self.fused: dict[str, MultiExpertLoRALinear] = {}
+        self.trained: list[int] = []
+        self.routing_counts: dict[int, list[int]] = {}
+        self.routing_confusion: dict[int, dict[int, int]] = {}
+
+    # -- set-up -----------------------------------------------------------------------------
+    def num_slots(self, num_tasks: int) -> int:
+        return num_tasks
+
+    def attach(self, backbone: Backbone, num_tasks: int) -> None:
+        backbone.model.requires_grad_(False)
+        num_layers = backbone.language_model.config.num_hidden_layers
+        self.layers = resolve_layers(self.task_specific_layers, num_layers)
+        self.adapters = inject_lora(
+            backbone.language_model,
+            lambda linear, _: MultiExpertLoRALinear(linear, self.rank, self.alpha, num_tasks, self.dropout,
+                                                    self.init_std),
+            targets=self.targets,
+        )
+        layer_of = {name: int(name.split("layers.")[1].split(".")[0]) for name in self.adapters}
+        self.routed = {n: a for n, a in self.adapters.items() if layer_of[n] in self.layers}
+        self.fused = {n: a for n, a in self.adapters.items() if layer_of[n] not in self.layers}
+        backbone.projector.requires_grad_(self.train_projector)
+        self.encoder = self.make_anchor_encoder(backbone)
+        # A submodule of the model, so the anchors are in every checkpoint's state_dict.
+        backbone.model.hide_anchors = AnchorBank(num_tasks, self.encoder.image_dim, self.encoder.text_dim).to(
+            backbone.model.device)
+        self.anchors = backbone.model.hide_anchors
+
+    # -- training ---------------------------------------------------------------------------
+    def on_task_start(self, module, task_index: int) -> None:
+        for adapter in self.adapters.values():
+            adapter.use_single(task_index)
+            for slot in range(adapter.num_slots):
+                adapter.lora_A[slot].requires_grad_(slot == task_index)
+                adapter.lora_B[slot].requires_grad_(slot == task_index)
+
+    def on_task_end(self, module, task_index: int, train_loader) -> None:
+        for adapter in self.adapters.values():
+            adapter.lora_A[task_index].requires_grad_(False)
+            adapter.lora_B[task_index].requires_grad_(False)
+        was_training = module.model.training
+        module.model.eval()
+        encode_task_anchors(self.anchors, task_index, (self._to_device(b, module) for b in train_loader),
+                            self.encoder)
+        module.model.train(was_training)
+
+    @staticmethod
+    def _to_device(batch: dict, module) -> dict:
+        device = module.model.device
+        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    # -- inference --------------------------------------------------------------------------
+    def on_eval_start(self, module, trained_tasks: list[int]) -> None:
+        self.trained = list(trained_tasks)
+        for adapter in self.routed.values():
+            adapter.use_routed(self.trained)
+        for adapter in self.fused.values():
+            adapter.use_fused(self.trained, self.fusion, self.fold_fused)
+        self.routing_counts = defaultdict(lambda: [0, 0])
+        self.routing_confusion = defaultdict(lambda: defaultdict(int))
+
+    def before_generate(self, module, batch: dict) -> None:
+        if not self.routed or not self.trained:
+            return  # nothing to route: no task-specific layers, or no expert trained yet
+        image, text = self.encoder.encode(batch)
+        similarity = self.anchors.similarity(image, text, self.trained, self.image_weight, self.text_weight)
+        weights = routing_weights(similarity, self.temperature, self.top_k)
+        chosen = similarity.argmax(-1).tolist()
+        true_tasks = batch["task"].tolist()
+        for row, (task, pick) in enumerate(zip(true_tasks, chosen)):
+            self.routing_confusion[task][self.trained[pick]] += 1
+            if task in self.trained:
+                counts = self.routing_counts[task]
+                counts[0] += int(self.trained[pick] == task)
+                counts[1] += 1
+                if self.routing == "oracle":
+                    weights[row] = 0.0
+                    weights[row, self.trained.index(task)] = 1.0
+        for adapter in self.routed.values():
+            adapter.set_routing_weights(weights)
+
+    def eval_facts(self, task_names: list[str]) -> dict:
+        """Routing accuracy (%) per trained task: how often the anchors' most similar task is the
+        sample's own (reported under oracle routing too, where it is not used), and the confusion
+        counts {true task: {picked task: n}}."""
+        if not self.routing_counts:
+            return {}
+        return {
+            "routing_accuracy": {task_names[t]: 100.0 * right / total
+                                 for t, (right, total) in sorted(self.routing_counts.items())},
+            "routing_confusion": {task_names[t]: {task_names[p]: n for p, n in sorted(picks.items())}
+                                  for t, picks in sorted(self.routing_confusion.items())},
+        }
+
+    # -- reporting --------------------------------------------------------------------------
+    def trainable_parameters(self, model: nn.Module) -> int:
+        """One expert in every adapted linear, plus the projector."""
+        expert = sum(a.lora_A[0].numel() + a.lora_B[0].numel() for a in self.adapters.values())
+        projector = sum(p.numel() for p in model.model.multi_modal_projector.parameters()) if self.train_projector else 0
+        return expert + projector
+
+    def stored_parameters(self, model: nn.Module, num_tasks: int) -> int:
+        """After T tasks: T experts in each task-specific linear; in each task-general linear one
+        fused pair (sum_ab, mean), or all T experts (sum_ba has no rank-r form); the projector."""
+        per_expert = {n: a.lora_A[0].numel() + a.lora_B[0].numel() for n, a in self.adapters.items()}
+        routed = sum(num_tasks * per_expert[n] for n in self.routed)
+        fused = sum((num_tasks if self.fusion == "sum_ba" else 1) * per_expert[n] for n in self.fused)
+        projector = sum(p.numel() for p in model.model.multi_modal_projector.parameters()) if self.train_projector else 0
+        return routed + fused + projector
