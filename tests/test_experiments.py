@@ -33,3 +33,16 @@ def test_single_task_subset(tmp_path):
     assert [r["task"] for r in rows] == ["Renditions"] and rows[0]["chance"] == 10.0
     assert rows[0]["learnable"] == (rows[0]["single_task"] >= 50 and rows[0]["single_task"] >= 20)
     assert (tmp_path / "Renditions" / "metrics.json").is_file()
+
+
+def test_hide_inference_variants(tmp_path):
+    done = _run("hide_inference.py", "--variants", "top:sum_ab", "all:sum_ab", "0:sum_ba", "none:mean", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads((tmp_path / "hide_inference.json").read_text())
+    assert len(rows[0]["per_layer"]) == 2 and all(v > 0 for v in rows[0]["per_layer"])
+    assert [r["variant"] for r in rows[1:]] == ["top:sum_ab", "all:sum_ab", "0:sum_ba", "none:mean"]
+    assert all(set(r["scores"]) == {"Renditions", "FigureQA"} for r in rows[1:])
+    assert rows[4]["routing_accuracy"] is None  # nothing routed when every layer fuses
+    # every layer routed is the run's own final model: its scores are the matrix's last row
+    final = json.loads((tmp_path / "run" / "metrics.json").read_text())["matrix"][-1]
+    assert [rows[2]["scores"][n] for n in ("Renditions", "FigureQA")] == final

@@ -88,8 +88,10 @@ def evaluate(trainer: pl.Trainer, module: ContinualModule, datamodule: Continual
     return predictions
 
 
-def run_continual(cfg: DictConfig, out_dir: str | Path) -> dict:
-    """Run the configured method through the benchmark's task sequence; return metrics.json's content."""
+def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
+    """Run the configured method through the benchmark's task sequence; return metrics.json's content.
+    `on_finish(module, datamodule, make_trainer)`, if given, is called with the final model (for
+    experiment scripts that evaluate it further)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     console = Console()
@@ -171,6 +173,8 @@ def run_continual(cfg: DictConfig, out_dir: str | Path) -> dict:
     console.print(results.summary_table())
     console.print(f"results in {out_dir}")
     OmegaConf.save(cfg, out_dir / "config_resolved.yaml", resolve=True)
+    if on_finish is not None:
+        on_finish(module, datamodule, lambda: make_trainer(cfg, []))
     return results.to_dict()
 
 

@@ -103,23 +103,32 @@ class HiDe(ContinualMethod):
 
     def attach(self, backbone: Backbone, num_tasks: int) -> None:
         backbone.model.requires_grad_(False)
-        num_layers = backbone.language_model.config.num_hidden_layers
-        self.layers = resolve_layers(self.task_specific_layers, num_layers)
+        self.num_layers = backbone.language_model.config.num_hidden_layers
         self.adapters = inject_lora(
             backbone.language_model,
             lambda linear, _: MultiExpertLoRALinear(linear, self.rank, self.alpha, num_tasks, self.dropout,
                                                     self.init_std),
             targets=self.targets,
         )
-        layer_of = {name: int(name.split("layers.")[1].split(".")[0]) for name in self.adapters}
-        self.routed = {n: a for n, a in self.adapters.items() if layer_of[n] in self.layers}
-        self.fused = {n: a for n, a in self.adapters.items() if layer_of[n] not in self.layers}
+        self.configure_inference(self.task_specific_layers, self.fusion)
         backbone.projector.requires_grad_(self.train_projector)
         self.encoder = self.make_anchor_encoder(backbone)
         # A submodule of the model, so the anchors are in every checkpoint's state_dict.
         backbone.model.hide_anchors = AnchorBank(num_tasks, self.encoder.image_dim, self.encoder.text_dim).to(
             backbone.model.device)
         self.anchors = backbone.model.hide_anchors
+
+    def configure_inference(self, task_specific_layers, fusion: str) -> None:
+        """Which layers route and how the others fuse. Training never depends on it (every layer
+        trains expert t alone), so one training run can be evaluated under every choice
+        (experiments/hide_inference.py); takes effect at the next `on_eval_start`."""
+        if fusion not in FUSION_RULES:
+            raise ValueError(f"method.fusion={fusion!r}; choose one of {FUSION_RULES}")
+        self.task_specific_layers, self.fusion = task_specific_layers, fusion
+        self.layers = resolve_layers(task_specific_layers, self.num_layers)
+        layer_of = {name: int(name.split("layers.")[1].split(".")[0]) for name in self.adapters}
+        self.routed = {n: a for n, a in self.adapters.items() if layer_of[n] in self.layers}
+        self.fused = {n: a for n, a in self.adapters.items() if layer_of[n] not in self.layers}
 
     # -- training ---------------------------------------------------------------------------
     def on_task_start(self, module, task_index: int) -> None:

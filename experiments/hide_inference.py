@@ -1,0 +1,92 @@
+"""Train HiDe once, then evaluate its final model under many inference configurations.
+
+    python experiments/hide_inference.py [HYDRA OVERRIDES ...] [--out DIR] [--test-per-task N]
+        [--variants LAYERS:RULE ...]
+
+HiDe's training does not depend on which layers are task-specific or on the fusion rule (every
+layer trains expert t alone on task t), so one run with every expert kept
+(`method.task_specific_layers=all`) gives the final model of every HiDe variant. Each variant is
+LAYERS:RULE, LAYERS being `top` (the last layer), `all`, `none` or comma-separated decoder layer
+indices that route, RULE the fusion of the other layers (sum_ab, sum_ba, mean). Also reported:
+how large each layer's experts are, ||s B_t A_t||_F / ||W||_F averaged over its linears and tasks.
+Writes DIR/hide_inference.json and DIR/hide_inference.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from hide.config import compose_config
+from hide.loop import evaluate, run_continual, score_task
+
+DEFAULT_VARIANTS = ["top:sum_ab", "top:sum_ba", "top:mean", "all:sum_ab", "none:sum_ab"]
+
+
+def parse_layers(text: str):
+    """all | none | top (the last layer, HiDe's default) | comma-separated indices."""
+    named = {"all": "all", "none": [], "top": [-1]}
+    return named[text] if text in named else [int(i) for i in text.split(",")]
+
+
+def update_norms(method) -> list[float]:
+    """Per decoder layer: mean over its linears and tasks of ||s B_t A_t||_F / ||W||_F."""
+    per_layer: dict[int, list[float]] = {}
+    with torch.no_grad():
+        for name, adapter in method.adapters.items():
+            layer = int(name.split("layers.")[1].split(".")[0])
+            weight = adapter.base.weight.norm().item()
+            for slot in range(adapter.num_slots):
+                update = adapter.scale * adapter.lora_B[slot] @ adapter.lora_A[slot]
+                per_layer.setdefault(layer, []).append(update.norm().item() / weight)
+    return [sum(v) / len(v) for _, v in sorted(per_layer.items())]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="outputs/hide_inference")
+    parser.add_argument("--test-per-task", type=int, default=None, help="score the first N test samples only")
+    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS)
+    args, overrides = parser.parse_known_args()
+    out = Path(args.out)
+    cfg = compose_config(["method=hide", *overrides, "method.task_specific_layers=all"], out / "run")
+    rows: list[dict] = []
+
+    def evaluate_variants(module, datamodule, make_trainer) -> None:
+        method, tasks = module.method, datamodule.tasks
+        if args.test_per_task:
+            for task in tasks:
+                task.test = task.test[: args.test_per_task]
+        trained = list(range(len(tasks)))
+        rows.append({"variant": "update norms", "per_layer": update_norms(method)})
+        for variant in args.variants:
+            layers, _, rule = variant.partition(":")
+            method.configure_inference(parse_layers(layers), rule or "sum_ab")
+            method.on_eval_start(module, trained)
+            predictions = evaluate(make_trainer(), module, datamodule, trained)
+            scores = {tasks[t].name: score_task(tasks[t], predictions[t])["score"] for t in trained}
+            facts = method.eval_facts([t.name for t in tasks])
+            rows.append({"variant": variant, "scores": scores, "Last": sum(scores.values()) / len(scores),
+                         "routing_accuracy": facts.get("routing_accuracy")})
+            print(f"{variant}: Last {rows[-1]['Last']:.1f} {scores}", flush=True)
+
+    run_continual(cfg, out / "run", on_finish=evaluate_variants)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "hide_inference.json").write_text(json.dumps(rows, indent=2))
+    norms = rows[0]["per_layer"]
+    names = list(rows[1]["scores"]) if len(rows) > 1 else []
+    lines = ["update size per decoder layer, ||s B A|| / ||W||: " + ", ".join(f"{i}: {v:.3f}" for i, v in enumerate(norms)),
+             "", "| routed layers : fusion | " + " | ".join(names) + " | Last |",
+             "|---|" + "---:|" * (len(names) + 1)]
+    for row in rows[1:]:
+        lines.append(f"| {row['variant']} | " + " | ".join(f"{row['scores'][n]:.1f}" for n in names)
+                     + f" | {row['Last']:.1f} |")
+    (out / "hide_inference.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
