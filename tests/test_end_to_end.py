@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from hide.loop import run_continual
 
@@ -82,3 +83,19 @@ def test_multirun_sweep_over_methods(tmp_path):
     assert runs == ["0_lora_s0", "1_zeroshot_s0"]
     for run in runs:
         assert json.loads((tmp_path / run / "metrics.json").read_text())["method"] == run.split("_")[1]
+
+
+def test_results_do_not_depend_on_whether_the_backbone_was_cached(fast_cfg, tmp_path):
+    """A run that builds the tiny backbone and one that loads it from the cache train the same
+    adapters (the build's random numbers must not leak into the method's init and dropout)."""
+    cache = tmp_path / "cache"
+    weights = []
+
+    def keep(module, datamodule, make_trainer):
+        weights.append([p.detach().clone() for a in module.method.adapters.values() for p in (a.lora_A[0], a.lora_B[0])])
+
+    for run in ("fresh", "cached"):
+        run_continual(fast_cfg("method=lora", "benchmark.num_tasks=1", f"paths.cache_dir={cache}"), tmp_path / run,
+                      on_finish=keep)
+    assert len(weights) == 2 and weights[0]
+    assert all(torch.equal(a, b) for a, b in zip(*weights))

@@ -110,6 +110,9 @@ def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
     names = [t.name for t in tasks]
     num_tasks = len(tasks)
 
+    # Building the tiny backbone consumes random numbers that loading it from the cache does not:
+    # seed again so that adapter inits and dropout masks do not depend on the cache's state.
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     method = instantiate(cfg.method)
     method.attach(backbone, num_tasks)
     module = ContinualModule(backbone, method, max_new_tokens=benchmark.max_new_tokens, **cfg.optim)
