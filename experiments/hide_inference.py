@@ -22,6 +22,7 @@ import torch
 
 from hide.config import compose_config
 from hide.loop import evaluate, run_continual, score_task
+from hide.models.lora import decoder_layer_index
 
 DEFAULT_VARIANTS = ["top:sum_ab", "top:sum_ba", "top:mean", "all:sum_ab", "none:sum_ab"]
 
@@ -37,7 +38,7 @@ def update_norms(method) -> list[float]:
     per_layer: dict[int, list[float]] = {}
     with torch.no_grad():
         for name, adapter in method.adapters.items():
-            layer = int(name.split("layers.")[1].split(".")[0])
+            layer = decoder_layer_index(name)
             weight = adapter.base.weight.norm().item()
             for slot in range(adapter.num_slots):
                 update = adapter.scale * adapter.lora_B[slot] @ adapter.lora_A[slot]

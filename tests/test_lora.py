@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -73,3 +74,11 @@ def test_inject_targets_and_layers():
     assert isinstance(model.layers[0].self_attn.q_proj, LoRALinear)
     assert isinstance(model.layers[1].self_attn.q_proj, nn.Linear)
     assert isinstance(model.layers[0].self_attn.k_proj, nn.Linear)
+
+
+def test_decoder_layer_index():
+    from hide.models.lora import decoder_layer_index
+
+    assert decoder_layer_index("model.language_model.layers.12.mlp.up_proj") == 12
+    with pytest.raises(ValueError, match="decoder layer"):
+        decoder_layer_index("model.multi_modal_projector.linear_1")

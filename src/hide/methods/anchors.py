@@ -117,9 +117,10 @@ class OwnTowersEncoder:
     a task's anchors mean the same thing after later tasks are learned.
 
     - image: the mean of the vision tower's patch features after `image_layer` layers (its
-      hidden_states index; -1: the last; None: the middle one, ceil(layers / 2)). The tiny ViT's last layer is pretrained on per-patch
-      labels and counts, and its mean routes IconQA to 92%; after 2 layers it routes every task
-      to 100% (measured on held-out training samples and on the test sets; README, "HiDe").
+      hidden_states index; -1: the last; None: the middle one, ceil(layers / 2)). The tiny ViT's
+      last layer is pretrained on per-patch labels and counts, and its mean routes IconQA to 92%;
+      after 2 layers it routes every task to 100% (measured on held-out training samples and on
+      the test sets; README, "HiDe on the tiny model").
     - text: the base language model's (adapters off) final hidden state of the instruction's
       last token, on the instruction alone: the analogue of CLIP's pooled text output. The mean
       of input embeddings routes IconQA's count questions to ClevrMath (41%).

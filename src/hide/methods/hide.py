@@ -24,13 +24,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-import torch
+from pytorch_lightning.utilities import move_data_to_device
 from torch import nn
 
 from hide.methods.anchors import AnchorBank, OwnTowersEncoder, encode_task_anchors, routing_weights
 from hide.methods.base import ContinualMethod
 from hide.models.backbone import Backbone
-from hide.models.lora import FUSION_RULES, LLAMA_LINEARS, MultiExpertLoRALinear, inject_lora
+from hide.models.lora import FUSION_RULES, LLAMA_LINEARS, MultiExpertLoRALinear, decoder_layer_index, inject_lora
 
 ROUTINGS = ("anchors", "oracle")
 
@@ -42,7 +42,7 @@ def resolve_layers(spec, num_layers: int) -> list[int]:
         if spec == "all":
             return list(range(num_layers))
         if spec == "auto":
-            raise ValueError("method.task_specific_layers=auto needs the CKA analysis (experiments/cka.py); "
+            raise ValueError("method.task_specific_layers=auto needs the CKA analysis, which is not built yet; "
                              "give layer indices, e.g. [-1], or 'all'")
         raise ValueError(f"method.task_specific_layers={spec!r}; give 'all' or a list of layer indices")
     if isinstance(spec, int):
@@ -126,9 +126,8 @@ class HiDe(ContinualMethod):
             raise ValueError(f"method.fusion={fusion!r}; choose one of {FUSION_RULES}")
         self.task_specific_layers, self.fusion = task_specific_layers, fusion
         self.layers = resolve_layers(task_specific_layers, self.num_layers)
-        layer_of = {name: int(name.split("layers.")[1].split(".")[0]) for name in self.adapters}
-        self.routed = {n: a for n, a in self.adapters.items() if layer_of[n] in self.layers}
-        self.fused = {n: a for n, a in self.adapters.items() if layer_of[n] not in self.layers}
+        self.routed = {n: a for n, a in self.adapters.items() if decoder_layer_index(n) in self.layers}
+        self.fused = {n: a for n, a in self.adapters.items() if n not in self.routed}
 
     # -- training ---------------------------------------------------------------------------
     def on_task_start(self, module, task_index: int) -> None:
@@ -144,14 +143,9 @@ class HiDe(ContinualMethod):
             adapter.lora_B[task_index].requires_grad_(False)
         was_training = module.model.training
         module.model.eval()
-        encode_task_anchors(self.anchors, task_index, (self._to_device(b, module) for b in train_loader),
-                            self.encoder)
+        batches = (move_data_to_device(batch, module.model.device) for batch in train_loader)
+        encode_task_anchors(self.anchors, task_index, batches, self.encoder)
         module.model.train(was_training)
-
-    @staticmethod
-    def _to_device(batch: dict, module) -> dict:
-        device = module.model.device
-        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
     # -- inference --------------------------------------------------------------------------
     def on_eval_start(self, module, trained_tasks: list[int]) -> None:
@@ -197,11 +191,13 @@ class HiDe(ContinualMethod):
         }
 
     # -- reporting --------------------------------------------------------------------------
+    def _projector_parameters(self, model: nn.Module) -> int:
+        return sum(p.numel() for p in model.model.multi_modal_projector.parameters()) if self.train_projector else 0
+
     def trainable_parameters(self, model: nn.Module) -> int:
         """One expert in every adapted linear, plus the projector."""
         expert = sum(a.lora_A[0].numel() + a.lora_B[0].numel() for a in self.adapters.values())
-        projector = sum(p.numel() for p in model.model.multi_modal_projector.parameters()) if self.train_projector else 0
-        return expert + projector
+        return expert + self._projector_parameters(model)
 
     def stored_parameters(self, model: nn.Module, num_tasks: int) -> int:
         """After T tasks: T experts in each task-specific linear; in each task-general linear one
@@ -209,5 +205,4 @@ class HiDe(ContinualMethod):
         per_expert = {n: a.lora_A[0].numel() + a.lora_B[0].numel() for n, a in self.adapters.items()}
         routed = sum(num_tasks * per_expert[n] for n in self.routed)
         fused = sum((num_tasks if self.fusion == "sum_ba" else 1) * per_expert[n] for n in self.fused)
-        projector = sum(p.numel() for p in model.model.multi_modal_projector.parameters()) if self.train_projector else 0
-        return routed + fused + projector
+        return routed + fused + self._projector_parameters(model)

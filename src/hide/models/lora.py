@@ -114,6 +114,7 @@ class MultiExpertLoRALinear(LoRALinear):
         self.mode = "single"
         self.slots: list[int] = []
         self.routing_weights: torch.Tensor | None = None
+        self._weighted_columns: list[int] = []  # columns of routing_weights with any non-zero weight
         self._fused: tuple[torch.Tensor, torch.Tensor] | None = None
         self._folded_weight: torch.Tensor | None = None
 
@@ -130,6 +131,8 @@ class MultiExpertLoRALinear(LoRALinear):
         if weights is not None and weights.shape[-1] != len(self.slots):
             raise ValueError(f"routing weights have {weights.shape[-1]} columns for {len(self.slots)} experts")
         self.routing_weights = weights
+        # once per batch, not in every forward of every generated token
+        self._weighted_columns = [] if weights is None else torch.any(weights != 0, dim=0).nonzero().flatten().tolist()
 
     @torch.no_grad()
     def use_fused(self, slots: list[int], rule: str = "sum_ab", fold: bool = False) -> None:
@@ -164,10 +167,8 @@ class MultiExpertLoRALinear(LoRALinear):
         if weights.shape[0] != x.shape[0]:
             raise ValueError(f"routing weights for {weights.shape[0]} samples, input batch of {x.shape[0]}")
         per_sample = weights.to(x.dtype).view(weights.shape[0], *([1] * (x.dim() - 1)), weights.shape[1])
-        for column, slot in enumerate(self.slots):
-            if not torch.any(weights[:, column]):
-                continue
-            out = out + per_sample[..., column] * self.delta(x, slot)
+        for column in self._weighted_columns:
+            out = out + per_sample[..., column] * self.delta(x, self.slots[column])
         return out
 
 
@@ -186,17 +187,25 @@ def adapters_disabled(model: nn.Module):
             layer.disabled = state
 
 
+def decoder_layer_index(name: str) -> int:
+    """The decoder layer of a qualified module name ("...layers.3.mlp.up_proj" -> 3)."""
+    match = re.search(r"layers\.(\d+)\.", name)
+    if match is None:
+        raise ValueError(f"{name!r} is not inside a decoder layer")
+    return int(match.group(1))
+
+
 def inject_lora(language_model: nn.Module, make_layer, targets=LLAMA_LINEARS,
                 layers: list[int] | None = None) -> dict[str, nn.Module]:
     """Replace every target linear of the decoder layers (all, or the given layer indices) by
     `make_layer(linear, layer_index)`. Returns {qualified name: new module}."""
-    pattern = re.compile(r"layers\.(\d+)\..*\.(" + "|".join(targets) + r")$")
+    pattern = re.compile(r"layers\.\d+\..*\.(" + "|".join(targets) + r")$")
     replaced: dict[str, nn.Module] = {}
     for name, module in list(language_model.named_modules()):
         match = pattern.search(name)
         if not match or not isinstance(module, nn.Linear):
             continue
-        layer_index = int(match.group(1))
+        layer_index = decoder_layer_index(name)
         if layers is not None and layer_index not in layers:
             continue
         parent_name, _, child = name.rpartition(".")
