@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import FAST, ROOT
 
 
@@ -46,3 +48,65 @@ def test_hide_inference_variants(tmp_path):
     # every layer routed is the run's own final model: its scores are the matrix's last row
     final = json.loads((tmp_path / "run" / "metrics.json").read_text())["matrix"][-1]
     assert [rows[2]["scores"][n] for n in ("Renditions", "FigureQA")] == final
+
+
+def test_multirun_sweep_and_comparison_report(tmp_path):
+    """A real `train.py --multirun` over two methods x two seeds, then experiments/compare.py."""
+    sweep = tmp_path / "sweep"
+    done = subprocess.run([sys.executable, str(ROOT / "train.py"), "--multirun", *FAST, "method=lora,hide",
+                           "seed=0,1", "logger=none", f"hydra.sweep.dir={sweep}", "trainer.max_epochs=1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = sorted(sweep.rglob("metrics.json"))
+    assert len(runs) == 4
+    # a run that crashed after its first evaluation is reported as incomplete, not averaged
+    broken = sweep / "9_lora_s7"
+    broken.mkdir()
+    partial = json.loads(runs[0].read_text())
+    partial["matrix"][-1] = [None] * len(partial["tasks"])
+    (broken / "metrics.json").write_text(json.dumps(partial))
+
+    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "compare.py"), str(sweep)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((sweep / "comparison.json").read_text())
+    rows = {r["label"]: r for r in report["rows"]}
+    assert list(rows) == ["lora", "hide"]  # baselines first, in METHOD_ORDER
+    for label, row in rows.items():
+        per_seed = [json.loads(p.read_text()) for p in runs if json.loads(p.read_text())["method"] == label]
+        lasts = [m["Last"] for m in per_seed]
+        mean = sum(lasts) / 2
+        std = (sum((x - mean) ** 2 for x in lasts) / 1) ** 0.5
+        assert row["seeds"] == [0, 1]
+        assert row["Last"][0] == pytest.approx(mean) and row["Last"][1] == pytest.approx(std)
+        assert row["params_trainable"] == per_seed[0]["params_trainable"]
+    assert any("9_lora_s7" in x for x in report["incomplete"])
+    table = (sweep / "comparison.md").read_text()
+    assert "| lora | 2 |" in table and "incomplete" in table
+    for name in ("comparison_last_avg.png", "comparison_matrices.png", "comparison_per_task.png"):
+        assert (sweep / name).stat().st_size > 10_000
+
+
+def test_compare_names_what_is_missing(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "compare.py"), str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "no complete run" in done.stderr and str(tmp_path) in done.stderr
+
+
+def test_param_budget_on_the_tiny_and_the_7b_model(tmp_path):
+    done = _run("param_budget.py", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    budget = json.loads((tmp_path / "param_budget.json").read_text())
+    big = budget["llava-1.5-7b"]
+    # LoRA r=8 on every linear of LLaMA-7B: 32 layers x 8 x (4 x (4096 + 4096) + 2 x (4096 + 11008)
+    # + (11008 + 4096)), plus the 2-layer projector 1024 -> 4096 -> 4096 with biases
+    lora_7b = 32 * 8 * (4 * 8192 + 2 * 15104 + 15104)
+    projector_7b = 1024 * 4096 + 4096 + 4096 * 4096 + 4096
+    assert big["lora"]["trainable"] == lora_7b + projector_7b
+    for method in ("olora", "ewc", "lwf", "replay", "hide", "multitask"):
+        assert big[method]["trainable"] == big["lora"]["trainable"], method  # equal budgets
+    # MoELoRA: the same expert parameters plus a 4-expert router on every linear's input
+    assert big["moelora"]["trainable"] == big["lora"]["trainable"] + 32 * 4 * (6 * 4096 + 11008)
+    assert big["olora"]["stored"] == 6 * lora_7b + projector_7b
+    assert big["hide"]["stored"] == lora_7b + projector_7b + 5 * 8 * (4 * 8192 + 2 * 15104 + 15104)
+    assert budget["tiny"]["lora"]["trainable"] > 0

@@ -501,3 +501,28 @@ def test_stage0_counts():
             assert counts is None
         seen.add(m["family"])
     assert {"icons", "clevr"} <= seen
+
+
+def test_stage0_task_preview_adds_task_samples_and_keeps_the_generic_mixture(stage0, tmp_path):
+    root = sy.generate_stage0(tmp_path / "preview", num_samples=40, image_size=SIZE, progress=False, task_preview=3)
+    records = _load(root, sy.STAGE0, "train.json")
+    generic = [r for r in records if r["meta"]["family"] != "task"]
+    preview = [r for r in records if r["meta"]["family"] == "task"]
+    # the generic conversations are the ones written without a preview, byte for byte
+    assert generic == _load(stage0, sy.STAGE0, "train.json")
+    for r in generic:
+        assert (root / "datasets" / r["image"]).read_bytes() == (stage0 / "datasets" / r["image"]).read_bytes()
+    assert [r["meta"]["task"] for r in preview] == [n for n in sy.TASK_NAMES for _ in range(3)]
+    # each preview is a sample of its task's own generator (same instruction), never a benchmark sample
+    bench = _gen(tmp_path / "bench")
+    for name in sy.TASK_NAMES:
+        first_question = _load(bench, name, "train.json")[0]["conversations"][0]["value"]
+        mine = [r for r in preview if r["meta"]["task"] == name]
+        if name in ("Renditions", "ObjectCaption", "SceneCaption"):  # one fixed instruction per task
+            assert all(r["conversations"][0]["value"] == first_question for r in mine)
+        bench_images = {hashlib.sha1((bench / "datasets" / r["image"]).read_bytes()).hexdigest()
+                        for r in _load(bench, name, "train.json")}
+        assert not {hashlib.sha1((root / "datasets" / r["image"]).read_bytes()).hexdigest() for r in mine} & bench_images
+    assert json.loads((root / sy.MARKER).read_text())["stage0"]["task_preview"] == 3
+    # without a preview the marker is what it always was, so existing caches stay valid
+    assert "task_preview" not in json.loads((stage0 / sy.MARKER).read_text())["stage0"]

@@ -79,3 +79,31 @@ def test_dense_vision_pretraining(tmp_path):
     with pytest.raises(ValueError, match="cell_labels"):
         pretrain_vision(backbone, records, steps=1, batch_size=8, lr=1e-3, seed=0, progress=False,
                         cell_labels=labels[:-1])
+
+
+def test_task_preview_build_keeps_previews_out_of_vision_pretraining(tmp_path, monkeypatch):
+    """With stage0.task_preview the previews join stage 0 but not the vision tower's classifier."""
+    import hide.models.tiny as tiny
+
+    seen = {}
+    original_vision, original_stage0 = tiny.pretrain_vision, tiny.train_stage0
+
+    def vision(backbone, records, **kwargs):
+        seen["vision"] = [r.id for r in records]
+        return original_vision(backbone, records, **kwargs)
+
+    def stage0(backbone, records, **kwargs):
+        seen["stage0"] = [r.id for r in records]
+        return original_stage0(backbone, records, **kwargs)
+
+    monkeypatch.setattr(tiny, "pretrain_vision", vision)
+    monkeypatch.setattr(tiny, "train_stage0", stage0)
+    tiny.load_tiny_backbone(str(tmp_path), image_size=32, patch_size=16, vision=VISION, text=TEXT,
+                            vision_pretrain={"steps": 2, "batch_size": 4, "lr": 1e-3, "dense": True, "counts": True},
+                            stage0={"num_samples": 12, "task_preview": 2, "epochs": 1, "batch_size": 4, "lr": 1e-3,
+                                    "warmup_ratio": 0.0, "weight_decay": 0.0},
+                            progress=False)
+    previews = [i for i in seen["stage0"] if not i.startswith("Stage0_train_")]
+    assert len(previews) == 2 * len(synthetic.TASK_NAMES)
+    assert seen["vision"] == [i for i in seen["stage0"] if i.startswith("Stage0_train_")]
+    assert (tmp_path / "stage0-data-12-32-0-preview2").is_dir()

@@ -158,7 +158,7 @@ def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
             continue
         console.rule(f"stage {stage}/{num_tasks}: training on {', '.join(names[t] for t in train_on)}")
         module.current_task = train_on[-1]
-        datamodule.set_stage(stage, train_on)
+        datamodule.set_stage(stage, train_on, method.extra_train_items(datamodule.tasks, train_on))
         method.on_task_start(module, train_on[-1])
         trainer = make_trainer(cfg, loggers)
         with timer("training"):

@@ -115,6 +115,7 @@ class ContinualDataModule(pl.LightningDataModule):
         self.seed = seed
         self.tasks: list[TaskData] = []
         self.stage_tasks: list[int] = []
+        self.extra_items: list[tuple[int, object]] = []
         self.stage = 0
         self.encoder: Encoder | None = None
 
@@ -124,15 +125,17 @@ class ContinualDataModule(pl.LightningDataModule):
         self.tasks = self.benchmark.load()
         return self.tasks
 
-    def set_stage(self, stage: int, task_indices: list[int]) -> None:
+    def set_stage(self, stage: int, task_indices: list[int], extra_items: list[tuple[int, object]] | None = None) -> None:
+        """Train on `task_indices` (and `extra_items`, e.g. a replay buffer) from now on."""
         self.stage = stage
         self.stage_tasks = list(task_indices)
+        self.extra_items = list(extra_items or [])
 
     def train_items(self, task_indices: list[int]) -> list[tuple[int, object]]:
         return [(t, record) for t in task_indices for record in self.tasks[t].train]
 
     def train_dataloader(self) -> DataLoader:
-        items = self.train_items(self.stage_tasks)
+        items = self.train_items(self.stage_tasks) + self.extra_items
         generator = torch.Generator().manual_seed(self.seed * 1000 + self.stage)
         return DataLoader(items, batch_size=self.batch_size, shuffle=True, generator=generator,
                           collate_fn=TrainCollator(self.encoder), num_workers=self.num_workers)

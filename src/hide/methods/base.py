@@ -66,6 +66,10 @@ class ContinualMethod:
     def on_task_start(self, module, task_index: int) -> None:
         """Before training on a task (e.g. activate a fresh expert)."""
 
+    def extra_train_items(self, tasks: list, task_indices: list[int]) -> list[tuple[int, object]]:
+        """(task index, record) pairs mixed into a stage's training data besides its own tasks (replay)."""
+        return []
+
     def extra_loss(self, module, batch: dict, outputs) -> torch.Tensor | None:
         """A regularisation term added to the answer-token cross-entropy."""
         return None
@@ -84,6 +88,14 @@ class ContinualMethod:
         return {}
 
     # -- reporting --------------------------------------------------------------------------
+    def projector_parameters(self, model: nn.Module) -> int:
+        """The projector's size if it trains (it is then stored beside the adapters), else 0."""
+        return sum(p.numel() for p in model.model.multi_modal_projector.parameters()) if self.train_projector else 0
+
+    def expert_parameters(self) -> int:
+        """One expert slot (A_0, B_0) in every adapted linear."""
+        return sum(a.lora_A[0].numel() + a.lora_B[0].numel() for a in self.adapters.values())
+
     def trainable_parameters(self, model: nn.Module) -> int:
         """Parameters trained on one task."""
         return sum(p.numel() for p in model.parameters() if p.requires_grad)

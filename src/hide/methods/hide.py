@@ -191,13 +191,9 @@ class HiDe(ContinualMethod):
         }
 
     # -- reporting --------------------------------------------------------------------------
-    def _projector_parameters(self, model: nn.Module) -> int:
-        return sum(p.numel() for p in model.model.multi_modal_projector.parameters()) if self.train_projector else 0
-
     def trainable_parameters(self, model: nn.Module) -> int:
         """One expert in every adapted linear, plus the projector."""
-        expert = sum(a.lora_A[0].numel() + a.lora_B[0].numel() for a in self.adapters.values())
-        return expert + self._projector_parameters(model)
+        return self.expert_parameters() + self.projector_parameters(model)
 
     def stored_parameters(self, model: nn.Module, num_tasks: int) -> int:
         """After T tasks: T experts in each task-specific linear; in each task-general linear one
@@ -205,4 +201,4 @@ class HiDe(ContinualMethod):
         per_expert = {n: a.lora_A[0].numel() + a.lora_B[0].numel() for n, a in self.adapters.items()}
         routed = sum(num_tasks * per_expert[n] for n in self.routed)
         fused = sum((num_tasks if self.fusion == "sum_ba" else 1) * per_expert[n] for n in self.fused)
-        return routed + fused + self._projector_parameters(model)
+        return routed + fused + self.projector_parameters(model)

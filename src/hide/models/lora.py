@@ -5,7 +5,10 @@
 
     y = W x + s * B_k A_k dropout(x),   s = alpha / rank,   k = the active slot.
 
-`MultiExpertLoRALinear` adds HiDe's two inference modes over the trained experts:
+`merged_slots` adds frozen earlier experts to every output (O-LoRA keeps its earlier tasks' slots
+in the forward pass). `MoELoRALinear` is CoIN's MoELoRA: the rank split over experts mixed per
+token by a softmax router. `MultiExpertLoRALinear` adds HiDe's two inference modes over the
+trained experts:
 
     routed (task-specific layers):  y = W x + s * sum_t w_t B_t A_t x   (w: one row per sample)
     fused (task-general layers):    y = W x + s * B_f A_f x             (`fuse_experts`)
@@ -50,6 +53,7 @@ class LoRALinear(nn.Module):
         for slot in range(num_slots):
             self.reset_slot(slot)
         self.active_slot = 0
+        self.merged_slots: list[int] = []  # frozen experts added to every output (O-LoRA's earlier tasks)
         self.disabled = False  # see `adapters_disabled`
 
     @property
@@ -71,7 +75,54 @@ class LoRALinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.disabled:
             return self.base(x)
-        return self.base(x) + self.delta(x, self.active_slot)
+        out = self.base(x) + self.delta(x, self.active_slot)
+        for slot in self.merged_slots:  # as if merged into W: no dropout, no gradient wanted
+            out = out + self.scale * (x @ self.lora_A[slot].T @ self.lora_B[slot].T)
+        return out
+
+
+class MoELoRALinear(nn.Module):
+    """CoIN's MoELoRA: the rank split over `num_experts` experts of rank rank / num_experts, mixed
+    per token by a softmax router on the layer input; router and every expert train on every task:
+
+        y = W x + s * sum_e g_e(x) B_e A_e dropout(x),   g(x) = softmax(R x),   s = alpha / rank.
+
+    With the same `rank` its experts hold exactly the parameters of one rank-`rank` LoRA; the
+    router adds num_experts x d_in."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, num_experts: int, dropout: float = 0.0,
+                 init_std: float | None = None):
+        super().__init__()
+        if num_experts < 1 or rank % num_experts:
+            raise ValueError(f"rank {rank} must split evenly over num_experts={num_experts}")
+        self.base = base
+        self.rank = rank
+        self.num_experts = num_experts
+        self.scale = alpha / rank
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        dtype, device = base.weight.dtype, base.weight.device
+        expert_rank = rank // num_experts
+        self.lora_A = nn.Parameter(torch.empty(num_experts, expert_rank, base.in_features, dtype=dtype, device=device))
+        self.lora_B = nn.Parameter(torch.zeros(num_experts, base.out_features, expert_rank, dtype=dtype, device=device))
+        self.router = nn.Linear(base.in_features, num_experts, bias=False, dtype=dtype, device=device)
+        with torch.no_grad():
+            if init_std is None:  # Kaiming-uniform per expert, as one nn.Linear of its rank would get
+                for e in range(num_experts):
+                    nn.init.kaiming_uniform_(self.lora_A[e], a=math.sqrt(5))
+            else:
+                nn.init.normal_(self.lora_A, std=init_std)
+        self.disabled = False
+
+    def gates(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-token expert weights (..., num_experts), each row summing to 1."""
+        return torch.softmax(self.router(x), dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.disabled:
+            return self.base(x)
+        hidden = torch.einsum("...i,eri->...er", self.dropout(x), self.lora_A)
+        hidden = hidden * self.gates(x).unsqueeze(-1)
+        return self.base(x) + self.scale * torch.einsum("...er,eor->...o", hidden, self.lora_B)
 
 
 FUSION_RULES = ("sum_ab", "sum_ba", "mean")
@@ -176,7 +227,7 @@ class MultiExpertLoRALinear(LoRALinear):
 def adapters_disabled(model: nn.Module):
     """Within the block every `LoRALinear` of `model` is its frozen base layer (e.g. to encode
     with the base language model while its adapters hold trained experts)."""
-    layers = [m for m in model.modules() if isinstance(m, LoRALinear)]
+    layers = [m for m in model.modules() if isinstance(m, (LoRALinear, MoELoRALinear))]
     previous = [m.disabled for m in layers]
     for layer in layers:
         layer.disabled = True

@@ -326,19 +326,26 @@ def _build_tiny(path: Path, spec: dict, progress: bool) -> None:
     backbone = Backbone(model=model, tokenizer=tokenizer, image_processor=image_processor, name="tiny")
     stage0 = dict(spec["stage0"])
     num_samples = stage0.pop("num_samples", 6000)
-    data_dir = path.parent / f"stage0-data-{num_samples}-{size}-{spec['seed']}"
+    task_preview = stage0.pop("task_preview", 0)
+    data_dir = path.parent / (f"stage0-data-{num_samples}-{size}-{spec['seed']}"
+                              + (f"-preview{task_preview}" if task_preview else ""))
     synthetic.generate_stage0(data_dir, num_samples=num_samples, image_size=size, seed=spec["seed"],
-                              progress=progress)
+                              progress=progress, task_preview=task_preview)
     train_file = data_dir / "instructions" / "Stage0" / "train.json"
     records = load_train_file(train_file, data_dir / "datasets")
     vision_losses = []
     vision_pretrain = dict(spec["vision_pretrain"])
     if vision_pretrain.get("steps", 0) > 0:
+        # the generic mixture only: the task previews' captions would make the answer classifier
+        # a head over thousands of one-off sentences
         metas = [r["meta"] for r in json.loads(train_file.read_text())]
+        generic = [i for i, m in enumerate(metas) if m.get("family") != "task"]
+        metas = [metas[i] for i in generic]
         cell_labels = [synthetic.stage0_cell_labels(m) for m in metas] if vision_pretrain.pop("dense", False) else None
         counts = [synthetic.stage0_counts(m) for m in metas] if vision_pretrain.pop("counts", False) else None
-        vision_losses = pretrain_vision(backbone, records, seed=spec["seed"], progress=progress,
-                                        cell_labels=cell_labels, counts=counts, **vision_pretrain)
+        vision_losses = pretrain_vision(backbone, [records[i] for i in generic], seed=spec["seed"],
+                                        progress=progress, cell_labels=cell_labels, counts=counts,
+                                        **vision_pretrain)
     losses = train_stage0(backbone, records, seed=spec["seed"], progress=progress, **stage0)
     # Write beside the final path and rename, so an interrupted build is never mistaken for a model.
     path.parent.mkdir(parents=True, exist_ok=True)

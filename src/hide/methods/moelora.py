@@ -1,0 +1,40 @@
+"""MoELoRA (CoIN's mixture-of-LoRA-experts baseline).
+
+Every language-model linear holds `num_experts` LoRA experts that share the rank (rank / num_experts
+each) and a per-token softmax router on the layer input (`MoELoRALinear`). Router and experts all
+keep training on every task, so nothing ties an expert to a task: the router only lets tasks use
+different mixtures, which is why it forgets less than one LoRA but far more than per-task experts.
+
+Args (besides the LoRA ones of `ContinualMethod`; s = alpha / rank):
+    num_experts: how many experts the rank is split over (rank must be a multiple of it).
+"""
+
+from __future__ import annotations
+
+from hide.methods.base import ContinualMethod
+from hide.models.backbone import Backbone
+from hide.models.lora import LLAMA_LINEARS, MoELoRALinear, inject_lora
+
+
+class MoELoRA(ContinualMethod):
+    name = "moelora"
+
+    def __init__(self, rank: int = 8, alpha: float = 16.0, dropout: float = 0.05, init_std: float | None = None,
+                 targets: tuple[str, ...] = LLAMA_LINEARS, train_projector: bool = True, num_experts: int = 4):
+        super().__init__(rank, alpha, dropout, init_std, targets, train_projector)
+        if num_experts < 1 or rank % num_experts:
+            raise ValueError(f"method.rank={rank} must be a multiple of method.num_experts={num_experts}")
+        self.num_experts = num_experts
+
+    def attach(self, backbone: Backbone, num_tasks: int) -> None:
+        backbone.model.requires_grad_(False)
+        self.adapters = inject_lora(
+            backbone.language_model,
+            lambda linear, _: MoELoRALinear(linear, self.rank, self.alpha, self.num_experts, self.dropout,
+                                            self.init_std),
+            targets=self.targets,
+        )
+        for layer in self.adapters.values():
+            for p in (layer.lora_A, layer.lora_B, *layer.router.parameters()):
+                p.requires_grad_(True)
+        backbone.projector.requires_grad_(self.train_projector)

@@ -1,0 +1,70 @@
+"""O-LoRA (Wang et al., 2023): orthogonal subspaces for continual learning.
+
+Each task gets a fresh LoRA slot in every language-model linear; earlier slots are frozen and stay
+in the forward pass (as if merged into W). While task t trains, the loss adds
+
+    lambda * sum over adapted linears, j < t of  sum |A_t A_j^T|     (L1 of the r x r product)
+
+which pushes the new expert's input subspace (the rows of A_t) away from the earlier ones, so
+that its update disturbs what they read less. Inference uses every trained slot.
+
+Args (besides the LoRA ones of `ContinualMethod`):
+    orthogonal_weight: lambda (the official coefficient is 0.05).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hide.methods.base import ContinualMethod
+from hide.models.lora import LLAMA_LINEARS, LoRALinear
+
+
+def orthogonality_loss(A_current: torch.Tensor, A_earlier: list[torch.Tensor]) -> torch.Tensor:
+    """sum_j sum |A_current A_j^T| over the earlier experts' A_j (0 when there are none)."""
+    total = A_current.new_zeros(())
+    for A in A_earlier:
+        total = total + (A_current @ A.T).abs().sum()
+    return total
+
+
+class OLoRA(ContinualMethod):
+    name = "olora"
+
+    def __init__(self, rank: int = 8, alpha: float = 16.0, dropout: float = 0.05, init_std: float | None = None,
+                 targets: tuple[str, ...] = LLAMA_LINEARS, train_projector: bool = True,
+                 orthogonal_weight: float = 0.05):
+        super().__init__(rank, alpha, dropout, init_std, targets, train_projector)
+        if orthogonal_weight < 0:
+            raise ValueError(f"method.orthogonal_weight must be >= 0, got {orthogonal_weight}")
+        self.orthogonal_weight = orthogonal_weight
+        self.current = 0
+
+    def num_slots(self, num_tasks: int) -> int:
+        return num_tasks
+
+    def on_task_start(self, module, task_index: int) -> None:
+        self.current = task_index
+        layer: LoRALinear
+        for layer in self.adapters.values():
+            layer.active_slot = task_index
+            layer.merged_slots = list(range(task_index))
+            for slot in range(layer.num_slots):
+                trains = slot == task_index
+                layer.lora_A[slot].requires_grad_(trains)
+                layer.lora_B[slot].requires_grad_(trains)
+
+    def extra_loss(self, module, batch: dict, outputs) -> torch.Tensor | None:
+        if self.current == 0 or self.orthogonal_weight == 0:
+            return None
+        total = sum(orthogonality_loss(layer.lora_A[self.current],
+                                       [layer.lora_A[j].detach() for j in range(self.current)])
+                    for layer in self.adapters.values())
+        return self.orthogonal_weight * total
+
+    def trainable_parameters(self, model) -> int:
+        """The current task's slot in every adapted linear, plus the projector (at every stage)."""
+        return self.expert_parameters() + self.projector_parameters(model)
+
+    def stored_parameters(self, model, num_tasks: int) -> int:
+        return num_tasks * self.expert_parameters() + self.projector_parameters(model)
