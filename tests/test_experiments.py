@@ -110,3 +110,23 @@ def test_param_budget_on_the_tiny_and_the_7b_model(tmp_path):
     assert big["olora"]["stored"] == 6 * lora_7b + projector_7b
     assert big["hide"]["stored"] == lora_7b + projector_7b + 5 * 8 * (4 * 8192 + 2 * 15104 + 15104)
     assert budget["tiny"]["lora"]["trainable"] > 0
+
+
+def test_cka_analysis_trains_one_model_per_task_and_writes_the_arrays(tmp_path):
+    done = _run("cka_analysis.py", "--out", str(tmp_path), "--probe-per-task", "6", "trainer.max_epochs=1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    import numpy as np
+
+    arrays = np.load(tmp_path / "cka.npz")
+    assert list(arrays["tasks"]) == ["Renditions", "FigureQA"]
+    for kind in ("kernel", "linear"):
+        assert arrays[kind].shape == (2, 2, 2)  # tasks x tasks x decoder layers
+        assert np.allclose(np.diagonal(arrays[kind], axis1=0, axis2=1), 1.0)
+    summary = json.loads((tmp_path / "cka.json").read_text())
+    means = summary["kernel"]["mean_cross_task_cka"]
+    assert means == pytest.approx([arrays["kernel"][0, 1, l] for l in range(2)])
+    assert sorted(summary["kernel"]["layers_least_similar_first"]) == [0, 1]
+    features = np.load(tmp_path / "features.npz")
+    assert features["Renditions"].shape[:2] == (2, 6)
+    for name in ("cka_layer0.png", "cka_layer1.png", "cka_by_layer.png", "linear/cka_by_layer.png"):
+        assert (tmp_path / name).stat().st_size > 5000

@@ -67,8 +67,14 @@ def score_task(task: TaskData, predictions: dict[str, str]) -> dict:
     return {"score": exact_match_score(predictions, {r.question_id: r.answer for r in task.test})}
 
 
-def make_trainer(cfg: DictConfig, loggers: list) -> pl.Trainer:
-    return instantiate(cfg.trainer, logger=loggers or False)
+def make_trainer(cfg: DictConfig, loggers: list, with_callbacks: bool = False) -> pl.Trainer:
+    """A fresh Trainer from cfg.trainer; `with_callbacks` adds the `callbacks` group's (e.g. the
+    CKA analysis), which the training trainers get and the evaluation ones do not."""
+    if not with_callbacks or not cfg.get("callbacks"):
+        return instantiate(cfg.trainer, logger=loggers or False)
+    callbacks = [instantiate(c) for c in cfg.trainer.get("callbacks") or []]
+    callbacks += [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
 
 
 def evaluate(trainer: pl.Trainer, module: ContinualModule, datamodule: ContinualDataModule,
@@ -126,6 +132,7 @@ def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
         "params_trainable": method.trainable_parameters(backbone.model),
         "params_stored": method.stored_parameters(backbone.model, num_tasks),
         "eval_schedule": cfg.eval.schedule,
+        **method.run_facts(),
     })
     schedule = cfg.eval.schedule
     predictions_dir = out_dir / "predictions"
@@ -160,7 +167,7 @@ def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
         module.current_task = train_on[-1]
         datamodule.set_stage(stage, train_on, method.extra_train_items(datamodule.tasks, train_on))
         method.on_task_start(module, train_on[-1])
-        trainer = make_trainer(cfg, loggers)
+        trainer = make_trainer(cfg, loggers, with_callbacks=True)
         with timer("training"):
             trainer.fit(module, datamodule=datamodule)
         method.on_task_end(module, train_on[-1], datamodule.train_dataloader())

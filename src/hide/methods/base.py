@@ -88,6 +88,10 @@ class ContinualMethod:
         return {}
 
     # -- reporting --------------------------------------------------------------------------
+    def run_facts(self) -> dict:
+        """Facts about the attached method recorded once in metrics.json (e.g. HiDe's chosen layers)."""
+        return {}
+
     def projector_parameters(self, model: nn.Module) -> int:
         """The projector's size if it trains (it is then stored beside the adapters), else 0."""
         return sum(p.numel() for p in model.model.multi_modal_projector.parameters()) if self.train_projector else 0

@@ -58,7 +58,7 @@ class EWC(ContinualMethod):
 
     def __init__(self, rank: int = 8, alpha: float = 16.0, dropout: float = 0.05, init_std: float | None = None,
                  targets: tuple[str, ...] = LLAMA_LINEARS, train_projector: bool = True,
-                 ewc_lambda: float = 1e4, mode: str = "online", gamma: float = 1.0,
+                 ewc_lambda: float = 1e5, mode: str = "online", gamma: float = 1.0,
                  fisher_batches: int | None = 50):
         super().__init__(rank, alpha, dropout, init_std, targets, train_projector)
         if mode not in MODES:

@@ -17,12 +17,15 @@ task-specific layers are a setting.
 
 Ablations are config swaps: `method.task_specific_layers=all` (expand every layer, no fusion),
 `method.task_specific_layers=[]` (fuse every layer, no expansion), `method.fusion=sum_ba|mean`,
-`method.routing=oracle` (the true task picks the expert: routing error vs expert quality).
+`method.routing=oracle` (the true task picks the expert: routing error vs expert quality),
+`method.task_specific_layers=auto` (the layers the CKA analysis finds least similar across tasks).
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from pathlib import Path
 
 from pytorch_lightning.utilities import move_data_to_device
 from torch import nn
@@ -35,16 +38,35 @@ from hide.models.lora import FUSION_RULES, LLAMA_LINEARS, MultiExpertLoRALinear,
 ROUTINGS = ("anchors", "oracle")
 
 
+def layers_from_cka(cka_file: str, k: int, kind: str, num_layers: int, num_tasks: int) -> tuple[list[int], list[float]]:
+    """The k decoder layers with the lowest mean cross-task CKA in experiments/cka_analysis.py's
+    cka.json, and that per-layer mean."""
+    path = Path(cka_file).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"method.task_specific_layers=auto reads the CKA analysis from {path}, which does not exist: run "
+            f"`python experiments/cka_analysis.py --out {path.parent}` with this run's model and benchmark "
+            f"overrides, or set method.cka_file")
+    analysis = json.loads(path.read_text())
+    if kind not in analysis:
+        raise ValueError(f"{path} has no {kind!r} CKA (method.cka_kind); it has "
+                         f"{[k for k in ('kernel', 'linear') if k in analysis]}")
+    means = analysis[kind]["mean_cross_task_cka"]
+    if len(means) != num_layers or len(analysis["tasks"]) != num_tasks:
+        raise ValueError(f"{path} analysed {len(means)} decoder layers and {len(analysis['tasks'])} tasks, this run "
+                         f"has {num_layers} and {num_tasks}: analyse this model and benchmark first")
+    if not 1 <= k <= num_layers:
+        raise ValueError(f"method.auto_layers={k} must be between 1 and the model's {num_layers} layers")
+    return sorted(analysis[kind]["layers_least_similar_first"][:k]), means
+
+
 def resolve_layers(spec, num_layers: int) -> list[int]:
     """`task_specific_layers` -> sorted layer indices: "all", a list of indices (negative counts
     from the top, so [-1] is the last layer), or [] (none)."""
     if isinstance(spec, str):
         if spec == "all":
             return list(range(num_layers))
-        if spec == "auto":
-            raise ValueError("method.task_specific_layers=auto needs the CKA analysis, which is not built yet; "
-                             "give layer indices, e.g. [-1], or 'all'")
-        raise ValueError(f"method.task_specific_layers={spec!r}; give 'all' or a list of layer indices")
+        raise ValueError(f"method.task_specific_layers={spec!r}; give 'all', 'auto' or a list of layer indices")
     if isinstance(spec, int):
         spec = [spec]
     layers = set()
@@ -64,6 +86,9 @@ class HiDe(ContinualMethod):
         temperature, image_weight, text_weight, top_k: the routing softmax (top_k None: dense).
         anchor_encoder: a callable backbone -> encoder with `encode(batch)`, `image_dim`,
             `text_dim` (Hydra: a `_partial_` config); default `OwnTowersEncoder`.
+        cka_file, auto_layers, cka_kind: with task_specific_layers="auto", the auto_layers decoder
+            layers of lowest mean cross-task CKA (cka_kind: kernel | linear) in cka_file, the
+            output of experiments/cka_analysis.py.
     """
 
     name = "hide"
@@ -72,7 +97,8 @@ class HiDe(ContinualMethod):
                  targets: tuple[str, ...] = LLAMA_LINEARS, train_projector: bool = True,
                  task_specific_layers=(-1,), fusion: str = "sum_ab", fold_fused: bool = True,
                  routing: str = "anchors", temperature: float = 0.1, image_weight: float = 0.5,
-                 text_weight: float = 0.5, top_k: int | None = None, anchor_encoder=None):
+                 text_weight: float = 0.5, top_k: int | None = None, anchor_encoder=None,
+                 cka_file: str = "outputs/cka_analysis/cka.json", auto_layers: int = 1, cka_kind: str = "kernel"):
         super().__init__(rank, alpha, dropout, init_std, targets, train_projector)
         if fusion not in FUSION_RULES:
             raise ValueError(f"method.fusion={fusion!r}; choose one of {FUSION_RULES}")
@@ -83,6 +109,8 @@ class HiDe(ContinualMethod):
         if top_k is not None and top_k < 1:
             raise ValueError(f"method.top_k must be >= 1 or null, got {top_k}")
         self.task_specific_layers = task_specific_layers
+        self.cka_file, self.auto_layers, self.cka_kind = cka_file, auto_layers, cka_kind
+        self.cka_means: list[float] | None = None
         self.fusion = fusion
         self.fold_fused = fold_fused
         self.routing = routing
@@ -104,6 +132,7 @@ class HiDe(ContinualMethod):
     def attach(self, backbone: Backbone, num_tasks: int) -> None:
         backbone.model.requires_grad_(False)
         self.num_layers = backbone.language_model.config.num_hidden_layers
+        self.num_tasks = num_tasks
         self.adapters = inject_lora(
             backbone.language_model,
             lambda linear, _: MultiExpertLoRALinear(linear, self.rank, self.alpha, num_tasks, self.dropout,
@@ -125,7 +154,11 @@ class HiDe(ContinualMethod):
         if fusion not in FUSION_RULES:
             raise ValueError(f"method.fusion={fusion!r}; choose one of {FUSION_RULES}")
         self.task_specific_layers, self.fusion = task_specific_layers, fusion
-        self.layers = resolve_layers(task_specific_layers, self.num_layers)
+        if task_specific_layers == "auto":
+            self.layers, self.cka_means = layers_from_cka(self.cka_file, self.auto_layers, self.cka_kind,
+                                                          self.num_layers, self.num_tasks)
+        else:
+            self.layers = resolve_layers(task_specific_layers, self.num_layers)
         self.routed = {n: a for n, a in self.adapters.items() if decoder_layer_index(n) in self.layers}
         self.fused = {n: a for n, a in self.adapters.items() if n not in self.routed}
 
@@ -191,6 +224,13 @@ class HiDe(ContinualMethod):
         }
 
     # -- reporting --------------------------------------------------------------------------
+    def run_facts(self) -> dict:
+        facts = {"task_specific_layers": list(self.layers)}
+        if self.cka_means is not None:
+            facts["task_specific_layers_from"] = {"cka_file": str(self.cka_file), "cka_kind": self.cka_kind,
+                                                  "mean_cross_task_cka": self.cka_means}
+        return facts
+
     def trainable_parameters(self, model: nn.Module) -> int:
         """One expert in every adapted linear, plus the projector."""
         return self.expert_parameters() + self.projector_parameters(model)
