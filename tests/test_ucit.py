@@ -52,3 +52,35 @@ def test_ucit_reference_count_mismatch_names_both_counts(fast_cfg, tmp_path):
 def test_ucit_missing_root_is_explained(fast_cfg, tmp_path):
     with pytest.raises(DataFormatError, match="paths.data_dir"):
         run_continual(fast_cfg("benchmark=ucit", f"paths.data_dir={tmp_path / 'nowhere'}"), tmp_path / "run")
+
+
+def test_data_check_finds_every_planted_fault_in_one_pass(tmp_path, capsys):
+    import json
+
+    from hide.data.check import main
+
+    data = tmp_path / "ucit"
+    make_mini_ucit(data, n_train=6, n_test=3)  # test_3000.json holding 3: a count mismatch per task
+    (data / "datasets" / "ImageNet-R" / "1.jpg").unlink()  # a train image
+    (data / "datasets" / "ImageNet-R" / "7.jpg").unlink()  # a test image
+    arxiv = data / "instructions" / "ArxivQA" / "train_4w.json"
+    records = json.loads(arxiv.read_text())
+    del records[2]["conversations"]  # wrong schema
+    arxiv.write_text(json.dumps(records))
+    (data / "instructions" / "VizWiz" / "val_coco_type_3000.json").unlink()  # a missing file
+    code = main([f"paths.data_dir={data}", "benchmark.num_tasks=4"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "2 image(s) missing" in out and "ImageNet-R/1.jpg" in out and "ImageNet-R/7.jpg" in out
+    assert "conversations" in out and "train_4w.json" in out
+    assert "val_coco_type_3000.json does not exist" in out
+    assert out.count("holds 3 records, its name says 3000") == 3
+    assert "instructions/IconQA does not exist" in out  # the 4th task was never written
+    # a clean tree (counts aside) passes the other checks
+    clean = tmp_path / "clean"
+    make_mini_ucit(clean)
+    main([f"paths.data_dir={clean}", "benchmark.num_tasks=3"])
+    out = capsys.readouterr().out
+    assert "missing" not in out.replace("missing images", "") and "does not exist" not in out
+    assert main([f"paths.data_dir={tmp_path / 'nowhere'}"]) == 1
+    assert "paths.data_dir" in capsys.readouterr().out

@@ -21,6 +21,7 @@ from rich.console import Console
 
 from hide.data.datamodule import ContinualDataModule
 from hide.data.formats import TaskData, write_json_atomic
+from hide.distributed import gather_objects, is_main_process
 from hide.metrics.captions import score_captions
 from hide.metrics.qa import exact_match_score
 from hide.module import ContinualModule
@@ -86,11 +87,13 @@ def evaluate(trainer: pl.Trainer, module: ContinualModule, datamodule: Continual
     outputs = trainer.predict(module, dataloaders=loaders, return_predictions=True)
     if len(loaders) == 1:
         outputs = [outputs]
+    local = [(task, qid, text) for per_loader in outputs for batch in per_loader for task, qid, text in batch]
+    # Under DDP each rank answered its own shard (Lightning's unrepeated sampler): gather them all,
+    # so that every rank scores the whole test sets exactly as one process would.
     predictions: dict[int, dict[str, str]] = {t: {} for t in task_indices}
-    for per_loader in outputs:
-        for batch in per_loader:
-            for task, qid, text in batch:
-                predictions[task][qid] = text
+    for shard in gather_objects(local):
+        for task, qid, text in shard:
+            predictions[task][qid] = text
     return predictions
 
 
@@ -149,12 +152,13 @@ def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
         for key, value in method.eval_facts(names).items():
             results.extra[key] = value  # the latest stage's; every stage's under <key>_by_stage
             results.extra.setdefault(f"{key}_by_stage", {})[str(stage)] = value
-        write_json_atomic(predictions_dir / f"stage{stage}.json",
-                          {names[t]: p for t, p in predictions.items()})
         results.extra["timing"] = {**timer.seconds, "total": time.perf_counter() - start}
-        results.write()
-        shown = ", ".join(f"{names[t]} {results.matrix[stage][t]:.1f}" for t in wanted)
-        console.print(f"[bold]after {'base' if stage == 0 else names[stage - 1]}[/]: {shown}")
+        if is_main_process():  # every rank holds the same results; one writes them
+            write_json_atomic(predictions_dir / f"stage{stage}.json",
+                              {names[t]: p for t, p in predictions.items()})
+            results.write()
+            shown = ", ".join(f"{names[t]} {results.matrix[stage][t]:.1f}" for t in wanted)
+            console.print(f"[bold]after {'base' if stage == 0 else names[stage - 1]}[/]: {shown}")
 
     evaluate_stage(0)
     for stage, train_on in enumerate(method.stages(num_tasks), start=1):
@@ -175,14 +179,15 @@ def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
 
     results.extra["wall_seconds"] = time.perf_counter() - start
     results.extra["timing"] = {**timer.seconds, "total": results.extra["wall_seconds"]}
-    results.write()
-    heatmap = results.heatmap(title=f"{method.name} on {type(benchmark).__name__}")
-    for logger in loggers:
-        log_to_wandb(logger, results, heatmap)
-    console.print(results.table())
-    console.print(results.summary_table())
-    console.print(f"results in {out_dir}")
-    OmegaConf.save(cfg, out_dir / "config_resolved.yaml", resolve=True)
+    if is_main_process():
+        results.write()
+        heatmap = results.heatmap(title=f"{method.name} on {type(benchmark).__name__}")
+        for logger in loggers:
+            log_to_wandb(logger, results, heatmap)
+        console.print(results.table())
+        console.print(results.summary_table())
+        console.print(f"results in {out_dir}")
+        OmegaConf.save(cfg, out_dir / "config_resolved.yaml", resolve=True)
     if on_finish is not None:
         on_finish(module, datamodule, lambda: make_trainer(cfg, []))
     return results.to_dict()

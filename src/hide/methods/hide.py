@@ -30,6 +30,7 @@ from pathlib import Path
 from pytorch_lightning.utilities import move_data_to_device
 from torch import nn
 
+from hide.distributed import gather_objects
 from hide.methods.anchors import AnchorBank, OwnTowersEncoder, encode_task_anchors, routing_weights
 from hide.methods.base import ContinualMethod
 from hide.models.backbone import Backbone
@@ -214,6 +215,17 @@ class HiDe(ContinualMethod):
         """Routing accuracy (%) per trained task: how often the anchors' most similar task is the
         sample's own (reported under oracle routing too, where it is not used), and the confusion
         counts {true task: {picked task: n}}."""
+        # under DDP each rank routed its own shard of the test sets: sum the counts of all ranks
+        counts, confusion = defaultdict(lambda: [0, 0]), defaultdict(lambda: defaultdict(int))
+        for rank_counts, rank_confusion in gather_objects(
+                (dict(self.routing_counts), {t: dict(p) for t, p in self.routing_confusion.items()})):
+            for t, (right, total) in rank_counts.items():
+                counts[t][0] += right
+                counts[t][1] += total
+            for t, picks in rank_confusion.items():
+                for p, n in picks.items():
+                    confusion[t][p] += n
+        self.routing_counts, self.routing_confusion = counts, confusion
         if not self.routing_counts:
             return {}
         return {

@@ -1,0 +1,130 @@
+"""Check a benchmark tree before hours of training: every missing file, schema fault, missing image
+and count mismatch of every task, in one pass.
+
+    python -m hide.data.check paths.data_dir=/data/UCIT            # benchmark=ucit by default
+    python -m hide.data.check benchmark=ucit benchmark.num_tasks=3 paths.data_dir=...
+
+Per task: the instruction folder and files exist; each file passes the loader's validation (the
+first fault in a file is reported, with the record it is in); every image of every record exists
+(all missing ones are counted, the first few named); a test or reference file whose name declares
+a count (UCIT's `test_3000.json`, `val_coco_type_3000.json`) holds that many records; the caption
+references match the test file one to one. Exits 1 when anything is wrong, after printing it all.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hide.data.formats import (DataFormatError, TaskSpec, load_caption_references, load_test_file,
+                               load_train_file)
+
+SHOWN_MISSING = 5
+
+
+@dataclass
+class TaskReport:
+    name: str
+    train: int | None = None
+    test: int | None = None
+    references: int | None = None
+    missing_images: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def declared_count(file_name: str) -> int | None:
+    """The record count a UCIT file name declares (`test_3000.json` -> 3000), if any."""
+    match = re.search(r"_(\d+)\.json$", file_name)
+    return int(match.group(1)) if match else None
+
+
+def check_task(data_dir: Path, spec: TaskSpec) -> TaskReport:
+    report = TaskReport(spec.name)
+    folder = data_dir / "instructions" / spec.dir
+    datasets = data_dir / "datasets"
+    if not folder.is_dir():
+        report.problems.append(f"the folder {folder} does not exist")
+        return report
+    files = {"train": folder / spec.train_file, "test": folder / spec.test_file}
+    if spec.references_file:
+        files["references"] = folder / spec.references_file
+    for role, path in files.items():
+        if not path.is_file():
+            report.problems.append(f"the {role} file {path} does not exist")
+    loaded = {}
+    for role, loader in (("train", load_train_file), ("test", load_test_file)):
+        if files[role].is_file():
+            try:
+                loaded[role] = loader(files[role], datasets, check_images=False, task_name=spec.name)
+                setattr(report, role, len(loaded[role]))
+            except DataFormatError as error:
+                report.problems.append(str(error))
+    if "test" in loaded:
+        expected = declared_count(spec.test_file)
+        if expected is not None and expected != report.test:
+            report.problems.append(f"{files['test']} holds {report.test} records, its name says {expected}")
+        if "references" in files and files["references"].is_file():
+            try:
+                report.references = len(load_caption_references(files["references"], loaded["test"],
+                                                                 test_file=files["test"]))
+            except DataFormatError as error:
+                report.problems.append(str(error))
+    missing = [(role, record, Path(record.image)) for role in ("train", "test") for record in loaded.get(role, [])
+               if not Path(record.image).is_file()]
+    report.missing_images = len(missing)
+    if missing:
+        shown = ", ".join(f"{p} ({role} record {getattr(r, 'id', None) or r.question_id})"
+                          for role, r, p in missing[:SHOWN_MISSING])
+        more = f" and {len(missing) - SHOWN_MISSING} more" if len(missing) > SHOWN_MISSING else ""
+        report.problems.append(f"{len(missing)} image(s) missing under {datasets}: {shown}{more}")
+    return report
+
+
+def check_benchmark(data_dir, specs: list[TaskSpec]) -> list[TaskReport]:
+    data_dir = Path(data_dir).expanduser()
+    if not data_dir.is_dir():
+        report = TaskReport("(benchmark root)")
+        report.problems.append(f"{data_dir} does not exist: set paths.data_dir to the folder holding "
+                               f"datasets/ and instructions/")
+        return [report]
+    return [check_task(data_dir, spec) for spec in specs]
+
+
+def format_reports(reports: list[TaskReport]) -> str:
+    def n(v):
+        return "-" if v is None else f"{v:,}"
+
+    lines = ["| task | train | test | references | missing images | status |", "|---|---:|---:|---:|---:|---|"]
+    for r in reports:
+        lines.append(f"| {r.name} | {n(r.train)} | {n(r.test)} | {n(r.references)} | {r.missing_images:,} | "
+                     f"{'ok' if not r.problems else f'{len(r.problems)} problem(s)'} |")
+    for r in reports:
+        for problem in r.problems:
+            lines.append(f"\n[{r.name}] {problem}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hydra.utils import instantiate
+
+    from hide.config import compose_config
+
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    if not any(o.startswith("benchmark=") for o in overrides):
+        overrides.insert(0, "benchmark=ucit")
+    import tempfile
+
+    cfg = compose_config(overrides, tempfile.mkdtemp(prefix="hide-check-"))
+    benchmark = instantiate(cfg.benchmark)
+    reports = check_benchmark(benchmark.data_dir, benchmark.specs)
+    print(f"checking {benchmark.data_dir}")
+    print(format_reports(reports))
+    bad = sum(len(r.problems) for r in reports)
+    print(f"\n{bad} problem(s) found" if bad else "\nall files present and valid")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
