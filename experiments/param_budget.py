@@ -16,26 +16,18 @@ from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
-from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+from transformers import LlavaForConditionalGeneration
 
 from hide.config import compose_config
-from hide.models.backbone import Backbone
+from hide.models.backbone import Backbone, llava_1_5_7b_config
 
 METHODS = ["lora", "moelora", "olora", "ewc", "lwf", "replay", "hide", "multitask"]
 
 
 def llava_7b_on_meta() -> Backbone:
-    """LLaVA-1.5-7B's architecture with no weights (llava-hf/llava-1.5-7b-hf's config values)."""
-    config = LlavaConfig(
-        vision_config=CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
-                                       num_attention_heads=16, image_size=336, patch_size=14, projection_dim=768),
-        text_config=LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                                num_attention_heads=32, num_key_value_heads=32, vocab_size=32064),
-        image_token_index=32000, projector_hidden_act="gelu", vision_feature_layer=-2,
-        vision_feature_select_strategy="default",
-    )
+    """LLaVA-1.5-7B's architecture with no weights."""
     with torch.device("meta"):
-        model = LlavaForConditionalGeneration(config)
+        model = LlavaForConditionalGeneration(llava_1_5_7b_config())
     return Backbone(model=model, tokenizer=None, image_processor=None, name="llava-1.5-7b (meta)")
 
 
