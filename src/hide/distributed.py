@@ -33,6 +33,12 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def global_rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if world_size() > 1 else 0
+
+
 def is_main_process() -> bool:
     """Rank 0, or the only process: the one that writes results."""
     import torch.distributed as dist

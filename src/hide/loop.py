@@ -174,7 +174,7 @@ def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
         trainer = make_trainer(cfg, loggers, with_callbacks=True)
         with timer("training"):
             trainer.fit(module, datamodule=datamodule)
-        method.on_task_end(module, train_on[-1], datamodule.train_dataloader())
+        method.on_task_end(module, train_on[-1], datamodule.full_train_dataloader())
         evaluate_stage(stage)
 
     results.extra["wall_seconds"] = time.perf_counter() - start

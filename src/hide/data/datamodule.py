@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from hide.data import synthetic
 from hide.data.collate import Encoder, EvalCollator, TrainCollator
 from hide.data.formats import DataFormatError, TaskData, TaskSpec, load_task
+from hide.distributed import global_rank, world_size
 from hide.models.backbone import Backbone
 
 log = logging.getLogger(__name__)
@@ -135,12 +136,58 @@ class ContinualDataModule(pl.LightningDataModule):
         return [(t, record) for t in task_indices for record in self.tasks[t].train]
 
     def train_dataloader(self) -> DataLoader:
+        """This rank's training batches. With W data-parallel ranks, global batch k is batch k of a
+        single process with batch size W x batch_size (the same shuffle), and rank r trains on its
+        r-th slice: so a W-process run sees the single-process run's global batches, in its order."""
+        world, rank = world_size(), global_rank()
+        if world == 1:
+            return self.full_train_dataloader()
         items = self.train_items(self.stage_tasks) + self.extra_items
-        generator = torch.Generator().manual_seed(self.seed * 1000 + self.stage)
-        return DataLoader(items, batch_size=self.batch_size, shuffle=True, generator=generator,
+        sampler = RankShardedBatches(len(items), self.batch_size, rank, world, self._train_generator())
+        return DataLoader(items, batch_sampler=sampler, collate_fn=TrainCollator(self.encoder),
+                          num_workers=self.num_workers)
+
+    def full_train_dataloader(self) -> DataLoader:
+        """Every training item of the stage, in the single-process order (for end-of-task work that
+        every rank does alike or shards itself, e.g. HiDe's anchors, EWC's Fisher)."""
+        items = self.train_items(self.stage_tasks) + self.extra_items
+        return DataLoader(items, batch_size=self.batch_size, shuffle=True, generator=self._train_generator(),
                           collate_fn=TrainCollator(self.encoder), num_workers=self.num_workers)
 
+    def _train_generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 1000 + self.stage)
+
     def test_dataloader(self, task_index: int) -> DataLoader:
+        """A task's test prompts; with W ranks, rank r answers every W-th one (the loop gathers them)."""
         items = [(task_index, record) for record in self.tasks[task_index].test]
+        items = items[global_rank()::world_size()]
         return DataLoader(items, batch_size=self.eval_batch_size, shuffle=False,
                           collate_fn=EvalCollator(self.encoder), num_workers=self.num_workers)
+
+
+class RankShardedBatches(torch.utils.data.Sampler):
+    """Batches of one data-parallel rank: each epoch one shuffle of all n items (the generator's
+    randperm, as a single process's RandomSampler draws it), cut into global batches of
+    per_device x world items; rank r takes the r-th of `world` near-equal slices of each. A last
+    global batch too small to give every rank an item is dropped, so all ranks step together."""
+
+    def __init__(self, n: int, per_device: int, rank: int, world: int, generator: torch.Generator):
+        self.n, self.per_device, self.rank, self.world, self.generator = n, per_device, rank, world, generator
+
+    def _global_batches(self, order: list[int]):
+        size = self.per_device * self.world
+        for start in range(0, self.n, size):
+            chunk = order[start:start + size]
+            if len(chunk) >= self.world:
+                yield chunk
+
+    def __iter__(self):
+        # A single process's DataLoader(shuffle=True, generator=g) first draws its workers' base seed
+        # from g, then the permutation: draw alike, so the orders agree (tests/test_ddp.py checks it).
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+        order = torch.randperm(self.n, generator=self.generator).tolist()
+        for chunk in self._global_batches(order):
+            yield chunk[self.rank * len(chunk) // self.world:(self.rank + 1) * len(chunk) // self.world]
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._global_batches(list(range(self.n))))
