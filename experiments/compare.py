@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -99,18 +100,19 @@ def summarise(groups: dict[str, list[dict]]) -> list[dict]:
         row["params_trainable"] = runs[0].get("params_trainable")
         row["params_stored"] = runs[0].get("params_stored")
         stacked = np.array([[[np.nan if v is None else v for v in line] for line in r["matrix"]] for r in runs])
-        with np.errstate(all="ignore"):
-            mean_matrix = np.nanmean(stacked, axis=0) if not np.all(np.isnan(stacked)) else stacked[0]
+        with warnings.catch_warnings():  # an absent entry (NaN in every seed) stays absent, quietly
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean_matrix = np.nanmean(stacked, axis=0)
         row["matrix"] = [[None if math.isnan(v) else float(v) for v in line] for line in mean_matrix]
         rows.append(row)
     return rows
 
 
-def _cell(pair) -> str:
+def _cell(pair, seeds: int) -> str:
     mean, std = pair
     if mean is None:
         return "absent"
-    return f"{mean:.1f} ± {std:.1f}"
+    return f"{mean:.1f}" if seeds == 1 else f"{mean:.1f} ± {std:.1f}"
 
 
 def markdown(rows: list[dict], incomplete: list[str], shared: list[str]) -> str:
@@ -118,12 +120,12 @@ def markdown(rows: list[dict], incomplete: list[str], shared: list[str]) -> str:
              "|---|---|" + "---:|" * (len(METRIC_NAMES) + 3)]
     for row in rows:
         wall_mean, wall_std = row["wall_seconds"]
-        wall = "-" if wall_mean is None else f"{wall_mean / 60:.1f} ± {wall_std / 60:.1f}"
+        wall = "-" if wall_mean is None else _cell((wall_mean / 60, wall_std / 60), len(row["seeds"]))
         params = [f"{row[k]:,}" if isinstance(row[k], int) else "-" for k in ("params_trainable", "params_stored")]
-        lines.append(f"| {row['label']} | {len(row['seeds'])} | " + " | ".join(_cell(row[n]) for n in METRIC_NAMES)
+        lines.append(f"| {row['label']} | {len(row['seeds'])} | " + " | ".join(_cell(row[n], len(row["seeds"])) for n in METRIC_NAMES)
                      + f" | {params[0]} | {params[1]} | {wall} |")
     lines.append("")
-    lines.append("Mean ± sample std over seeds; scores 0-100 (caption tasks can pass 100 through CIDEr); "
+    lines.append("Mean ± sample std over seeds (a single seed: its value); scores 0-100 (caption tasks can pass 100 through CIDEr); "
                  "'absent' where the method's schedule cannot give the metric.")
     if shared:
         lines += ["", "Settings every run shares: " + " ".join(f"`{o}`" for o in shared)]

@@ -158,5 +158,5 @@ def test_resolve_layers():
     assert resolve_layers([], 3) == []
     with pytest.raises(ValueError, match="outside"):
         resolve_layers([4], 4)
-    with pytest.raises(ValueError, match="CKA"):
-        resolve_layers("auto", 4)
+    with pytest.raises(ValueError, match="'all', 'auto' or a list"):
+        resolve_layers("top", 4)  # auto is resolved from the CKA analysis (tests/test_cka.py)
