@@ -5,9 +5,11 @@
 For each task of the benchmark (synthetic by default) a fresh sequential-LoRA model (`method=lora`
 unless overridden) is trained on that task alone from the base model, through the same configs
 and task loop as train.py (`benchmark.select=[TASK]`). Each model then encodes the first N test
-prompts of its own task; per decoder layer, the output mean-pooled over the prompt (image tokens
-included) is the sample's feature. CKA between task i's model on task i's prompts and task j's
-model on task j's prompts, per layer, gives a task x task matrix per layer (hide-method.md, "CKA").
+prompts of its own task (`--inputs own`, the analysis as hide-method.md describes it), or the same
+N prompts of every task (`--inputs shared`: the models compared on identical inputs, n = N x T);
+per decoder layer, the output mean-pooled over the prompt (image tokens included) is the sample's
+feature. CKA between task i's model and task j's model, per layer, gives a task x task matrix per
+layer (hide-method.md, "CKA").
 
 Writes to DIR (default outputs/cka_analysis):
 - cka.npz: `kernel` and `linear` arrays (T x T x layers), `tasks`; features.npz: every model's features;
@@ -25,7 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from hide.analysis.layers import cross_task_cka, decoder_layer_features, mean_off_diagonal, plot_cross_task, probe_loader
+from torch.utils.data import DataLoader
+
 from hide.config import compose_config
+from hide.data.collate import EvalCollator
 from hide.loop import run_continual
 
 
@@ -34,19 +39,29 @@ def main() -> None:
     parser.add_argument("--out", default="outputs/cka_analysis")
     parser.add_argument("--probe-per-task", type=int, default=64)
     parser.add_argument("--debiased", action="store_true", help="unbiased HSIC estimator")
+    parser.add_argument("--inputs", choices=["own", "shared"], default="own",
+                        help="own: each model encodes its own task's prompts (hide-method.md); shared: every "
+                             "model encodes the same prompts, probe-per-task of every task")
     args, overrides = parser.parse_known_args()
     out = Path(args.out)
     probe_cfg = compose_config(["method=lora", *overrides], out / "runs")
     from hydra.utils import instantiate
 
-    tasks = instantiate(probe_cfg.benchmark).task_names
+    benchmark = instantiate(probe_cfg.benchmark)
+    tasks = benchmark.task_names
+    shared = None
+    if args.inputs == "shared":  # the same prompts for every model: n = probe_per_task x T
+        shared = [(t, r) for t, task in enumerate(benchmark.load()) for r in task.test[:args.probe_per_task]]
     features = []
     for name in tasks:
         cfg = compose_config(["method=lora", *overrides, f"benchmark.select=[{name}]", "benchmark.num_tasks=null",
                               "logger=none"], out / "runs" / name)
 
         def collect(module, datamodule, make_trainer) -> None:
-            loader = probe_loader(datamodule, 0, args.probe_per_task)
+            if shared is None:
+                loader = probe_loader(datamodule, 0, args.probe_per_task)
+            else:
+                loader = DataLoader(shared, batch_size=16, shuffle=False, collate_fn=EvalCollator(datamodule.encoder))
             features.append(decoder_layer_features(module.model, loader))
 
         metrics = run_continual(cfg, out / "runs" / name, on_finish=collect)
@@ -56,7 +71,7 @@ def main() -> None:
     arrays = {kind: cross_task_cka(features, kind, args.debiased) for kind in ("kernel", "linear")}
     np.savez(out / "cka.npz", tasks=np.array(tasks), **arrays)
     np.savez(out / "features.npz", tasks=np.array(tasks), **{name: f.numpy() for name, f in zip(tasks, features)})
-    summary = {"tasks": tasks, "probe_per_task": args.probe_per_task, "debiased": args.debiased,
+    summary = {"tasks": tasks, "probe_per_task": args.probe_per_task, "debiased": args.debiased, "inputs": args.inputs,
                "overrides": overrides}
     for kind, array in arrays.items():
         means = mean_off_diagonal(array)

@@ -130,3 +130,14 @@ def test_cka_analysis_trains_one_model_per_task_and_writes_the_arrays(tmp_path):
     assert features["Renditions"].shape[:2] == (2, 6)
     for name in ("cka_layer0.png", "cka_layer1.png", "cka_by_layer.png", "linear/cka_by_layer.png"):
         assert (tmp_path / name).stat().st_size > 5000
+
+
+def test_cka_analysis_on_shared_inputs(tmp_path):
+    done = _run("cka_analysis.py", "--out", str(tmp_path), "--probe-per-task", "4", "--inputs", "shared",
+                "trainer.max_epochs=1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    import numpy as np
+
+    features = np.load(tmp_path / "features.npz")
+    assert features["Renditions"].shape[:2] == (2, 8)  # every model encodes 4 prompts of each of 2 tasks
+    assert json.loads((tmp_path / "cka.json").read_text())["inputs"] == "shared"
