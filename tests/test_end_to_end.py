@@ -62,7 +62,8 @@ def test_wandb_logger_offline(fast_cfg, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
-    run_continual(fast_cfg("logger=wandb", "benchmark.num_tasks=1"), tmp_path)
+    run_continual(fast_cfg("logger=wandb", "benchmark.num_tasks=1", "callbacks=cka",
+                           "callbacks.cka.probe_per_task=4"), tmp_path)
     import wandb
 
     wandb.finish()
@@ -71,6 +72,7 @@ def test_wandb_logger_offline(fast_cfg, tmp_path, monkeypatch):
     assert any(p.suffix == ".wandb" for p in runs[0].iterdir())
     media = list(runs[0].rglob("accuracy_matrix*"))
     assert media, "the heatmap and the matrix table are logged"
+    assert list(runs[0].rglob("cka_before_after*")), "the CKA callback's heatmap is logged"
 
 
 def test_multirun_sweep_over_methods(tmp_path):
