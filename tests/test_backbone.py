@@ -56,6 +56,23 @@ def test_wrong_paths_give_clear_errors(tmp_path, monkeypatch):
         load_pretrained_backbone(str(tmp_path / "does-not-exist"))
 
 
+@pytest.mark.parametrize("part, named", [("model.safetensors", "the weights"), ("tokenizer.json", "the tokenizer"),
+                                         ("preprocessor_config.json", "the image processor")])
+def test_a_checkpoint_lacking_a_part_names_it(tiny_backbone, tmp_path, part, named):
+    import shutil
+
+    folder = tmp_path / "ckpt"
+    tiny_backbone.model.save_pretrained(folder)
+    tiny_backbone.tokenizer.save_pretrained(folder)
+    tiny_backbone.image_processor.save_pretrained(folder)
+    load_pretrained_backbone(str(folder))  # complete: loads
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    (broken / part).unlink()
+    with pytest.raises(BackboneError, match=f"{broken} lacks {named}"):
+        load_pretrained_backbone(str(broken))
+
+
 def test_llava_7b_config_composes():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=["model=llava-1.5-7b", "benchmark=ucit", "paths.data_dir=/data/ucit"])

@@ -62,6 +62,17 @@ def _attn_implementation(requested: str) -> str:
     return "sdpa"
 
 
+def missing_checkpoint_parts(folder: Path) -> list[str]:
+    """What a local llava-hf checkpoint directory lacks, each named (empty when complete)."""
+    parts = {
+        "the weights (model.safetensors, model-*.safetensors or pytorch_model*.bin)":
+            ["model.safetensors", "model-*.safetensors", "pytorch_model*.bin"],
+        "the tokenizer (tokenizer.json or tokenizer.model)": ["tokenizer.json", "tokenizer.model"],
+        "the image processor (preprocessor_config.json)": ["preprocessor_config.json"],
+    }
+    return [name for name, patterns in parts.items() if not any(any(folder.glob(p)) for p in patterns)]
+
+
 def load_pretrained_backbone(
     path: str,
     dtype: str = "float32",
@@ -75,13 +86,21 @@ def load_pretrained_backbone(
             f"{local} exists but holds no config.json: point model.path at a llava-hf checkpoint "
             f"directory (config.json, *.safetensors, tokenizer and preprocessor files)."
         )
+    if local.is_dir():
+        missing = missing_checkpoint_parts(local)
+        if missing:
+            raise BackboneError(
+                f"The checkpoint directory {local} lacks {'; '.join(missing)}. Copy the complete llava-hf "
+                f"checkpoint (e.g. llava-hf/llava-1.5-7b-hf: config.json, model-*.safetensors with their index, "
+                f"tokenizer.json or tokenizer.model, preprocessor_config.json)."
+            )
     try:
         model = LlavaForConditionalGeneration.from_pretrained(
             path, dtype=DTYPES[dtype], attn_implementation=_attn_implementation(attn_implementation)
         )
         tokenizer = AutoTokenizer.from_pretrained(path)
         image_processor = AutoImageProcessor.from_pretrained(path, backend="pil")
-    except OSError as err:
+    except (OSError, ValueError) as err:
         raise BackboneError(
             f"Could not load a LLaVA checkpoint from {path!r}: {err}. Give a local directory with the "
             f"llava-hf files, or a hub id on a machine that can reach the hub."
