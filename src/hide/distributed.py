@@ -1,4 +1,5 @@
-"""Strategy construction that a YAML file cannot express directly (classes by name)."""
+"""Multi-process helpers: strategies a YAML file cannot express directly (classes by name), and
+the rank facts and gathering that the task loop and methods use (a single process is world 1)."""
 
 from __future__ import annotations
 
@@ -41,9 +42,7 @@ def global_rank() -> int:
 
 def is_main_process() -> bool:
     """Rank 0, or the only process: the one that writes results."""
-    import torch.distributed as dist
-
-    return world_size() == 1 or dist.get_rank() == 0
+    return global_rank() == 0
 
 
 def gather_objects(obj) -> list:

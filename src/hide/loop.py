@@ -88,7 +88,7 @@ def evaluate(trainer: pl.Trainer, module: ContinualModule, datamodule: Continual
     if len(loaders) == 1:
         outputs = [outputs]
     local = [(task, qid, text) for per_loader in outputs for batch in per_loader for task, qid, text in batch]
-    # Under DDP each rank answered its own shard (Lightning's unrepeated sampler): gather them all,
+    # Under DDP each rank answered its own shard (`ContinualDataModule.test_dataloader`): gather them all,
     # so that every rank scores the whole test sets exactly as one process would.
     predictions: dict[int, dict[str, str]] = {t: {} for t in task_indices}
     for shard in gather_objects(local):

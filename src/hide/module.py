@@ -74,13 +74,17 @@ class ContinualModule(pl.LightningModule):
         # submodule's mode; LoRA dropout must be on while training.
         self.model.train()
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        outputs = self.model(
+    def answer_outputs(self, batch: dict):
+        """The model's outputs on a training batch; `.loss` is the answer-token cross-entropy."""
+        return self.model(
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
             pixel_values=batch["pixel_values"].to(self.model.dtype),
             labels=batch["labels"],
         )
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        outputs = self.answer_outputs(batch)
         loss = outputs.loss
         self.log("train/ce", loss.detach(), prog_bar=True, batch_size=len(batch["ids"]))
         extra = self.method.extra_loss(self, batch, outputs)

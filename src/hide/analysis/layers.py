@@ -15,7 +15,7 @@ from pytorch_lightning.utilities import move_data_to_device
 from torch.utils.data import DataLoader
 
 from hide.analysis.cka import CKA_KINDS
-from hide.data.collate import EvalCollator
+from hide.data.collate import EvalCollator, left_padded_positions
 
 
 def probe_loader(datamodule, task_index: int, per_task: int, batch_size: int = 16) -> DataLoader:
@@ -36,7 +36,7 @@ def decoder_layer_features(model, batches) -> torch.Tensor:
             batch = move_data_to_device(batch, model.device)
             mask = batch["attention_mask"]
             out = model(input_ids=batch["input_ids"], attention_mask=mask,
-                        position_ids=(mask.cumsum(-1) - 1).clamp_min(0),
+                        position_ids=left_padded_positions(mask),
                         pixel_values=batch["pixel_values"].to(model.dtype), output_hidden_states=True)
             weights = mask.unsqueeze(-1).to(torch.float32)
             # hidden_states[0] is the embedding output; [l + 1] is decoder layer l's output

@@ -142,7 +142,7 @@ class ContinualDataModule(pl.LightningDataModule):
         world, rank = world_size(), global_rank()
         if world == 1:
             return self.full_train_dataloader()
-        items = self.train_items(self.stage_tasks) + self.extra_items
+        items = self.stage_items()
         sampler = RankShardedBatches(len(items), self.batch_size, rank, world, self._train_generator())
         return DataLoader(items, batch_sampler=sampler, collate_fn=TrainCollator(self.encoder),
                           num_workers=self.num_workers)
@@ -150,9 +150,12 @@ class ContinualDataModule(pl.LightningDataModule):
     def full_train_dataloader(self) -> DataLoader:
         """Every training item of the stage, in the single-process order (for end-of-task work that
         every rank does alike or shards itself, e.g. HiDe's anchors, EWC's Fisher)."""
-        items = self.train_items(self.stage_tasks) + self.extra_items
-        return DataLoader(items, batch_size=self.batch_size, shuffle=True, generator=self._train_generator(),
+        return DataLoader(self.stage_items(), batch_size=self.batch_size, shuffle=True, generator=self._train_generator(),
                           collate_fn=TrainCollator(self.encoder), num_workers=self.num_workers)
+
+    def stage_items(self) -> list[tuple[int, object]]:
+        """The stage's own tasks' records, then the extra ones (e.g. a replay buffer)."""
+        return self.train_items(self.stage_tasks) + self.extra_items
 
     def _train_generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed * 1000 + self.stage)

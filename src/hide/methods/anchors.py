@@ -19,6 +19,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from hide.data.collate import left_padded_positions
 from hide.models.lora import adapters_disabled
 
 
@@ -146,9 +147,9 @@ class OwnTowersEncoder:
         tokens = self.tokenizer(list(batch["instructions"]), add_special_tokens=False, padding=True,
                                 padding_side="left", return_tensors="pt").to(pixels.device)
         mask = tokens["attention_mask"]
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
         with adapters_disabled(self.language_model):
-            out = self.language_model(input_ids=tokens["input_ids"], attention_mask=mask, position_ids=positions)
+            out = self.language_model(input_ids=tokens["input_ids"], attention_mask=mask,
+                                      position_ids=left_padded_positions(mask))
         return image, out.last_hidden_state[:, -1].float()
 
 

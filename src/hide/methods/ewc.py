@@ -92,12 +92,8 @@ class EWC(ContinualMethod):
                     return
                 yield move_data_to_device(batch, model.device)
 
-        def loss(m, batch):
-            return m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                     pixel_values=batch["pixel_values"].to(m.dtype), labels=batch["labels"]).loss
-
         with torch.enable_grad():
-            fisher = diagonal_fisher(model, loss, batches(), params)
+            fisher = diagonal_fisher(model, lambda _, batch: module.answer_outputs(batch).loss, batches(), params)
         model.train(was_training)
         star = {n: p.detach().float().clone() for n, p in params.items()}
         if self.mode == "online" and self.anchors:
