@@ -68,6 +68,9 @@ def collect(folders: list[Path]) -> tuple[dict[str, list[dict]], list[str], list
                 incomplete.append(f"{path} (stopped before its last evaluation)")
                 continue
             metrics["_dir"] = str(path.parent)
+            timing = path.parent / "timing.json"  # wall time (older runs kept it in metrics.json)
+            if timing.exists():
+                metrics["wall_seconds"] = json.loads(timing.read_text()).get("wall_seconds")
             runs.append((metrics, run_overrides(path.parent)))
     shared = sorted(set.intersection(*(set(o) for _, o in runs))) if runs else []
     groups: dict[str, list[dict]] = {}

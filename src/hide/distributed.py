@@ -55,3 +55,11 @@ def gather_objects(obj) -> list:
     gathered = [None] * world_size()
     dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def barrier() -> None:
+    """Wait for every rank (a no-op in one process)."""
+    if world_size() > 1:
+        import torch.distributed as dist
+
+        dist.barrier()

@@ -8,7 +8,9 @@ and writes the accuracy matrix with every continual-learning metric after each e
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,9 +21,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
+from hide.checkpoint import (CHECKPOINT_DIR, RUN_CONFIG, RUN_STATE, TASK_CHECKPOINT, CheckpointError, TaskCheckpoint,
+                             capture_rng, comparable_config, load_checkpoint, load_trained_state, restore_rng,
+                             resume_directory, save_atomic, trained_state)
 from hide.data.datamodule import ContinualDataModule
 from hide.data.formats import TaskData, write_json_atomic
-from hide.distributed import gather_objects, is_main_process
+from hide.distributed import barrier, gather_objects, is_main_process
 from hide.metrics.captions import score_captions
 from hide.metrics.qa import exact_match_score
 from hide.module import ContinualModule
@@ -68,14 +73,16 @@ def score_task(task: TaskData, predictions: dict[str, str]) -> dict:
     return {"score": exact_match_score(predictions, {r.question_id: r.answer for r in task.test})}
 
 
-def make_trainer(cfg: DictConfig, loggers: list, with_callbacks: bool = False) -> pl.Trainer:
+def make_trainer(cfg: DictConfig, loggers: list, with_callbacks: bool = False,
+                 extra_callbacks: list | None = None) -> pl.Trainer:
     """A fresh Trainer from cfg.trainer; `with_callbacks` adds the `callbacks` group's (e.g. the
-    CKA analysis), which the training trainers get and the evaluation ones do not."""
-    if not with_callbacks or not cfg.get("callbacks"):
+    CKA analysis), which the training trainers get and the evaluation ones do not, and
+    `extra_callbacks` (the task checkpoint)."""
+    if not with_callbacks or not (cfg.get("callbacks") or extra_callbacks):
         return instantiate(cfg.trainer, logger=loggers or False)
     callbacks = [instantiate(c) for c in cfg.trainer.get("callbacks") or []]
-    callbacks += [instantiate(c) for c in cfg.callbacks.values() if c is not None]
-    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks + list(extra_callbacks or []))
 
 
 def evaluate(trainer: pl.Trainer, module: ContinualModule, datamodule: ContinualDataModule,
@@ -99,13 +106,24 @@ def evaluate(trainer: pl.Trainer, module: ContinualModule, datamodule: Continual
 
 def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
     """Run the configured method through the benchmark's task sequence; return metrics.json's content.
-    `on_finish(module, datamodule, make_trainer)`, if given, is called with the final model (for
-    experiment scripts that evaluate it further)."""
+    With `cfg.resume` (true or a run directory) a killed run continues where its checkpoints stood
+    (`hide.checkpoint`). `on_finish(module, datamodule, make_trainer)`, if given, is called with
+    the final model (for experiment scripts that evaluate it further)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     console = Console()
     timer = PhaseTimer()
     start = time.perf_counter()
+    resumed_dir = resume_directory(cfg.get("resume"), out_dir, cfg)
+    if resumed_dir is not None:
+        out_dir = resumed_dir
+    elif cfg.get("resume") not in (None, False):
+        log.warning("resume=%s: no checkpoint of a run with this config under %s; starting fresh in %s",
+                    cfg.resume, out_dir.parent, out_dir)
+    checkpoints = out_dir / CHECKPOINT_DIR
+    if resumed_dir is None and is_main_process():
+        shutil.rmtree(checkpoints, ignore_errors=True)  # a fresh run in a reused (multirun) directory
+        OmegaConf.save(comparable_config(cfg), out_dir / RUN_CONFIG)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.get("num_threads"):
         torch.set_num_threads(cfg.num_threads)
@@ -139,6 +157,40 @@ def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
     })
     schedule = cfg.eval.schedule
     predictions_dir = out_dir / "predictions"
+    every_n_steps = cfg.get("checkpoint", {}).get("every_n_steps")
+    done_stage, earlier_seconds, resumes = -1, {}, 0
+    if (checkpoints / RUN_STATE).exists():
+        state = load_checkpoint(checkpoints / RUN_STATE)
+        load_trained_state(module, state["trained"], checkpoints / RUN_STATE)
+        method.load_state_dict(state["method"])
+        results.load_state(state["results"])
+        restore_rng(state["rng"])
+        done_stage, earlier_seconds = state["stage"], state["timing"]
+    if resumed_dir is not None:
+        count_file = checkpoints / "resumes.json"
+        resumes = (json.loads(count_file.read_text())["resumes"] if count_file.exists() else 0) + 1
+        if is_main_process():
+            write_json_atomic(count_file, {"resumes": resumes})
+        console.print(f"[bold]resuming[/] {out_dir}: stages 0..{done_stage} done" if done_stage >= 0
+                      else f"[bold]resuming[/] {out_dir} in its first stage")
+
+    def timing() -> dict:
+        """Wall seconds per phase, this process's plus those the processes it resumes had saved
+        (the work a killed process did after its last stage is not counted)."""
+        seconds = {k: earlier_seconds.get(k, 0.0) + timer.seconds.get(k, 0.0)
+                   for k in {*earlier_seconds, *timer.seconds} if k != "total"}
+        return {**seconds, "total": earlier_seconds.get("total", 0.0) + time.perf_counter() - start}
+
+    def save_run_state(stage: int) -> None:
+        """After stage `stage` is evaluated and written: what a resumed run continues from."""
+        if is_main_process():
+            save_atomic({"stage": stage, "trained": trained_state(module), "method": method.state_dict(),
+                         "results": results.state(), "rng": capture_rng(), "timing": timing()},
+                        checkpoints / RUN_STATE)
+            (checkpoints / TASK_CHECKPOINT).unlink(missing_ok=True)
+            write_json_atomic(out_dir / "timing.json", {"wall_seconds": timing()["total"], "phases": timing(),
+                                                        "resumes": resumes}, indent=2)
+        barrier()
 
     def evaluate_stage(stage: int) -> None:
         trained = sorted({t for s in method.stages(num_tasks)[:stage] if s for t in s})
@@ -152,16 +204,44 @@ def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
         for key, value in method.eval_facts(names).items():
             results.extra[key] = value  # the latest stage's; every stage's under <key>_by_stage
             results.extra.setdefault(f"{key}_by_stage", {})[str(stage)] = value
-        results.extra["timing"] = {**timer.seconds, "total": time.perf_counter() - start}
         if is_main_process():  # every rank holds the same results; one writes them
             write_json_atomic(predictions_dir / f"stage{stage}.json",
                               {names[t]: p for t, p in predictions.items()})
             results.write()
             shown = ", ".join(f"{names[t]} {results.matrix[stage][t]:.1f}" for t in wanted)
             console.print(f"[bold]after {'base' if stage == 0 else names[stage - 1]}[/]: {shown}")
+        save_run_state(stage)
 
-    evaluate_stage(0)
+    def train_stage(stage: int, train_on: list[int]) -> None:
+        """Fit the stage, continuing from its task checkpoint when a killed run left one."""
+        task_ckpt = checkpoints / TASK_CHECKPOINT
+        resume_from = load_checkpoint(task_ckpt)["hide"] if task_ckpt.exists() else None
+        if resume_from is not None and resume_from["stage"] != stage:
+            raise CheckpointError(f"{task_ckpt} is from stage {resume_from['stage']}, but {RUN_STATE} says stage "
+                                  f"{stage} is next: the checkpoints disagree; delete {task_ckpt} to redo stage {stage}")
+        if resume_from is not None and resume_from["finished"]:
+            # the stage's training had ended: take its weights and generators, skip the fit
+            weights = {k.removeprefix("model."): v for k, v in load_checkpoint(task_ckpt)["state_dict"].items()}
+            load_trained_state(module, weights, task_ckpt)
+            restore_rng(resume_from["rng"])
+            console.print(f"stage {stage}: training had finished before the interruption ({task_ckpt})")
+            return
+        trainer = make_trainer(cfg, loggers, with_callbacks=True,
+                               extra_callbacks=[TaskCheckpoint(task_ckpt, every_n_steps)])
+        if resume_from is not None:
+            datamodule.resume_at(*resume_from["data_position"])
+            console.print(f"stage {stage}: continuing from {task_ckpt} (epoch {resume_from['data_position'][0]}, "
+                          f"batch {resume_from['data_position'][1]})")
+        module.checkpoint_stage = stage
+        with timer("training"):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(task_ckpt) if resume_from else None,
+                        weights_only=False)  # our own file: it holds the generators' states
+
+    if done_stage < 0:
+        evaluate_stage(0)
     for stage, train_on in enumerate(method.stages(num_tasks), start=1):
+        if stage <= done_stage:
+            continue  # finished before a resume: its weights, method state and results are restored
         if train_on is None:
             continue  # no model exists at this stage (joint training): the row stays absent
         if not train_on:
@@ -171,23 +251,20 @@ def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
         module.current_task = train_on[-1]
         datamodule.set_stage(stage, train_on, method.extra_train_items(datamodule.tasks, train_on))
         method.on_task_start(module, train_on[-1])
-        trainer = make_trainer(cfg, loggers, with_callbacks=True)
-        with timer("training"):
-            trainer.fit(module, datamodule=datamodule)
+        train_stage(stage, train_on)
         method.on_task_end(module, train_on[-1], datamodule.full_train_dataloader())
         evaluate_stage(stage)
 
-    results.extra["wall_seconds"] = time.perf_counter() - start
-    results.extra["timing"] = {**timer.seconds, "total": results.extra["wall_seconds"]}
     if is_main_process():
         results.write()
+        write_json_atomic(out_dir / "timing.json", {"wall_seconds": timing()["total"], "phases": timing(),
+                                                    "resumes": resumes}, indent=2)
         heatmap = results.heatmap(title=f"{method.name} on {type(benchmark).__name__}")
         for logger in loggers:
             log_to_wandb(logger, results, heatmap)
         console.print(results.table())
         console.print(results.summary_table())
-        console.print(f"results in {out_dir}")
-        OmegaConf.save(cfg, out_dir / "config_resolved.yaml", resolve=True)
+        console.print(f"results in {out_dir} ({timing()['total'] / 60:.1f} min)")
     if on_finish is not None:
         on_finish(module, datamodule, lambda: make_trainer(cfg, []))
     return results.to_dict()

@@ -9,6 +9,7 @@ import math
 import pytorch_lightning as pl
 import torch
 
+from hide.checkpoint import capture_rng, kill_point, restore_rng
 from hide.methods.base import ContinualMethod
 from hide.models.backbone import Backbone
 
@@ -67,12 +68,48 @@ class ContinualModule(pl.LightningModule):
         self.warmup_ratio = warmup_ratio
         self.max_new_tokens = max_new_tokens
         self.current_task = 0
+        # Checkpoints hold only what the method trains or adds (`ContinualMethod.checkpoint_keys`);
+        # the frozen backbone comes from the config.
+        self.strict_loading = False
+        self.checkpoint_finished = False
+        self.checkpoint_stage = 0
+        self.epoch_batches = 0  # batches trained in the current epoch: the data position
+        self.resume_batches = 0
+        self.pending_rng: dict | None = None
 
     # -- training ---------------------------------------------------------------------------
     def on_fit_start(self) -> None:
         # from_pretrained and predict leave modules in eval mode, and Lightning keeps each
         # submodule's mode; LoRA dropout must be on while training.
         self.model.train()
+
+    def on_train_start(self) -> None:
+        # A resumed fit draws dropout masks from where the checkpointed run stood.
+        if self.pending_rng is not None:
+            restore_rng(self.pending_rng)
+            self.pending_rng = None
+
+    def on_train_epoch_start(self) -> None:
+        self.epoch_batches, self.resume_batches = self.resume_batches, 0
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        self.epoch_batches += 1
+        kill_point("train_batch")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        keep = {f"model.{k}" for k in self.method.checkpoint_keys(self.model)}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        checkpoint["hide"] = {
+            "stage": self.checkpoint_stage,
+            "task": self.current_task,
+            "finished": self.checkpoint_finished,
+            "data_position": (self.trainer.current_epoch, self.epoch_batches),
+            "rng": capture_rng(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.pending_rng = checkpoint["hide"]["rng"]
+        self.resume_batches = checkpoint["hide"]["data_position"][1]
 
     def answer_outputs(self, batch: dict):
         """The model's outputs on a training batch; `.loss` is the answer-token cross-entropy."""
@@ -117,6 +154,7 @@ class ContinualModule(pl.LightningModule):
         return greedy_answers(self.model, self.backbone.tokenizer, batch, self.max_new_tokens)
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> list[tuple[int, str, str]]:
+        kill_point("predict_batch")
         self.method.before_generate(self, batch)
         texts = self.generate(batch)
         return list(zip(batch["task"].tolist(), batch["ids"], texts))

@@ -15,7 +15,8 @@ from hide.metrics.continual import METRIC_NAMES, continual_metrics
 
 class ContinualResults:
     """Accumulates a[t][i] (t = 0..T, row 0 = the untrained base model) and everything reported
-    beside it. `extra` holds run facts (method, params, timing, ...) copied into metrics.json."""
+    beside it. `extra` holds run facts (method, params, routing, ...) copied into metrics.json. Wall-clock
+    time is not a result (a resumed run's differs): the loop writes it to timing.json."""
 
     def __init__(self, tasks: list[str], out_dir: str | os.PathLike):
         self.tasks = list(tasks)
@@ -40,6 +41,15 @@ class ContinualResults:
     def to_dict(self) -> dict:
         return {"tasks": self.tasks, "matrix": self.matrix, **self.metrics(), **self.extra,
                 "details": self.details}
+
+    def state(self) -> dict:
+        """Everything `load_state` needs to continue a run's results exactly (hide.checkpoint)."""
+        return {"tasks": self.tasks, "matrix": self.matrix, "details": self.details, "extra": self.extra}
+
+    def load_state(self, state: dict) -> None:
+        if state["tasks"] != self.tasks:
+            raise ValueError(f"saved results are for tasks {state['tasks']}, this run has {self.tasks}")
+        self.matrix, self.details, self.extra = state["matrix"], state["details"], state["extra"]
 
     def write(self) -> Path:
         """metrics.json and matrix.csv, each replaced atomically so a crash never leaves a torn file."""
@@ -105,13 +115,12 @@ class ContinualResults:
         table = Table(title="continual-learning metrics")
         for name in METRIC_NAMES:
             table.add_column(name, justify="right")
-        for key in ("params_trainable", "params_stored", "wall_seconds"):
+        for key in ("params_trainable", "params_stored"):
             if key in self.extra:
                 table.add_column(key, justify="right")
         row = ["absent" if metrics[k] is None else f"{metrics[k]:.2f}" for k in METRIC_NAMES]
-        for key in ("params_trainable", "params_stored", "wall_seconds"):
+        for key in ("params_trainable", "params_stored"):
             if key in self.extra:
-                value = self.extra[key]
-                row.append(f"{value:,}" if isinstance(value, int) else f"{value:.0f}")
+                row.append(f"{self.extra[key]:,}")
         table.add_row(*row)
         return table

@@ -118,6 +118,7 @@ class ContinualDataModule(pl.LightningDataModule):
         self.stage_tasks: list[int] = []
         self.extra_items: list[tuple[int, object]] = []
         self.stage = 0
+        self.resume_position = (0, 0)
         self.encoder: Encoder | None = None
 
     def load(self, backbone: Backbone) -> list[TaskData]:
@@ -138,14 +139,19 @@ class ContinualDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """This rank's training batches. With W data-parallel ranks, global batch k is batch k of a
         single process with batch size W x batch_size (the same shuffle), and rank r trains on its
-        r-th slice: so a W-process run sees the single-process run's global batches, in its order."""
-        world, rank = world_size(), global_rank()
-        if world == 1:
-            return self.full_train_dataloader()
+        r-th slice: so a W-process run sees the single-process run's global batches, in its order.
+        After `resume_at(epoch, batches)` the first epoch served starts where a checkpoint stood."""
         items = self.stage_items()
-        sampler = RankShardedBatches(len(items), self.batch_size, rank, world, self._train_generator())
+        sampler = RankShardedBatches(len(items), self.batch_size, global_rank(), world_size(),
+                                     self._train_generator(), start=self.resume_position)
+        self.resume_position = (0, 0)
         return DataLoader(items, batch_sampler=sampler, collate_fn=TrainCollator(self.encoder),
                           num_workers=self.num_workers)
+
+    def resume_at(self, epoch: int, batches: int) -> None:
+        """The next training loader skips `epoch` epochs and `batches` batches of the next (a
+        resumed task continues with the batch after its checkpoint, shuffled as before)."""
+        self.resume_position = (epoch, batches)
 
     def full_train_dataloader(self) -> DataLoader:
         """Every training item of the stage, in the single-process order (for end-of-task work that
@@ -174,8 +180,10 @@ class RankShardedBatches(torch.utils.data.Sampler):
     per_device x world items; rank r takes the r-th of `world` near-equal slices of each. A last
     global batch too small to give every rank an item is dropped, so all ranks step together."""
 
-    def __init__(self, n: int, per_device: int, rank: int, world: int, generator: torch.Generator):
+    def __init__(self, n: int, per_device: int, rank: int, world: int, generator: torch.Generator,
+                 start: tuple[int, int] = (0, 0)):
         self.n, self.per_device, self.rank, self.world, self.generator = n, per_device, rank, world, generator
+        self.start = start  # (epochs, batches) to skip on the first iteration: a resumed task
 
     def _global_batches(self, order: list[int]):
         size = self.per_device * self.world
@@ -184,13 +192,22 @@ class RankShardedBatches(torch.utils.data.Sampler):
             if len(chunk) >= self.world:
                 yield chunk
 
-    def __iter__(self):
+    def _shuffle(self) -> list[int]:
         # A single process's DataLoader(shuffle=True, generator=g) first draws its workers' base seed
         # from g, then the permutation: draw alike, so the orders agree (tests/test_ddp.py checks it).
         torch.empty((), dtype=torch.int64).random_(generator=self.generator)
-        order = torch.randperm(self.n, generator=self.generator).tolist()
-        for chunk in self._global_batches(order):
-            yield chunk[self.rank * len(chunk) // self.world:(self.rank + 1) * len(chunk) // self.world]
+        return torch.randperm(self.n, generator=self.generator).tolist()
+
+    def __iter__(self):
+        epochs, skip = self.start
+        self.start = (0, 0)
+        if skip >= len(self):  # the checkpoint closed an epoch: go on with the next one
+            epochs, skip = epochs + 1, 0
+        for _ in range(epochs):
+            self._shuffle()  # the shuffles of the epochs before the checkpoint
+        for k, chunk in enumerate(self._global_batches(self._shuffle())):
+            if k >= skip:
+                yield chunk[self.rank * len(chunk) // self.world:(self.rank + 1) * len(chunk) // self.world]
 
     def __len__(self) -> int:
         return sum(1 for _ in self._global_batches(list(range(self.n))))

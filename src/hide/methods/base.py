@@ -87,6 +87,30 @@ class ContinualMethod:
         """Facts about the evaluation just finished, recorded in metrics.json (e.g. routing accuracy)."""
         return {}
 
+    # -- checkpoints (hide.checkpoint) ------------------------------------------------------
+    def checkpoint_modules(self, model: nn.Module) -> list[nn.Module]:
+        """The modules a checkpoint saves: the adapters (not the frozen linears they wrap) and the
+        projector. Methods that add state to the model (HiDe's anchors) add their modules."""
+        return [*self.adapters.values(), model.model.multi_modal_projector]
+
+    def checkpoint_keys(self, model: nn.Module) -> set[str]:
+        """model.state_dict() keys of `checkpoint_modules`, the wrapped frozen linears left out."""
+        wanted = {id(m) for m in self.checkpoint_modules(model)}
+        keys = set()
+        for prefix, module in model.named_modules():
+            if id(module) in wanted:
+                keys |= {f"{prefix}.{k}" for k in module.state_dict() if not k.startswith("base.")}
+        return keys
+
+    def state_dict(self) -> dict:
+        """What the method keeps outside the model between tasks (EWC's Fisher, replay's finished
+        tasks); saved after every stage and given back to `load_state_dict` by a resumed run.
+        Whatever `on_task_start` derives from the model (LwF's teacher) needs no saving."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
     # -- reporting --------------------------------------------------------------------------
     def run_facts(self) -> dict:
         """Facts about the attached method recorded once in metrics.json (e.g. HiDe's chosen layers)."""

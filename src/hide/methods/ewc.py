@@ -103,6 +103,12 @@ class EWC(ContinualMethod):
         else:
             self.anchors.append((fisher, star))
 
+    def state_dict(self) -> dict:
+        return {"anchors": self.anchors}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.anchors = state["anchors"]
+
     def stored_parameters(self, model, num_tasks: int) -> int:
         """The adapter and projector, plus a Fisher and an anchor copy of them per kept anchor
         (one in online mode, one per task in separate mode): what training further needs."""

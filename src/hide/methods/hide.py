@@ -235,6 +235,10 @@ class HiDe(ContinualMethod):
                                   for t, picks in sorted(self.routing_confusion.items())},
         }
 
+    # -- checkpoints ------------------------------------------------------------------------
+    def checkpoint_modules(self, model: nn.Module) -> list[nn.Module]:
+        return super().checkpoint_modules(model) + [self.anchors]
+
     # -- reporting --------------------------------------------------------------------------
     def run_facts(self) -> dict:
         facts = {"task_specific_layers": list(self.layers)}

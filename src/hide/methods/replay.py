@@ -48,3 +48,10 @@ class Replay(ContinualMethod):
 
     def on_task_end(self, module, task_index: int, train_loader) -> None:
         self.finished.append(task_index)
+
+    def state_dict(self) -> dict:
+        # the buffers are a function of (seed, task): the finished tasks are enough to redraw them
+        return {"finished": list(self.finished)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.finished = list(state["finished"])
