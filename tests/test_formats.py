@@ -11,6 +11,9 @@ from typing import Callable
 import pytest
 from PIL import Image
 
+from hide.data.collate import load_image
+from hide.errors import ConfigError
+
 from hide.data.formats import (
     DataFormatError,
     TaskSpec,
@@ -227,6 +230,9 @@ class Case:
     raw: str | None = None
     test_limit: int | None = None
     delete: str | None = None  # a path to delete instead of mutating
+    image: Callable[[Path], None] | None = None  # rewrites the image file `file` instead
+    max_image_pixels: int | None = None
+    decode: bool = False  # the fault shows only when the image is decoded (the collator), not at load
 
 
 def _train_rec(data: list, i: int, **changes) -> list:
@@ -246,6 +252,23 @@ def _drop(data: list, i: int, key: str) -> list:
 
 H = "human"
 G = "gpt"
+QA_IMAGE_1 = "datasets/ToyQA/images/1.png"  # used by train record 1 and test record 1
+
+
+def _noise_png(path: Path, size: int = 64) -> bytes:
+    import numpy as np
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+    return path.read_bytes()
+
+
+def _truncate(path: Path) -> None:
+    data = _noise_png(path)
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _big(path: Path) -> None:
+    Image.new("RGB", (100, 80), (1, 2, 3)).save(path)
 
 CASES = [
     Case("malformed_json", QA_TRAIN, None, r"train\.json is not valid JSON: .* at line 2, column \d+", raw='[\n{"id": 1,,}]'),
@@ -281,6 +304,10 @@ CASES = [
     Case("ref_not_coco", CAP_REFS_FILE, lambda d: d["images"], r"refs\.json must hold a JSON object", spec=CAP),
     Case("missing_train_file", QA_TRAIN, None, r"training file .*train\.json does not exist; the folder .*ToyQA contains: test\.json", delete=QA_TRAIN),
     Case("missing_refs_file", CAP_REFS_FILE, None, r"caption reference file .*refs\.json does not exist; the folder .*CapDir contains: test\.json, train_brief\.json", spec=CAP, delete=CAP_REFS_FILE),
+    Case("corrupt_image", QA_IMAGE_1, None, r"train\.json: record at index 1 \(id 'qa-1'\): the image .*1\.png cannot be read as an image \(UnidentifiedImageError", image=lambda p: p.write_bytes(b"<html>404 Not Found</html>")),
+    Case("empty_image_file", QA_IMAGE_1, None, r"record at index 1 \(id 'qa-1'\): the image .*1\.png cannot be read as an image", image=lambda p: p.write_bytes(b"")),
+    Case("huge_image", QA_IMAGE_1, None, r"train\.json: record at index 1 \(id 'qa-1'\): the image .*1\.png is 100x80 = 8,000 pixels, more than data\.max_image_pixels=5,000", image=_big, max_image_pixels=5000),
+    Case("truncated_image", QA_IMAGE_1, None, r"The image .*1\.png of record 'qa-1' cannot be decoded \(OSError: .*truncated.*data\.on_bad_record=skip", image=_truncate, decode=True),
     Case("missing_task_folder", QA_TRAIN, None, r"train\.json does not exist; the folder .*ToyQA does not exist \(the folder .*instructions contains: CapDir/\)", delete="instructions/ToyQA"),
 ]
 
@@ -288,7 +315,9 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(tree: Path, case: Case) -> None:
     target = tree / case.file
-    if case.delete is not None:
+    if case.image is not None:
+        case.image(target)
+    elif case.delete is not None:
         victim = tree / case.delete
         if victim.is_dir():
             for f in victim.iterdir():
@@ -301,7 +330,10 @@ def test_bad_input(tree: Path, case: Case) -> None:
     else:
         write_json_atomic(target, case.mutate(json.loads(target.read_text())))
     with pytest.raises(DataFormatError, match=case.match) as info:
-        load_task(tree, case.spec, test_limit=case.test_limit)
+        task = load_task(tree, case.spec, test_limit=case.test_limit, max_image_pixels=case.max_image_pixels)
+        if case.decode:  # loading passed (the header reads); the collator meets the fault
+            for record in task.train:
+                load_image(record.image, None, record.id)
     msg = str(info.value)
     assert target.name in msg
     assert "\n" not in msg  # one paragraph
@@ -320,3 +352,60 @@ def test_loaders_directly_name_file_and_record(tree: Path) -> None:
     write_caption_references(refs, ["a", "b"], [["x"], ["y"]])
     with pytest.raises(DataFormatError, match=r"two\.json has 2 images but the test records has 3 records"):
         load_caption_references(refs, test)
+
+
+# --------------------------------------------------------------------------------------------
+# Images in other modes; data.on_bad_record=skip
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode, value, expected", [
+    ("L", 100, (100, 100, 100)),
+    ("RGBA", (10, 20, 30, 0), (10, 20, 30)),
+    ("P", 0, (0, 0, 0)),
+    ("CMYK", (0, 0, 0, 0), (255, 255, 255)),
+    ("I;16", 32896, (128, 128, 128)),  # 16-bit mid grey: scaled, not clipped to white
+    ("F", 0.5, (128, 128, 128)),  # float images in [0, 1] scale by 255 (larger ones by their maximum)
+])
+def test_images_in_other_modes_load_as_rgb(tmp_path, mode, value, expected):
+    path = tmp_path / ("x.tif" if mode in ("I;16", "F", "CMYK") else "x.png")
+    Image.new(mode, (6, 4), value).save(path)
+    image = load_image(path, None)
+    assert image.mode == "RGB" and image.size == (6, 6)  # padded to a square
+    assert image.getpixel((3, 2)) == expected
+
+
+def test_on_bad_record_skip_leaves_bad_records_out_and_says_which(tree: Path) -> None:
+    qa_train = tree / QA_TRAIN
+    write_json_atomic(qa_train, _drop(json.loads(qa_train.read_text()), 0, "conversations"))
+    (tree / QA_IMAGE_1).write_bytes(b"garbage")  # train record 1 and test record 1
+    _truncate(tree / "datasets/ToyQA/images/2.png")  # header fine, pixels not: found by the full decode
+    bad = []
+    task = load_task(tree, QA, on_bad_record="skip", skipped=bad)
+    assert [r.id for r in task.train] == ["7"]
+    assert [r.question_id for r in task.test] == ["0"]
+    assert sorted((Path(b.file).name, b.id) for b in bad) == [
+        ("test.json", "1"), ("test.json", "2"), ("train.json", "qa-0"), ("train.json", "qa-1"), ("train.json", "qa-2")]
+    reasons = {b.id: b.reason for b in bad if b.file.endswith("train.json")}
+    assert "missing the key(s) 'conversations'" in reasons["qa-0"]
+    assert "cannot be read as an image" in reasons["qa-1"]
+    assert "cannot be read as an image (OSError" in reasons["qa-2"] and "truncated" in reasons["qa-2"]
+
+
+def test_skip_keeps_caption_references_matched_by_position(tree: Path) -> None:
+    """A malformed caption test record is left out; the others keep their own references."""
+    cap_test = tree / CAP_TEST
+    write_json_atomic(cap_test, _train_rec(json.loads(cap_test.read_text()), 1, text=5))
+    bad = []
+    task = load_task(tree, CAP, on_bad_record="skip", skipped=bad)
+    assert [r.question_id for r in task.test] == ["t0", "t2"]
+    assert task.references == {"t0": CAP_REFS[0], "t2": CAP_REFS[2]}
+    assert [(b.index, b.id) for b in bad] == [(1, "t1")]
+
+
+def test_skip_with_every_record_bad_is_an_error(tree: Path) -> None:
+    qa_test = tree / QA_TEST
+    write_json_atomic(qa_test, [{"question_id": i} for i in range(3)])
+    with pytest.raises(DataFormatError, match=r"Every record of .*test\.json is bad \(3 left out under data\.on_bad_record=skip\)"):
+        load_task(tree, QA, on_bad_record="skip", skipped=[])
+    with pytest.raises(ConfigError, match=r"data\.on_bad_record='ignore'; choose one of \('error', 'skip'\)"):
+        load_task(tree, QA, on_bad_record="ignore")

@@ -159,3 +159,22 @@ def test_a_torn_checkpoint_is_named_not_loaded(tmp_path):
     proc = train(run, "method=lora", resume=True)
     assert proc.returncode != 0
     assert f"The checkpoint {state} cannot be read" in proc.stderr
+
+
+def test_resuming_a_finished_run_rewrites_the_same_results(fast_cfg, tmp_path):
+    from hide.loop import run_continual
+
+    run = tmp_path / "run"
+    first = run_continual(fast_cfg("method=lora"), run)
+    written = (run / "metrics.json").read_bytes()
+    again = run_continual(fast_cfg("method=lora", "resume=true"), run)
+    assert again == first and (run / "metrics.json").read_bytes() == written
+    assert json.loads((run / "timing.json").read_text())["resumes"] == 1
+
+
+def test_resume_true_without_a_matching_run_starts_fresh(fast_cfg, tmp_path):
+    from hide.loop import run_continual
+
+    metrics = run_continual(fast_cfg("method=zeroshot", "resume=true"), tmp_path / "new")
+    assert metrics["method"] == "zeroshot"
+    assert json.loads((tmp_path / "new" / "timing.json").read_text())["resumes"] == 0

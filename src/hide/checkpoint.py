@@ -27,6 +27,8 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from hide.errors import HideError
+
 CHECKPOINT_DIR = "checkpoints"
 RUN_STATE = "run_state.pt"
 TASK_CHECKPOINT = "task.ckpt"
@@ -34,7 +36,7 @@ RUN_CONFIG = "config_resolved.yaml"
 NOT_COMPARED = ("resume", "hydra")  # settings a resumed run may change
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(HideError, RuntimeError):
     """A checkpoint or run directory cannot be resumed from; the message says which and why."""
 
 

@@ -8,6 +8,7 @@ and writes the accuracy matrix with every continual-learning metric after each e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -26,6 +28,7 @@ from hide.checkpoint import (CHECKPOINT_DIR, RUN_CONFIG, RUN_STATE, TASK_CHECKPO
                              resume_directory, save_atomic, trained_state)
 from hide.data.datamodule import ContinualDataModule
 from hide.data.formats import TaskData, write_json_atomic
+from hide.errors import ConfigError, HideError
 from hide.distributed import barrier, gather_objects, is_main_process
 from hide.metrics.captions import score_captions
 from hide.metrics.qa import exact_match_score
@@ -62,7 +65,7 @@ def tasks_to_evaluate(schedule: str, stage: int, num_tasks: int) -> list[int]:
         return list(range(stage))
     if schedule == "seen_next":
         return list(range(min(stage + 1, num_tasks)))
-    raise ValueError(f"eval.schedule={schedule!r}; choose one of {EVAL_SCHEDULES}")
+    raise ConfigError(f"eval.schedule={schedule!r}; choose one of {EVAL_SCHEDULES}")
 
 
 def score_task(task: TaskData, predictions: dict[str, str]) -> dict:
@@ -128,10 +131,13 @@ def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
     if cfg.get("num_threads"):
         torch.set_num_threads(cfg.num_threads)
 
+    # settings first, so that a bad one fails before minutes of model building
+    benchmark = build(cfg.benchmark, "benchmark")
+    datamodule: ContinualDataModule = build(cfg.data, "data", benchmark=benchmark, seed=cfg.seed)
+    method = build(cfg.method, "method")
+    tasks_to_evaluate(cfg.eval.schedule, 0, 1)
     with timer("backbone"):
-        backbone = instantiate(cfg.model)
-    benchmark = instantiate(cfg.benchmark)
-    datamodule: ContinualDataModule = instantiate(cfg.data, benchmark=benchmark, seed=cfg.seed)
+        backbone = build(cfg.model, "model")
     with timer("data"):
         tasks = datamodule.load(backbone)
     names = [t.name for t in tasks]
@@ -140,7 +146,6 @@ def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
     # Building the tiny backbone consumes random numbers that loading it from the cache does not:
     # seed again so that adapter inits and dropout masks do not depend on the cache's state.
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    method = instantiate(cfg.method)
     method.attach(backbone, num_tasks)
     module = ContinualModule(backbone, method, max_new_tokens=benchmark.max_new_tokens, **cfg.optim)
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c is not None]
@@ -155,6 +160,8 @@ def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
         "eval_schedule": cfg.eval.schedule,
         **method.run_facts(),
     })
+    if datamodule.skipped:
+        report_skipped(datamodule.skipped, results, out_dir, console)
     schedule = cfg.eval.schedule
     predictions_dir = out_dir / "predictions"
     every_n_steps = cfg.get("checkpoint", {}).get("every_n_steps")
@@ -268,6 +275,36 @@ def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
     if on_finish is not None:
         on_finish(module, datamodule, lambda: make_trainer(cfg, []))
     return results.to_dict()
+
+
+def build(node: DictConfig, key: str, **kwargs):
+    """instantiate(node), raising the project's own errors as they are: Hydra wraps a constructor's
+    exception in a multi-line InstantiationException, and a bad setting should read as one."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, HideError):
+            raise cause from None
+        if isinstance(cause, (ValueError, TypeError)):  # a constructor refusing its arguments
+            raise ConfigError(f"{key}: {cause}") from None
+        raise
+
+
+def report_skipped(skipped: list, results: ContinualResults, out_dir: Path, console: Console) -> None:
+    """Records left out under data.on_bad_record=skip: count and ids per task in metrics.json,
+    every reason in skipped_records.json, one line on the console."""
+    by_task: dict[str, list] = {}
+    for task, bad in skipped:
+        by_task.setdefault(task, []).append(bad)
+    results.extra["skipped_records"] = {task: {"count": len(bad), "ids": [b.id for b in bad]}
+                                        for task, bad in by_task.items()}
+    if is_main_process():
+        write_json_atomic(out_dir / "skipped_records.json",
+                          [{"task": task, **dataclasses.asdict(b)} for task, b in skipped], indent=2)
+    counts = ", ".join(f"{task} {len(bad)}" for task, bad in by_task.items())
+    console.print(f"[yellow]data.on_bad_record=skip left out {len(skipped)} bad records[/] ({counts}); "
+                  f"ids in metrics.json, reasons in {out_dir / 'skipped_records.json'}")
 
 
 def log_to_wandb(logger, results: ContinualResults, heatmap: Path) -> None:

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 
 from hide.checkpoint import capture_rng, kill_point, restore_rng
+from hide.errors import TrainingDivergedError
 from hide.methods.base import ContinualMethod
 from hide.models.backbone import Backbone
 
@@ -129,9 +130,13 @@ class ContinualModule(pl.LightningModule):
             self.log("train/extra", extra.detach(), prog_bar=True, batch_size=len(batch["ids"]))
             loss = loss + extra
         if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"Non-finite loss {loss.item()} at step {self.global_step} of task {self.current_task} "
-                f"(batch ids {batch['ids'][:8]}); lower the learning rate or check these records."
+            names = self.trainer.datamodule.benchmark.task_names if self.trainer.datamodule else []
+            task = names[self.current_task] if self.current_task < len(names) else self.current_task
+            raise TrainingDivergedError(
+                f"Non-finite loss ({loss.item()}) at optimizer step {self.global_step} of task {task!r} (stage "
+                f"{self.checkpoint_stage}), batch {batch_idx} with record ids {list(batch['ids'])}. The run stopped "
+                f"before this step changed any weight, and the checkpoints written before it are intact. Lower "
+                f"optim.lr (or raise trainer.gradient_clip_val), or check these records."
             )
         return loss
 

@@ -4,9 +4,11 @@ left padding for generation."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -27,14 +29,29 @@ def expand2square(image: Image.Image, background: tuple[int, int, int]) -> Image
     return canvas
 
 
-def load_image(path: Path, image_processor) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB as LLaVA sees it. 16-bit images are scaled by 65535, and 32-bit integer and float
+    images (depth maps) by their maximum (at least 1, so [0, 1] floats scale by 255) into 0..255
+    first: PIL's own conversion clips them, which turns most 16-bit images white."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 1.0)
+        image = Image.fromarray(np.clip(values / top * 255.0, 0, 255).round().astype(np.uint8), mode="L")
+    return image.convert("RGB")
+
+
+def load_image(path: Path, image_processor, record: str = "") -> Image.Image:
+    """The record's image, RGB and padded to a square with the processor's mean colour."""
     try:
-        with Image.open(path) as im:
-            image = im.convert("RGB")
-    except (OSError, SyntaxError) as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # sizes are checked at load
+            with Image.open(path) as im:
+                image = to_rgb(im)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise DataFormatError(
-            f"Image {path} cannot be read ({err}); replace the file or drop the record "
-            f"(data.on_bad_record=skip)."
+            f"The image {path}{f' of record {record!r}' if record else ''} cannot be decoded "
+            f"({type(err).__name__}: {err}). Replace the file (a truncated download is the usual cause), or set "
+            f"data.on_bad_record=skip, which decodes every image at load and leaves such records out."
         ) from err
     mean = getattr(image_processor, "image_mean", None) or (0.5, 0.5, 0.5)
     return expand2square(image, tuple(int(255 * m) for m in mean))
@@ -76,8 +93,8 @@ class Encoder:
     def prompt_ids(self, instruction: str) -> list[int]:
         return self._bos() + self._ids(generation_prompt(instruction))
 
-    def pixel_values(self, paths: list[Path]) -> torch.Tensor:
-        images = [load_image(p, self.image_processor) for p in paths]
+    def pixel_values(self, paths: list[Path], ids: list[str] | None = None) -> torch.Tensor:
+        images = [load_image(p, self.image_processor, rid) for p, rid in zip(paths, ids or [""] * len(paths))]
         return self.image_processor(images=images, return_tensors="pt")["pixel_values"]
 
 
@@ -102,7 +119,8 @@ class TrainCollator:
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "labels": labels,
-            "pixel_values": self.encoder.pixel_values([record.image for _, record in items]),
+            "pixel_values": self.encoder.pixel_values([record.image for _, record in items],
+                                                      [record.id for _, record in items]),
             "task": torch.tensor([task for task, _ in items], dtype=torch.long),
             "ids": [record.id for _, record in items],
             # the first instruction alone (no system prompt, no answer): HiDe's text feature
@@ -134,7 +152,8 @@ class EvalCollator:
         return {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
-            "pixel_values": self.encoder.pixel_values([record.image for _, record in items]),
+            "pixel_values": self.encoder.pixel_values([record.image for _, record in items],
+                                                      [record.question_id for _, record in items]),
             "task": torch.tensor([task for task, _ in items], dtype=torch.long),
             "ids": [record.question_id for _, record in items],
             "instructions": [record.text for _, record in items],

@@ -12,7 +12,8 @@ from torch.utils.data import DataLoader
 
 from hide.data import synthetic
 from hide.data.collate import Encoder, EvalCollator, TrainCollator
-from hide.data.formats import DataFormatError, TaskData, TaskSpec, load_task
+from hide.data.formats import ON_BAD_RECORD, BadRecord, DataFormatError, TaskData, TaskSpec, load_task
+from hide.errors import ConfigError
 from hide.distributed import global_rank, world_size
 from hide.models.backbone import Backbone
 
@@ -41,11 +42,11 @@ class Benchmark:
             known = [s.name for s in specs]
             unknown = [name for name in select if name not in known]
             if unknown:
-                raise ValueError(f"benchmark.select names unknown task(s) {unknown}; this benchmark's tasks are {known}")
+                raise ConfigError(f"benchmark.select names unknown task(s) {unknown}; this benchmark's tasks are {known}")
             specs = [s for s in specs if s.name in set(select)]
         if num_tasks is not None:
             if not 1 <= num_tasks <= len(specs):
-                raise ValueError(f"benchmark.num_tasks={num_tasks}, but the benchmark has {len(specs)} tasks")
+                raise ConfigError(f"benchmark.num_tasks={num_tasks}, but the benchmark has {len(specs)} tasks")
             specs = specs[:num_tasks]
         self.specs = specs
         self.train_per_task = train_per_task
@@ -65,10 +66,19 @@ class Benchmark:
                 f"that holds datasets/ and instructions/ (see experiments/ucit/README.md)."
             )
 
-    def load(self) -> list[TaskData]:
+    def load(self, on_bad_record: str = "error", max_image_pixels: int | None = None,
+             skipped: list[BadRecord] | None = None) -> list[TaskData]:
+        """Every task, validated (`load_task`); records left out under on_bad_record=skip are
+        appended to `skipped` as (task name, BadRecord)."""
         self.prepare()
-        return [load_task(self.data_dir, spec, self.train_per_task, self.test_per_task, self.check_images)
-                for spec in self.specs]
+        tasks = []
+        for spec in self.specs:
+            bad: list[BadRecord] = []
+            tasks.append(load_task(self.data_dir, spec, self.train_per_task, self.test_per_task, self.check_images,
+                                   on_bad_record=on_bad_record, max_image_pixels=max_image_pixels, skipped=bad))
+            if skipped is not None:
+                skipped.extend((spec.name, b) for b in bad)
+        return tasks
 
 
 class SyntheticBenchmark(Benchmark):
@@ -102,17 +112,26 @@ class ContinualDataModule(pl.LightningDataModule):
         eval_batch_size: per-device generation batch size.
         num_workers: DataLoader workers.
         max_length: longest tokenised conversation accepted (longer ones are an error, not truncated).
+        on_bad_record: "error" (stop at the first bad record, naming it) or "skip" (leave bad records
+            out, decode every image at load, and report their count and ids: `skipped`).
+        max_image_pixels: images larger than this are bad records (None: no limit).
         seed: shuffling seed (each stage's order is a function of seed and stage).
     """
 
     def __init__(self, benchmark: Benchmark, batch_size: int = 16, eval_batch_size: int = 64,
-                 num_workers: int = 0, max_length: int = 2048, seed: int = 0):
+                 num_workers: int = 0, max_length: int = 2048, on_bad_record: str = "error",
+                 max_image_pixels: int | None = 50_000_000, seed: int = 0):
+        if on_bad_record not in ON_BAD_RECORD:
+            raise ConfigError(f"data.on_bad_record={on_bad_record!r}; choose one of {ON_BAD_RECORD}")
         super().__init__()
         self.benchmark = benchmark
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.max_length = max_length
+        self.on_bad_record = on_bad_record
+        self.max_image_pixels = max_image_pixels
+        self.skipped: list[tuple[str, BadRecord]] = []
         self.seed = seed
         self.tasks: list[TaskData] = []
         self.stage_tasks: list[int] = []
@@ -124,7 +143,8 @@ class ContinualDataModule(pl.LightningDataModule):
     def load(self, backbone: Backbone) -> list[TaskData]:
         self.encoder = Encoder(backbone.tokenizer, backbone.image_processor, backbone.image_seq_length,
                                self.max_length)
-        self.tasks = self.benchmark.load()
+        self.skipped = []
+        self.tasks = self.benchmark.load(self.on_bad_record, self.max_image_pixels, self.skipped)
         return self.tasks
 
     def set_stage(self, stage: int, task_indices: list[int], extra_items: list[tuple[int, object]] | None = None) -> None:

@@ -17,14 +17,19 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
+from hide.errors import ConfigError, HideError
+
 IMAGE_TOKEN = "<image>"
 
 
-class DataFormatError(ValueError):
+class DataFormatError(HideError, ValueError):
     """A benchmark file or record is malformed; the message names the file, the record and the fix."""
 
 
@@ -265,6 +270,32 @@ def _record_label(index: int, rid: Any = None) -> str:
     return f"record at index {index}" + ("" if rid is None else f" (id {rid!r})")
 
 
+@dataclass(frozen=True)
+class BadRecord:
+    """A record left out under `data.on_bad_record=skip`, and why."""
+
+    file: str
+    index: int
+    id: str | None
+    reason: str
+
+
+def _skip_or_raise(err: DataFormatError, skipped: list[BadRecord] | None, path: Path, index: int, rec: Any,
+                   id_key: str) -> None:
+    if skipped is None:
+        raise err
+    rid = rec.get(id_key) if isinstance(rec, dict) else None
+    skipped.append(BadRecord(str(path), index, None if rid is None else str(rid), str(err)))
+
+
+def _check_not_all_skipped(good: list, skipped: list[BadRecord] | None, path: Path) -> None:
+    if not good and skipped:
+        raise DataFormatError(
+            f"Every record of {path} is bad ({len([b for b in skipped if b.file == str(path)])} left out under "
+            f"data.on_bad_record=skip); the first: {next(b.reason for b in skipped if b.file == str(path))}"
+        )
+
+
 def _is_id(value: Any) -> bool:
     return isinstance(value, (str, int)) and not isinstance(value, bool)
 
@@ -283,13 +314,41 @@ def _resolve_image(
     return resolved
 
 
-def _check_image(resolved: Path, datasets_dir: Path, where: str) -> None:
+def _check_image(resolved: Path, datasets_dir: Path, where: str, max_pixels: int | None = None,
+                 decode: bool = False) -> None:
+    """The image exists, its header reads, it has at most `max_pixels` pixels and, with `decode`,
+    its pixel data decodes (a truncated file passes the header check and fails only here)."""
     if not resolved.is_file():
         raise DataFormatError(
             f"{where}: the image {resolved} does not exist ({_describe_dir(resolved.parent, limit=10)}). "
             f"Download/extract the images under {datasets_dir}, fix the record's image path, or "
             f"load with check_images=False."
         )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
+            with Image.open(resolved) as im:
+                width, height = im.size
+                if max_pixels is not None and width * height > max_pixels:
+                    raise DataFormatError(
+                        f"{where}: the image {resolved} is {width}x{height} = {width * height:,} pixels, more "
+                        f"than data.max_image_pixels={max_pixels:,}. Downscale the file (the model resizes it "
+                        f"to a few hundred pixels anyway), leave the record out with data.on_bad_record=skip, "
+                        f"or raise data.max_image_pixels."
+                    )
+                if decode:
+                    im.load()
+    except Image.DecompressionBombError as err:
+        raise DataFormatError(
+            f"{where}: the image {resolved} is too large to open safely ({err}). Downscale the file or leave "
+            f"the record out with data.on_bad_record=skip."
+        ) from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise DataFormatError(
+            f"{where}: the image {resolved} cannot be read as an image ({type(err).__name__}: {err}). Replace "
+            f"the file (a truncated or failed download is the usual cause) or leave the record out with "
+            f"data.on_bad_record=skip."
+        ) from err
 
 
 def _strip_image_token(value: str) -> str:
@@ -308,12 +367,14 @@ def load_train_file(
     check_images: bool = True,
     *,
     task_name: str | None = None,
+    skipped: list[BadRecord] | None = None,
 ) -> list[TrainRecord]:
     """Load and validate a LLaVA-format training file.
 
     Image paths are resolved against `datasets_dir` (checked to exist when `check_images`).
     The `<image>` token (exactly one, in the first human turn) is stripped from the instruction.
-    `task_name` only improves the message of the empty-file error.
+    `task_name` only improves the message of the empty-file error. With a `skipped` list, a bad
+    record is appended to it and left out instead of raising (`data.on_bad_record=skip`).
     """
     path = Path(path)
     datasets_dir = Path(datasets_dir)
@@ -328,36 +389,45 @@ def load_train_file(
     out: list[TrainRecord] = []
     seen: dict[str, int] = {}
     for i, rec in enumerate(records):
-        if not isinstance(rec, dict):
-            raise DataFormatError(
-                f"{path}: {_record_label(i)} must be a JSON object with keys id, image and "
-                f"conversations, but it is {_json_type(rec)}. Fix or remove the record."
-            )
-        rid = rec.get("id")
-        where = f"{path}: {_record_label(i, rid)}"
-        missing = [k for k in ("id", "image", "conversations") if k not in rec]
-        if missing:
-            raise DataFormatError(
-                f"{where} is missing the key(s) {', '.join(map(repr, missing))} (it has "
-                f"{', '.join(map(repr, rec)) or 'no keys'}). Every training record needs id, image "
-                f"and conversations; fix or remove the record."
-            )
-        if not _is_id(rid):
-            raise DataFormatError(
-                f"{where}: 'id' must be a string or an integer, got {_json_type(rid)}. "
-                f"Give the record a unique string or integer id."
-            )
-        rid = str(rid)
-        if rid in seen:
-            raise DataFormatError(
-                f"{where}: duplicate id {rid!r}, already used by the record at index {seen[rid]}. "
-                f"Ids must be unique within a file; renumber or remove the duplicate."
-            )
-        seen[rid] = i
-        image = _resolve_image(rec["image"], datasets_dir, check_images, where)
-        turns = _parse_conversations(rec["conversations"], where)
-        out.append(TrainRecord(id=rid, image=image, turns=turns))
+        try:
+            out.append(_train_record(rec, i, path, datasets_dir, check_images, seen))
+        except DataFormatError as err:
+            _skip_or_raise(err, skipped, path, i, rec, "id")
+    _check_not_all_skipped(out, skipped, path)
     return out
+
+
+def _train_record(rec: Any, i: int, path: Path, datasets_dir: Path, check_images: bool,
+                  seen: dict[str, int]) -> TrainRecord:
+    if not isinstance(rec, dict):
+        raise DataFormatError(
+            f"{path}: {_record_label(i)} must be a JSON object with keys id, image and "
+            f"conversations, but it is {_json_type(rec)}. Fix or remove the record."
+        )
+    rid = rec.get("id")
+    where = f"{path}: {_record_label(i, rid)}"
+    missing = [k for k in ("id", "image", "conversations") if k not in rec]
+    if missing:
+        raise DataFormatError(
+            f"{where} is missing the key(s) {', '.join(map(repr, missing))} (it has "
+            f"{', '.join(map(repr, rec)) or 'no keys'}). Every training record needs id, image "
+            f"and conversations; fix or remove the record."
+        )
+    if not _is_id(rid):
+        raise DataFormatError(
+            f"{where}: 'id' must be a string or an integer, got {_json_type(rid)}. "
+            f"Give the record a unique string or integer id."
+        )
+    rid = str(rid)
+    if rid in seen:
+        raise DataFormatError(
+            f"{where}: duplicate id {rid!r}, already used by the record at index {seen[rid]}. "
+            f"Ids must be unique within a file; renumber or remove the duplicate."
+        )
+    seen[rid] = i
+    image = _resolve_image(rec["image"], datasets_dir, check_images, where)
+    turns = _parse_conversations(rec["conversations"], where)
+    return TrainRecord(id=rid, image=image, turns=turns)
 
 
 def _parse_conversations(conv: Any, where: str) -> list[Turn]:
@@ -424,12 +494,20 @@ def load_test_file(
     check_images: bool = True,
     *,
     task_name: str | None = None,
+    skipped: list[BadRecord] | None = None,
 ) -> list[TestRecord]:
     """Load and validate a test file (list of {question_id, image, text, answer}).
 
     A leading `<image>` token (with its newline) is stripped from `text`; any other `<image>` token
-    is an error. `task_name` only improves the message of the empty-file error.
+    is an error. `task_name` only improves the message of the empty-file error; `skipped` as in
+    `load_train_file`.
     """
+    return [r for _, r in _indexed_test_records(path, datasets_dir, check_images, task_name, skipped)]
+
+
+def _indexed_test_records(path, datasets_dir, check_images: bool, task_name: str | None,
+                          skipped: list[BadRecord] | None) -> list[tuple[int, TestRecord]]:
+    """(index in the file, record) of the good records: caption references match by index."""
     path = Path(path)
     datasets_dir = Path(datasets_dir)
     what = "test file"
@@ -440,56 +518,68 @@ def load_test_file(
             f"{who} has no test records in {path} (the file holds an empty list). Use the full "
             f"test file or remove the task from the sequence."
         )
-    out: list[TestRecord] = []
+    out: list[tuple[int, TestRecord]] = []
     seen: dict[str, int] = {}
-    keys = ("question_id", "image", "text", "answer")
     for i, rec in enumerate(records):
-        if not isinstance(rec, dict):
-            raise DataFormatError(
-                f"{path}: {_record_label(i)} must be a JSON object with keys "
-                f"{', '.join(keys)}, but it is {_json_type(rec)}. Fix or remove the record."
-            )
-        qid = rec.get("question_id")
-        where = f"{path}: {_record_label(i, qid)}"
-        missing = [k for k in keys if k not in rec]
-        if missing:
-            raise DataFormatError(
-                f"{where} is missing the key(s) {', '.join(map(repr, missing))} (it has "
-                f"{', '.join(map(repr, rec)) or 'no keys'}). Every test record needs "
-                f"{', '.join(keys)}; fix or remove the record."
-            )
-        if not _is_id(qid):
-            raise DataFormatError(
-                f"{where}: 'question_id' must be a string or an integer, got {_json_type(qid)}. "
-                f"Give the record a unique string or integer question_id."
-            )
-        qid = str(qid)
-        if qid in seen:
-            raise DataFormatError(
-                f"{where}: duplicate question_id {qid!r}, already used by the record at index "
-                f"{seen[qid]}. Question ids must be unique within a file; renumber or remove the "
-                f"duplicate."
-            )
-        seen[qid] = i
-        for key in ("text", "answer"):
-            if not isinstance(rec[key], str):
-                raise DataFormatError(
-                    f"{where}: {key!r} must be a string, got {_json_type(rec[key])}. Fix the "
-                    f"record (write numbers and options as text)."
-                )
-        text = rec["text"]
-        if text.startswith(IMAGE_TOKEN):
-            text = text[len(IMAGE_TOKEN):]
-            if text.startswith("\n"):
-                text = text[1:]
-        if IMAGE_TOKEN in text:
-            raise DataFormatError(
-                f"{where}: 'text' contains an {IMAGE_TOKEN} token other than a leading one. The "
-                f"prompt builder adds the image token itself; remove it from the text."
-            )
-        image = _resolve_image(rec["image"], datasets_dir, check_images, where)
-        out.append(TestRecord(question_id=qid, image=image, text=text, answer=rec["answer"]))
+        try:
+            out.append((i, _test_record(rec, i, path, datasets_dir, check_images, seen)))
+        except DataFormatError as err:
+            _skip_or_raise(err, skipped, path, i, rec, "question_id")
+    _check_not_all_skipped(out, skipped, path)
     return out
+
+
+TEST_KEYS = ("question_id", "image", "text", "answer")
+
+
+def _test_record(rec: Any, i: int, path: Path, datasets_dir: Path, check_images: bool,
+                 seen: dict[str, int]) -> TestRecord:
+    keys = TEST_KEYS
+    if not isinstance(rec, dict):
+        raise DataFormatError(
+            f"{path}: {_record_label(i)} must be a JSON object with keys "
+            f"{', '.join(keys)}, but it is {_json_type(rec)}. Fix or remove the record."
+        )
+    qid = rec.get("question_id")
+    where = f"{path}: {_record_label(i, qid)}"
+    missing = [k for k in keys if k not in rec]
+    if missing:
+        raise DataFormatError(
+            f"{where} is missing the key(s) {', '.join(map(repr, missing))} (it has "
+            f"{', '.join(map(repr, rec)) or 'no keys'}). Every test record needs "
+            f"{', '.join(keys)}; fix or remove the record."
+        )
+    if not _is_id(qid):
+        raise DataFormatError(
+            f"{where}: 'question_id' must be a string or an integer, got {_json_type(qid)}. "
+            f"Give the record a unique string or integer question_id."
+        )
+    qid = str(qid)
+    if qid in seen:
+        raise DataFormatError(
+            f"{where}: duplicate question_id {qid!r}, already used by the record at index "
+            f"{seen[qid]}. Question ids must be unique within a file; renumber or remove the "
+            f"duplicate."
+        )
+    seen[qid] = i
+    for key in ("text", "answer"):
+        if not isinstance(rec[key], str):
+            raise DataFormatError(
+                f"{where}: {key!r} must be a string, got {_json_type(rec[key])}. Fix the "
+                f"record (write numbers and options as text)."
+            )
+    text = rec["text"]
+    if text.startswith(IMAGE_TOKEN):
+        text = text[len(IMAGE_TOKEN):]
+        if text.startswith("\n"):
+            text = text[1:]
+    if IMAGE_TOKEN in text:
+        raise DataFormatError(
+            f"{where}: 'text' contains an {IMAGE_TOKEN} token other than a leading one. The "
+            f"prompt builder adds the image token itself; remove it from the text."
+        )
+    image = _resolve_image(rec["image"], datasets_dir, check_images, where)
+    return TestRecord(question_id=qid, image=image, text=text, answer=rec["answer"])
 
 
 def load_caption_references(
@@ -497,12 +587,16 @@ def load_caption_references(
     test_records: list[TestRecord],
     *,
     test_file: str | os.PathLike | None = None,
+    positions: list[int] | None = None,
+    file_count: int | None = None,
+    skipped: list[BadRecord] | None = None,
 ) -> dict[str, list[str]]:
     """Load COCO-format reference captions and key them by the test records' question_id.
 
     Matching is by position: the image ids, sorted ascending, are matched to `test_records` in
     order, so the counts must agree. `test_file` (where `test_records` came from) only improves
-    the messages.
+    the messages. When bad test records were left out, `positions` gives each kept record's index
+    in its file of `file_count` records, and a record without captions is added to `skipped`.
     """
     path = Path(path)
     what = "caption reference file"
@@ -559,20 +653,25 @@ def load_caption_references(
                 f"or fix/remove the annotation."
             )
         captions[iid].append(cap)
-    if len(captions) != len(test_records):
+    count = len(test_records) if file_count is None else file_count
+    if len(captions) != count:
         raise DataFormatError(
             f"The {what} {path} has {len(captions)} images but {test_desc} has "
-            f"{len(test_records)} records; references are matched to test records by position, so "
+            f"{count} records; references are matched to test records by position, so "
             f"the counts must be equal. Use the reference file that belongs to this test file."
         )
+    ids = sorted(captions)
     out: dict[str, list[str]] = {}
-    for iid, rec in zip(sorted(captions), test_records):
+    for position, rec in zip(positions if positions is not None else range(count), test_records):
+        iid = ids[position]
         if not captions[iid]:
-            raise DataFormatError(
+            err = DataFormatError(
                 f"{path}: image id {iid} (matched to test question_id {rec.question_id!r}) has no "
                 f"caption in 'annotations'. Every image needs at least one reference caption; add "
                 f"one or use the complete reference file."
             )
+            _skip_or_raise(err, skipped, path, position, {"question_id": rec.question_id}, "question_id")
+            continue
         out[rec.question_id] = captions[iid]
     return out
 
@@ -584,41 +683,75 @@ def _check_limit(name: str, value: int | None) -> None:
         raise ValueError(f"{name} must be None or a positive integer, got {value!r}")
 
 
+ON_BAD_RECORD = ("error", "skip")
+
+
 def load_task(
     data_dir: str | os.PathLike,
     spec: TaskSpec,
     train_limit: int | None = None,
     test_limit: int | None = None,
     check_images: bool = True,
+    *,
+    on_bad_record: str = "error",
+    max_image_pixels: int | None = None,
+    skipped: list[BadRecord] | None = None,
 ) -> TaskData:
     """Load one task: files under `<data_dir>/instructions/<spec.dir>/`, images under
     `<data_dir>/datasets/`. The limits keep the first K records of each file (deterministic);
     references are checked against the full test file and then restricted to the kept records.
     Every record of both files is validated; with `check_images` the images of the kept records
-    must exist."""
+    must exist and open as images of at most `max_image_pixels` pixels.
+
+    on_bad_record="skip" leaves bad records out (appended to `skipped`) instead of raising, and
+    then also decodes each kept image in full, so that a truncated one is found here rather than
+    in the middle of training; file-level faults (missing file, malformed JSON, a wrong reference
+    count) still raise."""
+    if on_bad_record not in ON_BAD_RECORD:
+        raise ConfigError(f"data.on_bad_record={on_bad_record!r}; choose one of {ON_BAD_RECORD}")
     _check_limit("train_limit", train_limit)
     _check_limit("test_limit", test_limit)
+    skip = on_bad_record == "skip"
+    bad: list[BadRecord] | None = [] if skip else None
     data_dir = Path(data_dir)
     folder = data_dir / "instructions" / spec.dir
     datasets_dir = data_dir / "datasets"
     test_path = folder / spec.test_file
     train_path = folder / spec.train_file
-    # Every record is validated, but only the images of the kept records are checked for existence
-    # (a debug run on a few records works with a partial download, and 40k stat calls are skipped).
-    train = load_train_file(train_path, datasets_dir, check_images=False, task_name=spec.name)
-    test = load_test_file(test_path, datasets_dir, check_images=False, task_name=spec.name)
+    # Every record is validated, but only the images of the kept records are checked (a debug run
+    # on a few records works with a partial download, and 40k file opens are skipped).
+    train = load_train_file(train_path, datasets_dir, check_images=False, task_name=spec.name, skipped=bad)
+    indexed = _indexed_test_records(test_path, datasets_dir, False, spec.name, bad)
+    test = [r for _, r in indexed]
     references = None
     if spec.kind == "caption":
-        references = load_caption_references(folder / spec.references_file, test, test_file=test_path)
+        references = load_caption_references(
+            folder / spec.references_file, test, test_file=test_path, positions=[i for i, _ in indexed],
+            file_count=len(_read_json(test_path, "test file")) if skip else None, skipped=bad)
+        test = [r for r in test if r.question_id in references]
     if train_limit is not None:
         train = train[:train_limit]
     if test_limit is not None:
         test = test[:test_limit]
-        if references is not None:
-            references = {r.question_id: references[r.question_id] for r in test}
     if check_images:
-        for i, r in enumerate(train):
-            _check_image(r.image, datasets_dir, f"{train_path}: {_record_label(i, r.id)}")
-        for i, r in enumerate(test):
-            _check_image(r.image, datasets_dir, f"{test_path}: {_record_label(i, r.question_id)}")
+        def image_ok(path: Path, file: Path, index: int, rid: str) -> bool:
+            try:
+                _check_image(path, datasets_dir, f"{file}: {_record_label(index, rid)}", max_image_pixels, decode=skip)
+                return True
+            except DataFormatError as err:
+                _skip_or_raise(err, bad, file, index, {"id": rid}, "id")
+                return False
+
+        train = [r for i, r in enumerate(train) if image_ok(r.image, train_path, i, r.id)]
+        test = [r for i, r in enumerate(test) if image_ok(r.image, test_path, i, r.question_id)]
+    if references is not None:
+        references = {r.question_id: references[r.question_id] for r in test}
+    if skip:
+        for kind, records in (("training", train), ("test", test)):
+            if not records:
+                raise DataFormatError(
+                    f"task {spec.name!r} has no usable {kind} record left: all were left out under "
+                    f"data.on_bad_record=skip (first reason: {bad[0].reason if bad else '?'})")
+        if skipped is not None:
+            skipped.extend(bad)
     return TaskData(name=spec.name, kind=spec.kind, train=train, test=test, references=references)

@@ -22,6 +22,7 @@ import torch
 from pytorch_lightning.utilities import move_data_to_device
 
 from hide.methods.base import ContinualMethod
+from hide.errors import ConfigError
 from hide.models.lora import LLAMA_LINEARS
 
 MODES = ("separate", "online")
@@ -40,7 +41,7 @@ def diagonal_fisher(model: torch.nn.Module, loss_fn, batches, params: dict[str, 
         count += 1
     model.zero_grad(set_to_none=True)
     if count == 0:
-        raise ValueError("diagonal_fisher got no batches")
+        raise RuntimeError("diagonal_fisher got no batches")
     return {n: f / count for n, f in fisher.items()}
 
 
@@ -62,9 +63,9 @@ class EWC(ContinualMethod):
                  fisher_batches: int | None = 50):
         super().__init__(rank, alpha, dropout, init_std, targets, train_projector)
         if mode not in MODES:
-            raise ValueError(f"method.mode={mode!r}; choose one of {MODES}")
+            raise ConfigError(f"method.mode={mode!r}; choose one of {MODES}")
         if ewc_lambda < 0 or not 0 <= gamma <= 1:
-            raise ValueError(f"method.ewc_lambda must be >= 0 and method.gamma in [0, 1]; got {ewc_lambda}, {gamma}")
+            raise ConfigError(f"method.ewc_lambda must be >= 0 and method.gamma in [0, 1]; got {ewc_lambda}, {gamma}")
         self.ewc_lambda = ewc_lambda
         self.mode = mode
         self.gamma = gamma

@@ -34,6 +34,7 @@ from hide.distributed import gather_objects
 from hide.methods.anchors import AnchorBank, OwnTowersEncoder, encode_task_anchors, routing_weights
 from hide.methods.base import ContinualMethod
 from hide.models.backbone import Backbone
+from hide.errors import ConfigError
 from hide.models.lora import FUSION_RULES, LLAMA_LINEARS, MultiExpertLoRALinear, decoder_layer_index, inject_lora
 
 ROUTINGS = ("anchors", "oracle")
@@ -44,20 +45,20 @@ def layers_from_cka(cka_file: str, k: int, kind: str, num_layers: int, num_tasks
     cka.json, and that per-layer mean."""
     path = Path(cka_file).expanduser()
     if not path.exists():
-        raise FileNotFoundError(
+        raise ConfigError(
             f"method.task_specific_layers=auto reads the CKA analysis from {path}, which does not exist: run "
             f"`python experiments/cka_analysis.py --out {path.parent}` with this run's model and benchmark "
             f"overrides, or set method.cka_file")
     analysis = json.loads(path.read_text())
     if kind not in analysis:
-        raise ValueError(f"{path} has no {kind!r} CKA (method.cka_kind); it has "
+        raise ConfigError(f"{path} has no {kind!r} CKA (method.cka_kind); it has "
                          f"{[k for k in ('kernel', 'linear') if k in analysis]}")
     means = analysis[kind]["mean_cross_task_cka"]
     if len(means) != num_layers or len(analysis["tasks"]) != num_tasks:
-        raise ValueError(f"{path} analysed {len(means)} decoder layers and {len(analysis['tasks'])} tasks, this run "
+        raise ConfigError(f"{path} analysed {len(means)} decoder layers and {len(analysis['tasks'])} tasks, this run "
                          f"has {num_layers} and {num_tasks}: analyse this model and benchmark first")
     if not 1 <= k <= num_layers:
-        raise ValueError(f"method.auto_layers={k} must be between 1 and the model's {num_layers} layers")
+        raise ConfigError(f"method.auto_layers={k} must be between 1 and the model's {num_layers} layers")
     return sorted(analysis[kind]["layers_least_similar_first"][:k]), means
 
 
@@ -67,13 +68,13 @@ def resolve_layers(spec, num_layers: int) -> list[int]:
     if isinstance(spec, str):
         if spec == "all":
             return list(range(num_layers))
-        raise ValueError(f"method.task_specific_layers={spec!r}; give 'all', 'auto' or a list of layer indices")
+        raise ConfigError(f"method.task_specific_layers={spec!r}; give 'all', 'auto' or a list of layer indices")
     if isinstance(spec, int):
         spec = [spec]
     layers = set()
     for index in spec:
         if not -num_layers <= int(index) < num_layers:
-            raise ValueError(f"task-specific layer {index} is outside the model's {num_layers} decoder layers")
+            raise ConfigError(f"task-specific layer {index} is outside the model's {num_layers} decoder layers")
         layers.add(int(index) % num_layers)
     return sorted(layers)
 
@@ -102,13 +103,13 @@ class HiDe(ContinualMethod):
                  cka_file: str = "outputs/cka_analysis/cka.json", auto_layers: int = 1, cka_kind: str = "kernel"):
         super().__init__(rank, alpha, dropout, init_std, targets, train_projector)
         if fusion not in FUSION_RULES:
-            raise ValueError(f"method.fusion={fusion!r}; choose one of {FUSION_RULES}")
+            raise ConfigError(f"method.fusion={fusion!r}; choose one of {FUSION_RULES}")
         if routing not in ROUTINGS:
-            raise ValueError(f"method.routing={routing!r}; choose one of {ROUTINGS}")
+            raise ConfigError(f"method.routing={routing!r}; choose one of {ROUTINGS}")
         if temperature <= 0:
-            raise ValueError(f"method.temperature must be > 0, got {temperature}")
+            raise ConfigError(f"method.temperature must be > 0, got {temperature}")
         if top_k is not None and top_k < 1:
-            raise ValueError(f"method.top_k must be >= 1 or null, got {top_k}")
+            raise ConfigError(f"method.top_k must be >= 1 or null, got {top_k}")
         self.task_specific_layers = task_specific_layers
         self.cka_file, self.auto_layers, self.cka_kind = cka_file, auto_layers, cka_kind
         self.cka_means: list[float] | None = None
@@ -153,7 +154,7 @@ class HiDe(ContinualMethod):
         trains expert t alone), so one training run can be evaluated under every choice
         (experiments/hide_inference.py); takes effect at the next `on_eval_start`."""
         if fusion not in FUSION_RULES:
-            raise ValueError(f"method.fusion={fusion!r}; choose one of {FUSION_RULES}")
+            raise ConfigError(f"method.fusion={fusion!r}; choose one of {FUSION_RULES}")
         self.task_specific_layers, self.fusion = task_specific_layers, fusion
         if task_specific_layers == "auto":
             self.layers, self.cka_means = layers_from_cka(self.cka_file, self.auto_layers, self.cka_kind,

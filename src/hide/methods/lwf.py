@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from hide.methods.base import ContinualMethod
+from hide.errors import ConfigError
 from hide.models.lora import LLAMA_LINEARS
 
 
@@ -45,7 +46,7 @@ class LwF(ContinualMethod):
                  distill_weight: float = 1.0, temperature: float = 2.0):
         super().__init__(rank, alpha, dropout, init_std, targets, train_projector)
         if distill_weight < 0 or temperature <= 0:
-            raise ValueError(f"method.distill_weight must be >= 0 and method.temperature > 0; "
+            raise ConfigError(f"method.distill_weight must be >= 0 and method.temperature > 0; "
                              f"got {distill_weight}, {temperature}")
         self.distill_weight = distill_weight
         self.temperature = temperature

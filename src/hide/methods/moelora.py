@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from hide.methods.base import ContinualMethod
 from hide.models.backbone import Backbone
+from hide.errors import ConfigError
 from hide.models.lora import LLAMA_LINEARS, MoELoRALinear, inject_lora
 
 
@@ -23,7 +24,7 @@ class MoELoRA(ContinualMethod):
                  targets: tuple[str, ...] = LLAMA_LINEARS, train_projector: bool = True, num_experts: int = 4):
         super().__init__(rank, alpha, dropout, init_std, targets, train_projector)
         if num_experts < 1 or rank % num_experts:
-            raise ValueError(f"method.rank={rank} must be a multiple of method.num_experts={num_experts}")
+            raise ConfigError(f"method.rank={rank} must be a multiple of method.num_experts={num_experts}")
         self.num_experts = num_experts
 
     def attach(self, backbone: Backbone, num_tasks: int) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from hide.methods.base import ContinualMethod
+from hide.errors import ConfigError
 from hide.models.lora import LLAMA_LINEARS, LoRALinear
 
 
@@ -36,7 +37,7 @@ class OLoRA(ContinualMethod):
                  orthogonal_weight: float = 0.05):
         super().__init__(rank, alpha, dropout, init_std, targets, train_projector)
         if orthogonal_weight < 0:
-            raise ValueError(f"method.orthogonal_weight must be >= 0, got {orthogonal_weight}")
+            raise ConfigError(f"method.orthogonal_weight must be >= 0, got {orthogonal_weight}")
         self.orthogonal_weight = orthogonal_weight
         self.current = 0
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 
 from hide.methods.base import ContinualMethod
+from hide.errors import ConfigError
 from hide.models.lora import LLAMA_LINEARS
 
 
@@ -32,7 +33,7 @@ class Replay(ContinualMethod):
                  buffer_per_task: int = 60, seed: int = 0):
         super().__init__(rank, alpha, dropout, init_std, targets, train_projector)
         if buffer_per_task < 0:
-            raise ValueError(f"method.buffer_per_task must be >= 0, got {buffer_per_task}")
+            raise ConfigError(f"method.buffer_per_task must be >= 0, got {buffer_per_task}")
         self.buffer_per_task = buffer_per_task
         self.seed = seed
         self.finished: list[int] = []

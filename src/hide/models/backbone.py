@@ -11,12 +11,14 @@ from pathlib import Path
 import torch
 from transformers import AutoImageProcessor, AutoTokenizer, LlavaForConditionalGeneration
 
+from hide.errors import HideError
+
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-class BackboneError(RuntimeError):
+class BackboneError(HideError, RuntimeError):
     """A checkpoint path or its contents are not what a LLaVA backbone needs."""
 
 
