@@ -397,34 +397,47 @@ def load_train_file(
     return out
 
 
-def _train_record(rec: Any, i: int, path: Path, datasets_dir: Path, check_images: bool,
-                  seen: dict[str, int]) -> TrainRecord:
+def _record_id(rec: Any, i: int, path: Path, keys: tuple[str, ...], kind: str, seen: dict[str, int]) -> tuple[str, str]:
+    """Check what every record needs (an object with `keys`, a unique string or integer id under
+    keys[0]) and return (the id as a string, the 'file: record' label for messages)."""
+    id_key = keys[0]
+    listed = f"{', '.join(keys[:-1])} and {keys[-1]}" if kind == "training" else ", ".join(keys)
     if not isinstance(rec, dict):
         raise DataFormatError(
-            f"{path}: {_record_label(i)} must be a JSON object with keys id, image and "
-            f"conversations, but it is {_json_type(rec)}. Fix or remove the record."
+            f"{path}: {_record_label(i)} must be a JSON object with keys {listed}, but it is "
+            f"{_json_type(rec)}. Fix or remove the record."
         )
-    rid = rec.get("id")
+    rid = rec.get(id_key)
     where = f"{path}: {_record_label(i, rid)}"
-    missing = [k for k in ("id", "image", "conversations") if k not in rec]
+    missing = [k for k in keys if k not in rec]
     if missing:
         raise DataFormatError(
             f"{where} is missing the key(s) {', '.join(map(repr, missing))} (it has "
-            f"{', '.join(map(repr, rec)) or 'no keys'}). Every training record needs id, image "
-            f"and conversations; fix or remove the record."
+            f"{', '.join(map(repr, rec)) or 'no keys'}). Every {kind} record needs {listed}; fix or "
+            f"remove the record."
         )
     if not _is_id(rid):
         raise DataFormatError(
-            f"{where}: 'id' must be a string or an integer, got {_json_type(rid)}. "
-            f"Give the record a unique string or integer id."
+            f"{where}: {id_key!r} must be a string or an integer, got {_json_type(rid)}. "
+            f"Give the record a unique string or integer {id_key}."
         )
     rid = str(rid)
     if rid in seen:
+        label = "Ids" if id_key == "id" else "Question ids"
         raise DataFormatError(
-            f"{where}: duplicate id {rid!r}, already used by the record at index {seen[rid]}. "
-            f"Ids must be unique within a file; renumber or remove the duplicate."
+            f"{where}: duplicate {id_key} {rid!r}, already used by the record at index {seen[rid]}. "
+            f"{label} must be unique within a file; renumber or remove the duplicate."
         )
     seen[rid] = i
+    return rid, where
+
+
+TRAIN_KEYS = ("id", "image", "conversations")
+
+
+def _train_record(rec: Any, i: int, path: Path, datasets_dir: Path, check_images: bool,
+                  seen: dict[str, int]) -> TrainRecord:
+    rid, where = _record_id(rec, i, path, TRAIN_KEYS, "training", seen)
     image = _resolve_image(rec["image"], datasets_dir, check_images, where)
     turns = _parse_conversations(rec["conversations"], where)
     return TrainRecord(id=rid, image=image, turns=turns)
@@ -534,34 +547,7 @@ TEST_KEYS = ("question_id", "image", "text", "answer")
 
 def _test_record(rec: Any, i: int, path: Path, datasets_dir: Path, check_images: bool,
                  seen: dict[str, int]) -> TestRecord:
-    keys = TEST_KEYS
-    if not isinstance(rec, dict):
-        raise DataFormatError(
-            f"{path}: {_record_label(i)} must be a JSON object with keys "
-            f"{', '.join(keys)}, but it is {_json_type(rec)}. Fix or remove the record."
-        )
-    qid = rec.get("question_id")
-    where = f"{path}: {_record_label(i, qid)}"
-    missing = [k for k in keys if k not in rec]
-    if missing:
-        raise DataFormatError(
-            f"{where} is missing the key(s) {', '.join(map(repr, missing))} (it has "
-            f"{', '.join(map(repr, rec)) or 'no keys'}). Every test record needs "
-            f"{', '.join(keys)}; fix or remove the record."
-        )
-    if not _is_id(qid):
-        raise DataFormatError(
-            f"{where}: 'question_id' must be a string or an integer, got {_json_type(qid)}. "
-            f"Give the record a unique string or integer question_id."
-        )
-    qid = str(qid)
-    if qid in seen:
-        raise DataFormatError(
-            f"{where}: duplicate question_id {qid!r}, already used by the record at index "
-            f"{seen[qid]}. Question ids must be unique within a file; renumber or remove the "
-            f"duplicate."
-        )
-    seen[qid] = i
+    qid, where = _record_id(rec, i, path, TEST_KEYS, "test", seen)
     for key in ("text", "answer"):
         if not isinstance(rec[key], str):
             raise DataFormatError(
