@@ -8,7 +8,7 @@ EXTRAS ?= dev,coco,wandb
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv run test test-slow clean
+.PHONY: venv run test test-slow bench clean
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
@@ -24,6 +24,10 @@ test: venv
 
 test-slow: venv
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+# speed goals as ratios measured side by side (bench/README.md); writes bench/results.json
+bench: venv
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf outputs multirun .pytest_cache
