@@ -64,12 +64,16 @@ def benchmark_tasks(backbone: Backbone):
 
 
 def eval_batches(backbone: Backbone, n: int, batch_size: int) -> list[dict]:
-    """n test prompts, spread over the six tasks, collated (left padding) in batches."""
+    """n test prompts, n / 6 from each of the six tasks, collated (left padding) in batches of one
+    task each, as the task loop evaluates (one test loader per task)."""
     tasks, encoder = benchmark_tasks(backbone)
-    items = [(t, r) for i in range(n) for t, task in [(i % len(tasks), tasks[i % len(tasks)])]
-             for r in [task.test[i // len(tasks)]]]
+    per_task = n // len(tasks)
+    batches = []
     collate = EvalCollator(encoder)
-    return [collate(items[i:i + batch_size]) for i in range(0, n, batch_size)]
+    for t, task in enumerate(tasks):
+        items = [(t, r) for r in task.test[:per_task]]
+        batches += [collate(items[i:i + batch_size]) for i in range(0, len(items), batch_size)]
+    return batches
 
 
 def train_batches(backbone: Backbone, n_batches: int, batch_size: int) -> list[dict]:

@@ -16,7 +16,7 @@ def run(quick: bool = False) -> dict:
     torch.manual_seed(0)
     backbone = tiny_backbone()
     model, tokenizer = backbone.model.eval(), backbone.tokenizer
-    n = 64 if quick else 128
+    n = 96 if quick else 192  # 16 or 32 prompts per task
     batched = eval_batches(backbone, n, 32)
     singles = eval_batches(backbone, n, 1)
     max_new = 32  # the synthetic benchmark's budget

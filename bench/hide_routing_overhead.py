@@ -65,7 +65,7 @@ def measure(backbone, label: str, n: int, repeats: int, new_tokens: int = 32) ->
 
 def run(quick: bool = False) -> dict:
     larger = measure(larger_backbone(), f"larger (text hidden {LARGER['text']['hidden_size']}, "
-                     f"{LARGER['text']['num_hidden_layers']} layers)", 32 if quick else 64, 1 if quick else 3)
-    tiny = measure(tiny_backbone(), "tiny (default)", 64, 1 if quick else 3)
+                     f"{LARGER['text']['num_hidden_layers']} layers)", 96 if quick else 192, 1 if quick else 3)
+    tiny = measure(tiny_backbone(), "tiny (default)", 96 if quick else 192, 1 if quick else 3)
     return result("hide_routing_overhead", f"<= {GOAL}x on the larger model", larger["ratio"] <= GOAL,
                   larger["ratio"], larger=larger, tiny=tiny)

@@ -21,7 +21,7 @@ from rich.table import Table
 from bench.common import BENCH_DIR, machine
 from hide.data.formats import write_json_atomic
 
-BENCHMARKS = ("eval_speedup", "hide_routing_overhead", "train_step_overhead", "synthetic_run_minutes")
+BENCHMARKS = ("eval_speedup", "hide_routing_overhead", "train_step_overhead", "caption_scoring", "synthetic_run_minutes")
 
 
 def main() -> None:

@@ -236,3 +236,99 @@ def test_shared_server_is_reused(meteor_server: Meteor) -> None:
     score_captions(PREDICTIONS, REFERENCES)
     assert captions._meteor is meteor_server
     assert meteor_server.meteor_p.poll() is None  # still running
+
+
+# --------------------------------------------------------------------------------------------
+# The fast path: hide.metrics.ptb against the Java tokenizer, hide.metrics.coco against
+# pycocoevalcap's scorers
+# --------------------------------------------------------------------------------------------
+
+TRICKY = [
+    "(a dog) runs.", 'A "big" dog.', "the colour of the neighbour's car", "A black-and-white photo of 2 dogs",
+    "It's a dog's life", "I can't, won't, don't!", "Wait... what?", "a dog -- running", "a dog - running",
+    "Mr. Smith is here.", "The U.S. flag.", "a 3.5 inch screen", "1,000 people", "cannot go", "gonna go",
+    "Two men's hats", "the dogs' bowls", "4x4 truck", "2nd place", "A dog. A cat.", "etc.", "THE DOG'S BONE",
+    "I'm here; you're there: we've gone", "a dog ,", "( a dog )", "a dog!!", "a dog?!", "-a dog", "well-- yes",
+    "a e i o u.", "A Dog.", "Look at THAT.", "x-ray", "ain't it", "shan't", "a '90s car", "O'Reilly's pub",
+    "rock'n'roll", "y'all", "Hmm... a st. bernard", "a man doing the wash.", "Miss. Wash. Calif.", "x... y",
+    "jr... ok", "co.", "It's 5 o'clock", "tab\there", "café au lait", "a\u00a0dog", "",
+]
+
+
+def _fuzz_captions(count: int, seed: int = 0) -> list[str]:
+    import random
+
+    rng = random.Random(seed)
+    words = ["a", "dog", "The", "CAT", "it's", "don't", "can't", "won't", "I'm", "we're", "man's", "black-and-white",
+             "2", "3rd", "well", "-", "--", "...", "colour", "Mr", "etc", "no", "A", "OK", "e-mail", "isn't", "st",
+             "Wash", "wash", "Calif", "Hmm", "dr", "vs", "us", "US", "Dog", "THAT", "inc", "bros"]
+    before = ["", "", "", "(", '"', "((", "'"]
+    after = ["", "", ".", ",", "!", "?", ";", ":", ")", '"', "...", "--", ".)", '."', "'", "..", "!?", "-"]
+    return [" ".join(rng.choice(before) + rng.choice(words) + rng.choice(after) for _ in range(rng.randint(1, 10)))
+            for _ in range(count)]
+
+
+def test_fast_tokenizer_equals_the_java_ptb_tokenizer() -> None:
+    from bench.caption_corpus import corpus
+    from hide.metrics import ptb
+
+    predictions, references = corpus(400, seed=3)
+    captions = TRICKY + list(predictions.values()) + [c for refs in references.values() for c in refs]
+    captions += _fuzz_captions(4000)
+    java = PTBTokenizer().tokenize({str(i): [{"caption": c}] for i, c in enumerate(captions)})
+    ours = [ptb.tokenize(c) for c in captions]
+    mismatches = [(c, o, java[str(i)][0]) for i, (c, o) in enumerate(zip(captions, ours)) if o is not None
+                  and o != java[str(i)][0]]
+    assert mismatches == []
+    # the rules cover caption-like English: the Java tokenizer is the exception, not the rule
+    corpus_part = ours[len(TRICKY):len(TRICKY) + 400 * 6]
+    assert sum(o is None for o in corpus_part) == 0
+    assert 300 < sum(o is not None for o in ours[-4000:]) < 4000  # the fuzz exercises both paths
+
+
+def test_fast_scores_equal_pycocoevalcap_scorers() -> None:
+    import random
+
+    from hide.metrics.coco import caption_scores
+
+    rng = random.Random(1)
+    vocabulary = "a the dog cat man woman red blue is on in with of running sitting table street two".split()
+
+    def sentence(low: int = 0) -> str:
+        return " ".join(rng.choice(vocabulary) for _ in range(rng.randint(low, 12)))
+
+    gts = {f"i{i}": [sentence(1) for _ in range(rng.randint(1, 6))] for i in range(300)}
+    res = {key: [sentence()] for key in gts}
+    res["i0"], res["i1"], gts["i2"] = [""], [gts["i1"][0]], ["dog", "dog dog dog"]
+    ours = caption_scores(gts, res)
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    expected = {**{f"BLEU-{n + 1}": bleu[n] for n in range(4)}, "ROUGE-L": float(Rouge().compute_score(gts, res)[0]),
+                "CIDEr": float(Cider().compute_score(gts, res)[0])}
+    for name, value in expected.items():
+        assert ours[name] == pytest.approx(value, rel=1e-12, abs=1e-12), name
+
+
+def test_bit_parallel_lcs_equals_the_dynamic_programme() -> None:
+    import random
+
+    from hide.metrics.coco import lcs_length
+
+    def reference(a, b):
+        table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+        for i in range(1, len(a) + 1):
+            for j in range(1, len(b) + 1):
+                table[i][j] = table[i - 1][j - 1] + 1 if a[i - 1] == b[j - 1] else max(table[i - 1][j], table[i][j - 1])
+        return table[-1][-1]
+
+    rng = random.Random(0)
+    for _ in range(500):
+        a = [rng.choice("abcde") for _ in range(rng.randint(0, 15))]
+        b = [rng.choice("abcde") for _ in range(rng.randint(0, 15))]
+        assert lcs_length(a, b) == reference(a, b)
+
+
+def test_plain_captions_need_no_java(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(captions, "_java", lambda: None)
+    plain = {"1": ["a dog runs on the grass.", "the dog's running!"], "2": ["two men talk, near a car"]}
+    result = score_captions({"1": "a dog running on grass.", "2": "men near a car"}, plain, meteor=False)
+    assert 0 < result["BLEU-1"] <= 100 and result["CIDEr"] > 0

@@ -1,15 +1,18 @@
-"""COCO caption metrics (protocol.md, "Scoring"): BLEU-1..4, METEOR, ROUGE-L, CIDEr via pycocoevalcap.
+"""COCO caption metrics (protocol.md, "Scoring"): BLEU-1..4, METEOR, ROUGE-L, CIDEr, as pycocoevalcap.
 
-The numbers are exactly pycocoevalcap's: both sides go through its PTBTokenizer, then
-``Bleu(4)`` (corpus-level score), ``Meteor``, ``Rouge`` and ``Cider`` are called on the tokenized
-captions, as COCOEvalCap does. Only things that would crash or silently misalign pycocoevalcap
-are handled here (see ``_one_line`` and the input checks). SPICE is not used (it needs a download).
+The numbers are pycocoevalcap's (tests/test_metrics_captions.py compares them to 1e-9), computed
+faster: captions are tokenized by `hide.metrics.ptb` (pycocoevalcap's Stanford PTB tokenization
+without starting Java) and only the captions it cannot vouch for go to pycocoevalcap's Java
+PTBTokenizer, in one call; BLEU, ROUGE-L and CIDEr come from `hide.metrics.coco` (the same formulas
+over numpy arrays), METEOR from pycocoevalcap's Java server. Only things that would crash or
+silently misalign pycocoevalcap are handled here (see ``_one_line`` and the input checks). SPICE is
+not used (it needs a download). bench/caption_scoring.py measures the speed-up.
 
 METEOR runs a Java server with a multi-second start-up (it loads paraphrase tables), so one is
 started lazily per process and reused; it is shut down at interpreter exit. Without Java, or if it
 fails, METEOR is reported as absent (None, ``METEOR_available: False``) and the mean is over the
-other six metrics; a warning says so once. The PTB tokenizer also needs Java and has no
-substitute: without Java scoring raises.
+other six metrics; a warning says so once. Captions that need the Java PTB tokenizer (see
+`hide.metrics.ptb`) cannot be scored without Java: scoring then raises.
 """
 
 from __future__ import annotations
@@ -22,11 +25,11 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import IO
 
+from hide.metrics import ptb
+from hide.metrics.coco import caption_scores
+
 try:
-    from pycocoevalcap.bleu.bleu import Bleu
-    from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.meteor.meteor import Meteor
-    from pycocoevalcap.rouge.rouge import Rouge
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 except ImportError as err:  # pragma: no cover - depends on the install
     raise ImportError("caption metrics need pycocoevalcap: pip install 'hide[coco]'") from err
@@ -187,15 +190,29 @@ def _one_line(text: str) -> str:
     return " ".join(text.splitlines())
 
 
-def _tokenize(captions: Mapping[str, Sequence[str]], what: str) -> dict[str, list[str]]:
-    """PTB-tokenize ``{id: [caption, ...]}`` (lower-cased, punctuation removed), checking the result."""
-    tokenized = PTBTokenizer().tokenize(
-        {key: [{"caption": _one_line(c)} for c in caps] for key, caps in captions.items()}
-    )
-    # A crashed JVM gives fewer lines, which pycocoevalcap zips away silently.
-    if tokenized.keys() != captions.keys() or any(len(tokenized[k]) != len(v) for k, v in captions.items()):
-        raise RuntimeError(f"PTB tokenizer returned a different number of {what} captions than it was given")
-    return tokenized
+def _tokenize(references: dict[str, list[str]], predictions: dict[str, str]) -> tuple[dict, dict]:
+    """pycocoevalcap's tokenization of both sides ({id: [tokens joined by spaces, ...]}, lower-cased,
+    punctuation removed): `hide.metrics.ptb` where it can, one Java PTBTokenizer call for the rest."""
+    items = [(key, j, _one_line(c)) for key, caps in references.items() for j, c in enumerate(caps)]
+    items += [(key, -1, _one_line(predictions[key])) for key in references]
+    tokens = {(key, j): ptb.tokenize(text) for key, j, text in items}
+    rest = {f"{key}\x1f{j}": [{"caption": text}] for key, j, text in items if tokens[(key, j)] is None}
+    if rest:
+        if _java() is None:
+            raise RuntimeError(
+                f"score_captions needs Java for {len(rest)} caption(s) outside the rules of hide.metrics.ptb "
+                f"(e.g. {next(iter(rest.values()))[0]['caption']!r}): the COCO caption numbers are defined on "
+                f"pycocoevalcap's Stanford PTB tokenizer, a Java program. Install a JRE (e.g. openjdk-17-jre-headless).")
+        java = PTBTokenizer().tokenize(rest)
+        # A crashed JVM gives fewer lines, which pycocoevalcap zips away silently.
+        if java.keys() != rest.keys():
+            raise RuntimeError("PTB tokenizer returned a different number of captions than it was given")
+        for name, (text,) in java.items():
+            key, j = name.rsplit("\x1f", 1)
+            tokens[(key, int(j))] = text
+    gts = {key: [tokens[(key, j)] for j in range(len(caps))] for key, caps in references.items()}
+    res = {key: [tokens[(key, -1)]] for key in references}
+    return gts, res
 
 
 def _check_inputs(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]]) -> None:
@@ -239,36 +256,19 @@ def score_captions(
 
     Raises ValueError if the id sets differ (naming some ids), an image has no references, or
     every reference is empty after tokenization (CIDEr is undefined then). Raises RuntimeError
-    without Java, which the PTB tokenizer needs.
+    when a caption needs the Java PTB tokenizer and there is no Java.
     """
     _check_inputs(predictions, references)
-    if _java() is None:
-        raise RuntimeError(
-            "score_captions needs Java: the COCO caption numbers are defined on pycocoevalcap's "
-            "Stanford PTB tokenizer (a Java program). Install a JRE (e.g. openjdk-17-jre-headless)."
-        )
-
     keys = list(references)  # one fixed order for both sides
-    gts = _tokenize({k: list(references[k]) for k in keys}, "reference")
-    res = _tokenize({k: [predictions[k]] for k in keys}, "predicted")
+    gts, res = _tokenize({k: list(references[k]) for k in keys}, {k: predictions[k] for k in keys})
     if not any(ref for refs in gts.values() for ref in refs):
         # pycocoevalcap's Cider would die on max() of an empty document-frequency table.
         raise ValueError("score_captions: every reference caption is empty after PTB tokenization")
 
-    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
-    rouge, _ = Rouge().compute_score(gts, res)
-    cider, _ = Cider().compute_score(gts, res)
+    scores = caption_scores(gts, res)
     meteor_score = _meteor_score(gts, res) if meteor else None
 
-    raw: dict[str, float | None] = {
-        "BLEU-1": bleu[0],
-        "BLEU-2": bleu[1],
-        "BLEU-3": bleu[2],
-        "BLEU-4": bleu[3],
-        "METEOR": meteor_score,
-        "ROUGE-L": float(rouge),
-        "CIDEr": float(cider),
-    }
+    raw = {name: meteor_score if name == "METEOR" else scores[name] for name in CAPTION_METRICS}
     out: dict[str, float | bool | None] = {
         name: None if value is None else 100.0 * float(value) for name, value in raw.items()
     }
