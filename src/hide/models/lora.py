@@ -166,6 +166,7 @@ class MultiExpertLoRALinear(LoRALinear):
         self.slots: list[int] = []
         self.routing_weights: torch.Tensor | None = None
         self._weighted_columns: list[int] = []  # columns of routing_weights with any non-zero weight
+        self._stacked: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # dense mixtures
         self._fused: tuple[torch.Tensor, torch.Tensor] | None = None
         self._folded_weight: torch.Tensor | None = None
 
@@ -176,7 +177,7 @@ class MultiExpertLoRALinear(LoRALinear):
 
     def use_routed(self, slots: list[int]) -> None:
         self.mode, self.slots, self.routing_weights = "routed", list(slots), None
-        self._fused = self._folded_weight = None
+        self._fused = self._folded_weight = self._stacked = None
 
     def set_routing_weights(self, weights: torch.Tensor | None) -> None:
         if weights is not None and weights.shape[-1] != len(self.slots):
@@ -184,6 +185,14 @@ class MultiExpertLoRALinear(LoRALinear):
         self.routing_weights = weights
         # once per batch, not in every forward of every generated token
         self._weighted_columns = [] if weights is None else torch.any(weights != 0, dim=0).nonzero().flatten().tolist()
+        self._stacked = None
+        if weights is not None and not bool(((weights == 0) | (weights == 1)).all()):
+            # a dense mixture: every expert in two matmuls over the stacked ranks, not two per expert
+            # (one-hot rows keep the per-expert path, so that they equal the single expert exactly)
+            A = torch.cat([self.lora_A[self.slots[c]] for c in self._weighted_columns])        # (E r, d_in)
+            B = torch.cat([self.lora_B[self.slots[c]] for c in self._weighted_columns], dim=1)  # (d_out, E r)
+            rank_weights = weights[:, self._weighted_columns].repeat_interleave(self.rank, dim=1)  # (batch, E r)
+            self._stacked = (A.detach(), B.detach(), rank_weights * self.scale)
 
     @torch.no_grad()
     def use_fused(self, slots: list[int], rule: str = "sum_ab", fold: bool = False) -> None:
@@ -217,6 +226,11 @@ class MultiExpertLoRALinear(LoRALinear):
             raise RuntimeError("routed mode needs set_routing_weights(w) before the forward")
         if weights.shape[0] != x.shape[0]:
             raise ValueError(f"routing weights for {weights.shape[0]} samples, input batch of {x.shape[0]}")
+        if self._stacked is not None:
+            A, B, rank_weights = self._stacked
+            hidden = self.dropout(x) @ A.T.to(x.dtype)  # (batch, ..., E r)
+            hidden = hidden * rank_weights.to(x.dtype).view(x.shape[0], *([1] * (x.dim() - 2)), -1)
+            return out + hidden @ B.T.to(x.dtype)
         per_sample = weights.to(x.dtype).view(weights.shape[0], *([1] * (x.dim() - 1)), weights.shape[1])
         for column in self._weighted_columns:
             out = out + per_sample[..., column] * self.delta(x, self.slots[column])
