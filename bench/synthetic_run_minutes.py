@@ -25,7 +25,7 @@ def one_run(cache: str | None) -> dict:
         if cache is not None:
             env["HIDE_CACHE"] = cache
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "train.py", f"hydra.run.dir={out}", "trainer.enable_progress_bar=false"],
+        proc = subprocess.run([sys.executable, "train.py", f"hydra.run.dir={out}", "trainer.enable_progress_bar=false", "trainer.callbacks=[]"],
                               cwd=ROOT, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - start
         if proc.returncode != 0:
