@@ -195,9 +195,13 @@ def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
                          "results": results.state(), "rng": capture_rng(), "timing": timing()},
                         checkpoints / RUN_STATE)
             (checkpoints / TASK_CHECKPOINT).unlink(missing_ok=True)
-            write_json_atomic(out_dir / "timing.json", {"wall_seconds": timing()["total"], "phases": timing(),
-                                                        "resumes": resumes}, indent=2)
+            write_timing()
         barrier()
+
+    def write_timing() -> None:
+        phases = timing()
+        write_json_atomic(out_dir / "timing.json", {"wall_seconds": phases["total"], "phases": phases,
+                                                    "resumes": resumes}, indent=2)
 
     def evaluate_stage(stage: int) -> None:
         trained = sorted({t for s in method.stages(num_tasks)[:stage] if s for t in s})
@@ -222,13 +226,14 @@ def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
     def train_stage(stage: int, train_on: list[int]) -> None:
         """Fit the stage, continuing from its task checkpoint when a killed run left one."""
         task_ckpt = checkpoints / TASK_CHECKPOINT
-        resume_from = load_checkpoint(task_ckpt)["hide"] if task_ckpt.exists() else None
+        saved = load_checkpoint(task_ckpt) if task_ckpt.exists() else None
+        resume_from = saved["hide"] if saved is not None else None
         if resume_from is not None and resume_from["stage"] != stage:
             raise CheckpointError(f"{task_ckpt} is from stage {resume_from['stage']}, but {RUN_STATE} says stage "
                                   f"{stage} is next: the checkpoints disagree; delete {task_ckpt} to redo stage {stage}")
         if resume_from is not None and resume_from["finished"]:
             # the stage's training had ended: take its weights and generators, skip the fit
-            weights = {k.removeprefix("model."): v for k, v in load_checkpoint(task_ckpt)["state_dict"].items()}
+            weights = {k.removeprefix("model."): v for k, v in saved["state_dict"].items()}
             load_trained_state(module, weights, task_ckpt)
             restore_rng(resume_from["rng"])
             console.print(f"stage {stage}: training had finished before the interruption ({task_ckpt})")
@@ -264,8 +269,7 @@ def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
 
     if is_main_process():
         results.write()
-        write_json_atomic(out_dir / "timing.json", {"wall_seconds": timing()["total"], "phases": timing(),
-                                                    "resumes": resumes}, indent=2)
+        write_timing()
         heatmap = results.heatmap(title=f"{method.name} on {type(benchmark).__name__}")
         for logger in loggers:
             log_to_wandb(logger, results, heatmap)
