@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from bench.common import LARGER, alternate, eval_batches, larger_backbone, result, tiny_backbone
+from hide.generation import greedy_answers
 from hide.methods.hide import HiDe
 from hide.models.lora import adapters_disabled
 
@@ -35,10 +36,10 @@ def prepared_hide(backbone) -> HiDe:
     return method
 
 
-def generate(model, tokenizer, batch, new_tokens: int):
-    return model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                          pixel_values=batch["pixel_values"], max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                          do_sample=False, use_cache=True, pad_token_id=tokenizer.pad_token_id)
+def generate(model, tokenizer, batch, new_tokens: int, method: HiDe | None = None):
+    """The task loop's generation (`ContinualModule.generate`), `new_tokens` for every row."""
+    groups = method.prefix_groups(batch["input_ids"].shape[0]) if method is not None else None
+    return greedy_answers(model, tokenizer, batch, new_tokens, prefix_groups=groups, stop_at_eos=False)
 
 
 def measure(backbone, label: str, n: int, repeats: int, new_tokens: int = 32) -> dict:
@@ -50,7 +51,7 @@ def measure(backbone, label: str, n: int, repeats: int, new_tokens: int = 32) ->
     def hide():
         for batch in batches:
             method.before_generate(None, batch)
-            generate(model, tokenizer, batch, new_tokens)
+            generate(model, tokenizer, batch, new_tokens, method)
 
     @torch.no_grad()
     def merged_lora():

@@ -104,6 +104,14 @@ def test_batched_generation_with_per_sample_routing_equals_one_by_one(fast_cfg):
     assert weights.argmax(-1).tolist() == batch["task"].tolist()  # each sample routed to its own task
     one_by_one = [module.predict_step(collate([item]), 0)[0] for item in items]
     assert batched == one_by_one
+    # one expert per sample (top_k=1): the prompt prefix runs once per expert, same answers
+    method.top_k = 1
+    method.before_generate(module, batch)
+    groups = method.prefix_groups(len(items))
+    tasks_of_rows = batch["task"].tolist()
+    assert sorted(g.rows for g in groups) == [[r for r, t in enumerate(tasks_of_rows) if t == task] for task in (0, 1)]
+    assert module.predict_step(batch, 0) == [module.predict_step(collate([item]), 0)[0] for item in items]
+    method.top_k = None
     # the experts matter: routing every sample to task 0's expert changes some answers
     method.routing = "oracle"
     forced = collate([(0, r) for _, r in items])

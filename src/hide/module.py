@@ -1,6 +1,6 @@
 """The LightningModule shared by every method: answer-token cross-entropy plus the method's own
 loss term, AdamW with the projector at its own learning rate and a cosine schedule with warmup,
-and batched greedy generation (left padding, KV cache) for evaluation."""
+and batched greedy generation (`hide.generation`) for evaluation."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 
 from hide.checkpoint import capture_rng, kill_point, restore_rng
 from hide.errors import TrainingDivergedError
+from hide.generation import greedy_answers
 from hide.methods.base import ContinualMethod
 from hide.models.backbone import Backbone
 
@@ -25,23 +26,6 @@ def cosine_with_warmup(total_steps: int, warmup_ratio: float):
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
-
-
-@torch.no_grad()
-def greedy_answers(model, tokenizer, batch: dict, max_new_tokens: int) -> list[str]:
-    """Greedy answers (KV cache) for a left-padded batch of `EvalCollator`, decoded and stripped."""
-    output = model.generate(
-        input_ids=batch["input_ids"],
-        attention_mask=batch["attention_mask"],
-        pixel_values=batch["pixel_values"].to(model.dtype),
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        use_cache=True,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    answers = output[:, batch["input_ids"].shape[1]:]
-    return [text.strip() for text in tokenizer.batch_decode(answers, skip_special_tokens=True)]
 
 
 class ContinualModule(pl.LightningModule):
@@ -156,7 +140,8 @@ class ContinualModule(pl.LightningModule):
     # -- evaluation -------------------------------------------------------------------------
     def generate(self, batch: dict) -> list[str]:
         """Greedy answers for a left-padded batch, decoded and stripped."""
-        return greedy_answers(self.model, self.backbone.tokenizer, batch, self.max_new_tokens)
+        return greedy_answers(self.model, self.backbone.tokenizer, batch, self.max_new_tokens,
+                              prefix_groups=self.method.prefix_groups(batch["input_ids"].shape[0]))
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> list[tuple[int, str, str]]:
         kill_point("predict_batch")

@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
+import torch
 from pytorch_lightning.utilities import move_data_to_device
 from torch import nn
 
@@ -35,6 +38,7 @@ from hide.methods.anchors import AnchorBank, OwnTowersEncoder, encode_task_ancho
 from hide.methods.base import ContinualMethod
 from hide.models.backbone import Backbone
 from hide.errors import ConfigError
+from hide.generation import RowGroup
 from hide.models.lora import FUSION_RULES, LLAMA_LINEARS, MultiExpertLoRALinear, decoder_layer_index, inject_lora
 
 ROUTINGS = ("anchors", "oracle")
@@ -211,6 +215,31 @@ class HiDe(ContinualMethod):
                     weights[row, self.trained.index(task)] = 1.0
         for adapter in self.routed.values():
             adapter.set_routing_weights(weights)
+
+    def prefix_groups(self, batch_size: int) -> list[RowGroup] | None:
+        """Rows with the same routing weights act alike: the shared prompt prefix runs once for
+        each distinct mixture (usually one or two per batch, as a test batch is one task's)."""
+        adapters = list(self.routed.values())
+        weights = adapters[0].routing_weights if adapters and adapters[0].mode == "routed" else None
+        if weights is None:
+            return None
+        mixtures, group_of_row = torch.unique(weights, dim=0, return_inverse=True)
+        return [RowGroup(rows=(group_of_row == g).nonzero().flatten().tolist(),
+                         context=partial(self._routed_alone, mixtures[g:g + 1], adapters))
+                for g in range(len(mixtures))]
+
+    @staticmethod
+    @contextmanager
+    def _routed_alone(mixture: torch.Tensor, adapters: list[MultiExpertLoRALinear]):
+        """A batch of one sample routed by `mixture` (1, experts); the batch's weights after."""
+        batch_weights = [adapter.routing_weights for adapter in adapters]
+        for adapter in adapters:
+            adapter.set_routing_weights(mixture)
+        try:
+            yield
+        finally:
+            for adapter, weights in zip(adapters, batch_weights):
+                adapter.set_routing_weights(weights)
 
     def eval_facts(self, task_names: list[str]) -> dict:
         """Routing accuracy (%) per trained task: how often the anchors' most similar task is the

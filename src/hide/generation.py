@@ -1,0 +1,163 @@
+"""Batched greedy generation for evaluation: left-padded prompts, a KV cache, and the prompt
+prefix that every row shares (the system prompt, up to the first image token) run once per batch
+instead of once per row.
+
+Every evaluation prompt starts with the same system prompt; on the tiny model it is about half
+of the prompt's tokens, and the prefill is compute-bound (its matmuls run at the machine's peak,
+bench/eval_speedup.py), so not repeating it is the largest saving left after batching. The cache
+is laid out `[prefix | padding | rest of the prompt]`, with the padding masked and the positions
+counted over real tokens only, so every row sees exactly the tokens and positions it would alone.
+
+Rows whose adapters act differently (HiDe routes each sample to its own expert) get the prefix
+run once per group of rows that act alike: the method says which rows those are
+(`ContinualMethod.prefix_groups`) and how to run one of them alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache
+
+from hide.distributed import world_size
+
+
+# Each group is one more forward of the prefix alone. A few pay for themselves (the prefix leaves
+# every row's prefill); one per row (HiDe's default dense routing gives every sample its own
+# mixture) costs a forward per row for no saving, so beyond this many groups the prefix is not shared.
+MAX_PREFIX_GROUPS = 4
+
+
+@dataclass
+class RowGroup:
+    """Rows of a batch whose adapters act alike, and a context in which a batch of one such row
+    runs as they do."""
+
+    rows: list[int]
+    context: Callable[[], AbstractContextManager] = nullcontext
+
+
+def shared_prefix_length(input_ids: torch.Tensor, attention_mask: torch.Tensor, stop_token: int) -> int:
+    """How many leading tokens every row of a left-padded batch has in common, stopping before
+    the first `stop_token` (image tokens: one id, a different image in every row) and leaving
+    every row at least one token of its own (the prefill must produce each row's next-token logits)."""
+    lengths = attention_mask.sum(dim=1)
+    shortest = int(lengths.min())
+    if shortest < 2:
+        return 0
+    starts = input_ids.shape[1] - lengths
+    columns = starts[:, None] + torch.arange(shortest - 1, device=input_ids.device)
+    aligned = input_ids.gather(1, columns)  # each row's first tokens, side by side
+    common = (aligned == aligned[:1]).all(dim=0) & (aligned[0] != stop_token)
+    differing = (~common).nonzero()
+    return int(differing[0]) if len(differing) else shortest - 1
+
+
+def _max_over_ranks(value: int, device: torch.device) -> int:
+    """The largest `value` of all ranks. Under FSDP or ZeRO-3 every forward gathers parameters
+    from every rank, so all ranks must run the same number of forwards; one rank stopping early
+    would leave the others waiting forever."""
+    if world_size() == 1:
+        return value
+    import torch.distributed as dist
+
+    backend_device = device if dist.get_backend() == "nccl" else torch.device("cpu")
+    tensor = torch.tensor([value], device=backend_device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
+
+
+def _prefix_cache(model, prefix: torch.Tensor, batch_size: int, groups: list[RowGroup] | None) -> DynamicCache:
+    """The KV cache of `prefix` (1-D token ids) for every row: run once per group of rows."""
+    groups = groups or [RowGroup(rows=list(range(batch_size)))]
+    caches = []
+    # equal forwards on every rank (sharded parameters); the extra ones are thrown away
+    runs = _max_over_ranks(len(groups), prefix.device)
+    for run in range(runs):
+        group = groups[min(run, len(groups) - 1)]
+        cache = DynamicCache(config=model.config)
+        with group.context():
+            model(input_ids=prefix[None], past_key_values=cache, use_cache=True, logits_to_keep=1)
+        if run < len(groups):
+            caches.append(cache)
+    if len(caches) == 1:
+        caches[0].batch_repeat_interleave(batch_size)
+        return caches[0]
+    group_of_row = torch.full((batch_size,), -1, dtype=torch.long)
+    for g, group in enumerate(groups):
+        group_of_row[group.rows] = g
+    if bool((group_of_row < 0).any()) or sum(len(g.rows) for g in groups) != batch_size:
+        raise ValueError(f"prefix groups {[g.rows for g in groups]} do not cover the {batch_size} rows once each")
+    layers = []
+    for per_group in zip(*[list(cache) for cache in caches]):
+        index = group_of_row.to(per_group[0][0].device)
+        keys = torch.cat([k for k, _, _ in per_group])[index]
+        values = torch.cat([v for _, v, _ in per_group])[index]
+        layers.append((keys, values))
+    return DynamicCache(ddp_cache_data=layers, config=model.config)
+
+
+@torch.no_grad()
+def greedy_answers(model, tokenizer, batch: dict, max_new_tokens: int, prefix_groups: list[RowGroup] | None = None,
+                   share_prefix: bool = True, stop_at_eos: bool = True) -> list[str]:
+    """Greedy answers for a left-padded batch of `EvalCollator` (KV cache, the shared prompt
+    prefix run once), decoded and stripped. Stops when every row has produced `</s>`.
+
+    Args:
+        prefix_groups: rows whose adapters act alike (None: all rows do); more than
+            `MAX_PREFIX_GROUPS` and the prefix is not shared.
+        share_prefix: run the common prefix once (False: every row's whole prompt, as one-by-one
+            generation would).
+        stop_at_eos: False generates exactly `max_new_tokens` (benchmarks: equal work on both sides).
+    """
+    input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
+    batch_size, width = input_ids.shape
+    device = input_ids.device
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    lengths = attention_mask.sum(dim=1)
+
+    if prefix_groups is not None and len(prefix_groups) > MAX_PREFIX_GROUPS:
+        share_prefix = False
+    shared = shared_prefix_length(input_ids, attention_mask, model.config.image_token_id) if share_prefix else 0
+    # equal prefix forwards on every rank: a rank without a shared prefix runs none, so all do
+    if world_size() > 1 and _max_over_ranks(int(shared == 0), device):
+        shared = 0
+    if shared:
+        first = width - int(lengths[0])
+        cache = _prefix_cache(model, input_ids[0, first:first + shared], batch_size, prefix_groups)
+    else:
+        cache = DynamicCache(config=model.config)
+
+    # The rest of each prompt, left padded behind the prefix: [prefix | pads | rest].
+    rest = int(lengths.max()) - shared
+    rest_ids = input_ids[:, width - rest:].clone()
+    rest_mask = attention_mask[:, width - rest:].clone()
+    own_start = (width - lengths + shared) - (width - rest)  # column where each row's own tokens begin
+    before = torch.arange(rest, device=device)[None, :] < own_start[:, None]
+    rest_mask[before] = 0
+    rest_ids[before] = pad
+    mask = torch.cat([torch.ones(batch_size, shared, dtype=attention_mask.dtype, device=device), rest_mask], dim=1)
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)[:, shared:]
+
+    output = model(input_ids=rest_ids, attention_mask=mask, position_ids=positions,
+                   pixel_values=batch["pixel_values"].to(model.dtype), past_key_values=cache,
+                   use_cache=True, logits_to_keep=1)
+    next_position = positions[:, -1:] + 1
+    finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
+    tokens = []
+    for step in range(max_new_tokens):
+        token = output.logits[:, -1].argmax(dim=-1).masked_fill(finished, pad)
+        tokens.append(token)
+        if stop_at_eos:
+            finished |= token == eos
+        if step + 1 == max_new_tokens or not _max_over_ranks(int(not bool(finished.all())), device):
+            break
+        mask = torch.cat([mask, torch.ones(batch_size, 1, dtype=mask.dtype, device=device)], dim=1)
+        output = model(input_ids=token[:, None], attention_mask=mask, position_ids=next_position,
+                       past_key_values=cache, use_cache=True)
+        next_position = next_position + 1
+    answers = torch.stack(tokens, dim=1) if tokens else input_ids.new_zeros((batch_size, 0))
+    return [text.strip() for text in tokenizer.batch_decode(answers, skip_special_tokens=True)]
