@@ -3,12 +3,14 @@ each prompt behind it, gives every row the answer it gets alone from Hugging Fac
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 import torch
 from hydra.utils import instantiate
 
 from hide.data.collate import EvalCollator
-from hide.generation import RowGroup, greedy_answers, shared_prefix_length
+from hide.generation import PrefixPlan, greedy_answers, shared_prefix_length
 from hide.models.tiny import build_model
 
 IMAGE = 9
@@ -27,6 +29,20 @@ def test_shared_prefix_stops_at_the_first_difference_or_image_token():
     same = torch.tensor([[1, 2, 3], [1, 2, 3]])
     assert shared_prefix_length(same, torch.ones_like(same), IMAGE) == 2  # each row keeps one token
     assert shared_prefix_length(same[:, :1], torch.ones_like(same[:, :1]), IMAGE) == 0
+
+
+def _widened(layer, rows: int):
+    """A plan context: the prefix's batch of one becomes `rows` rows at `layer`'s input."""
+    @contextmanager
+    def context():
+        def widen(module, args, kwargs):
+            return (args[0].expand(rows, *args[0].shape[1:]), *args[1:]), kwargs
+        handle = layer.register_forward_pre_hook(widen, with_kwargs=True)
+        try:
+            yield
+        finally:
+            handle.remove()
+    return context
 
 
 def _hf_one_by_one(model, tokenizer, collate, items, max_new):
@@ -62,11 +78,19 @@ def test_batched_answers_with_the_shared_prefix_equal_hugging_face_one_by_one(fa
     assert len(set(reference)) > len(items) // 2
     assert greedy_answers(model, tokenizer, batch, 8) == reference
     assert greedy_answers(model, tokenizer, batch, 8, share_prefix=False) == reference
-    # groups: the prefix run per group and gathered back to the rows
-    groups = [RowGroup(rows=list(range(0, len(items), 2))), RowGroup(rows=list(range(1, len(items), 2)))]
-    assert greedy_answers(model, tokenizer, batch, 8, prefix_groups=groups) == reference
-    with pytest.raises(ValueError, match="do not cover"):
-        greedy_answers(model, tokenizer, batch, 8, prefix_groups=groups[:1] + [RowGroup(rows=[1])])
+    # a plan: the prefix widened to basis rows at the top layer, each row's cache mixed from them
+    rows = len(items)
+    top = model.model.language_model.layers[-1]
+    one_hot = torch.nn.functional.one_hot(torch.arange(rows) % 2, 2).float()
+    halves = torch.full((rows, 2), 0.5)  # two identical basis rows: any mixture summing to 1 is the same
+    assert greedy_answers(model, tokenizer, batch, 8, prefix_plan=PrefixPlan(one_hot, _widened(top, 2))) == reference
+    assert greedy_answers(model, tokenizer, batch, 8, prefix_plan=PrefixPlan(halves, _widened(top, 2))) == reference
+    doubled = greedy_answers(model, tokenizer, batch, 8, prefix_plan=PrefixPlan(halves * 4, _widened(top, 2)))
+    assert doubled != reference  # the mixture is used (the top layer's keys and values 4 times as large)
+    with pytest.raises(ValueError, match="a prefix plan for 3 rows"):
+        greedy_answers(model, tokenizer, batch, 8, prefix_plan=PrefixPlan(one_hot[:3], _widened(top, 2)))
+    with pytest.raises(ValueError, match=r"layer 1's prefix cache has 3 rows; expected 1 or the plan's 2"):
+        greedy_answers(model, tokenizer, batch, 8, prefix_plan=PrefixPlan(one_hot, _widened(top, 3)))
     # without stopping at </s> (benchmarks' equal work) each answer goes on past its end
     longer = greedy_answers(model, tokenizer, batch, 12, stop_at_eos=False)
     assert all(a.startswith(r) for a, r in zip(longer, reference))

@@ -104,13 +104,22 @@ def test_batched_generation_with_per_sample_routing_equals_one_by_one(fast_cfg):
     assert weights.argmax(-1).tolist() == batch["task"].tolist()  # each sample routed to its own task
     one_by_one = [module.predict_step(collate([item]), 0)[0] for item in items]
     assert batched == one_by_one
-    # one expert per sample (top_k=1): the prompt prefix runs once per expert, same answers
-    method.top_k = 1
+    # dense routing with the top layer routed: the prompt prefix runs as one row per expert,
+    # mixed by each row's weights (the equality with one-by-one above covers it)
     method.before_generate(module, batch)
-    groups = method.prefix_groups(len(items))
-    tasks_of_rows = batch["task"].tolist()
-    assert sorted(g.rows for g in groups) == [[r for r, t in enumerate(tasks_of_rows) if t == task] for task in (0, 1)]
+    plan = method.prefix_plan(len(items))
+    torch.testing.assert_close(plan.mix, weights)
+    # routed below the top too: one basis row per distinct routing, exact for one-hot routing
+    method.top_k = 1
+    method.configure_inference([0, 1], method.fusion)
+    method.on_eval_start(module, [0, 1])
+    method.before_generate(module, batch)
+    plan = method.prefix_plan(len(items))
+    assert plan.mix.shape == (len(items), 2) and bool(((plan.mix == 0) | (plan.mix == 1)).all())
+    assert len(set(zip(plan.mix.argmax(1).tolist(), batch["task"].tolist()))) == 2  # one basis row per task
     assert module.predict_step(batch, 0) == [module.predict_step(collate([item]), 0)[0] for item in items]
+    method.configure_inference([-1], method.fusion)
+    method.on_eval_start(module, [0, 1])
     method.top_k = None
     # the experts matter: routing every sample to task 0's expert changes some answers
     method.routing = "oracle"
@@ -228,8 +237,27 @@ def test_own_towers_encoder_ignores_padding(tiny_backbone):
     size = tiny_backbone.model.config.vision_config.image_size
     pixels = torch.randn(2, 3, size, size)
     _, both = encoder.encode({"pixel_values": pixels, "instructions": ["what is this ?", "a much longer question here ?"]})
+    encoder.clear_cache()
     _, alone = encoder.encode({"pixel_values": pixels[:1], "instructions": ["what is this ?"]})
     torch.testing.assert_close(both[0], alone[0])
+
+
+def test_own_towers_encoder_encodes_each_instruction_once_per_evaluation(tiny_backbone):
+    encoder = OwnTowersEncoder(tiny_backbone)
+    rows = []
+    hook = tiny_backbone.language_model.register_forward_hook(lambda m, args, out: rows.append(out[0].shape[0]))
+    questions = ["what is this ?", "how many stars ?", "what is this ?", "what is this ?"]
+    try:
+        first = encoder.text_features(questions, "cpu")
+        again = encoder.text_features(questions[:2], "cpu")
+        uncached = OwnTowersEncoder(tiny_backbone, text_cache_mb=0).text_features(questions, "cpu")
+    finally:
+        hook.remove()
+    assert rows == [2, 2]  # two distinct questions; the second call is all cached; no cache: 2 again
+    torch.testing.assert_close(first, uncached)
+    assert torch.equal(first[0], first[2]) and torch.equal(again, first[:2])
+    encoder.clear_cache()
+    assert not encoder.text_cache
 
 
 def test_bad_settings_are_named(fast_cfg):

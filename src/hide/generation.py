@@ -8,9 +8,9 @@ bench/eval_speedup.py), so not repeating it is the largest saving left after bat
 is laid out `[prefix | padding | rest of the prompt]`, with the padding masked and the positions
 counted over real tokens only, so every row sees exactly the tokens and positions it would alone.
 
-Rows whose adapters act differently (HiDe routes each sample to its own expert) get the prefix
-run once per group of rows that act alike: the method says which rows those are
-(`ContinualMethod.prefix_groups`) and how to run one of them alone.
+Rows whose adapters act differently (HiDe routes each sample to its own mixture of experts) get
+the prefix once below the first layer that differs and as a small batch of basis rows (one per
+expert) from there on, mixed per row: the method says how (`ContinualMethod.prefix_plan`).
 """
 
 from __future__ import annotations
@@ -25,18 +25,18 @@ from transformers import DynamicCache
 from hide.distributed import world_size
 
 
-# Each group is one more forward of the prefix alone. A few pay for themselves (the prefix leaves
-# every row's prefill); one per row (HiDe's default dense routing gives every sample its own
-# mixture) costs a forward per row for no saving, so beyond this many groups the prefix is not shared.
-MAX_PREFIX_GROUPS = 4
-
-
 @dataclass
-class RowGroup:
-    """Rows of a batch whose adapters act alike, and a context in which a batch of one such row
-    runs as they do."""
+class PrefixPlan:
+    """How to run the shared prompt prefix for a batch whose rows' adapters act differently.
 
-    rows: list[int]
+    The prefix runs as a batch of one under `context`, in which the method may widen it to
+    `basis` rows from some layer on (the layers below act alike for every row). Each layer's
+    cache then has 1 row, copied to every row of the batch, or `basis` rows, mixed per row:
+    row r's keys and values are `mix[r] @ basis rows`. One-hot rows of `mix` pick a basis row;
+    dense rows are exact only where keys and values are affine in the mixture (the method
+    decides; HiDe's routed top layer is)."""
+
+    mix: torch.Tensor  # (rows, basis)
     context: Callable[[], AbstractContextManager] = nullcontext
 
 
@@ -70,45 +70,35 @@ def _max_over_ranks(value: int, device: torch.device) -> int:
     return int(tensor.item())
 
 
-def _prefix_cache(model, prefix: torch.Tensor, batch_size: int, groups: list[RowGroup] | None) -> DynamicCache:
-    """The KV cache of `prefix` (1-D token ids) for every row: run once per group of rows."""
-    groups = groups or [RowGroup(rows=list(range(batch_size)))]
-    caches = []
-    # equal forwards on every rank (sharded parameters); the extra ones are thrown away
-    runs = _max_over_ranks(len(groups), prefix.device)
-    for run in range(runs):
-        group = groups[min(run, len(groups) - 1)]
-        cache = DynamicCache(config=model.config)
-        with group.context():
-            model(input_ids=prefix[None], past_key_values=cache, use_cache=True, logits_to_keep=1)
-        if run < len(groups):
-            caches.append(cache)
-    if len(caches) == 1:
-        caches[0].batch_repeat_interleave(batch_size)
-        return caches[0]
-    group_of_row = torch.full((batch_size,), -1, dtype=torch.long)
-    for g, group in enumerate(groups):
-        group_of_row[group.rows] = g
-    if bool((group_of_row < 0).any()) or sum(len(g.rows) for g in groups) != batch_size:
-        raise ValueError(f"prefix groups {[g.rows for g in groups]} do not cover the {batch_size} rows once each")
+def _prefix_cache(model, prefix: torch.Tensor, batch_size: int, plan: PrefixPlan | None) -> DynamicCache:
+    """The KV cache of `prefix` (1-D token ids) for every row of the batch."""
+    cache = DynamicCache(config=model.config)
+    with nullcontext() if plan is None else plan.context():
+        model(input_ids=prefix[None], past_key_values=cache, use_cache=True, logits_to_keep=1)
+    if plan is not None and plan.mix.shape[0] != batch_size:
+        raise ValueError(f"a prefix plan for {plan.mix.shape[0]} rows, a batch of {batch_size}")
     layers = []
-    for per_group in zip(*[list(cache) for cache in caches]):
-        index = group_of_row.to(per_group[0][0].device)
-        keys = torch.cat([k for k, _, _ in per_group])[index]
-        values = torch.cat([v for _, v, _ in per_group])[index]
-        layers.append((keys, values))
+    for layer, (keys, values, _) in enumerate(cache):
+        if keys.shape[0] == 1:  # alike for every row
+            layers.append((keys.expand(batch_size, *keys.shape[1:]), values.expand(batch_size, *values.shape[1:])))
+        elif plan is not None and keys.shape[0] == plan.mix.shape[1]:
+            mix = plan.mix.to(device=keys.device, dtype=keys.dtype)
+            layers.append(tuple(torch.einsum("rb,b...->r...", mix, kv) for kv in (keys, values)))
+        else:
+            raise ValueError(f"layer {layer}'s prefix cache has {keys.shape[0]} rows; expected 1 or the "
+                             f"plan's {None if plan is None else plan.mix.shape[1]} basis rows")
     return DynamicCache(ddp_cache_data=layers, config=model.config)
 
 
 @torch.no_grad()
-def greedy_answers(model, tokenizer, batch: dict, max_new_tokens: int, prefix_groups: list[RowGroup] | None = None,
+def greedy_answers(model, tokenizer, batch: dict, max_new_tokens: int, prefix_plan: PrefixPlan | None = None,
                    share_prefix: bool = True, stop_at_eos: bool = True) -> list[str]:
     """Greedy answers for a left-padded batch of `EvalCollator` (KV cache, the shared prompt
     prefix run once), decoded and stripped. Stops when every row has produced `</s>`.
 
     Args:
-        prefix_groups: rows whose adapters act alike (None: all rows do); more than
-            `MAX_PREFIX_GROUPS` and the prefix is not shared.
+        prefix_plan: how rows whose adapters differ get the prefix (None: every row's adapters
+            act alike); a plan with more basis rows than the batch has rows is not used.
         share_prefix: run the common prefix once (False: every row's whole prompt, as one-by-one
             generation would).
         stop_at_eos: False generates exactly `max_new_tokens` (benchmarks: equal work on both sides).
@@ -119,7 +109,7 @@ def greedy_answers(model, tokenizer, batch: dict, max_new_tokens: int, prefix_gr
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
     lengths = attention_mask.sum(dim=1)
 
-    if prefix_groups is not None and len(prefix_groups) > MAX_PREFIX_GROUPS:
+    if prefix_plan is not None and prefix_plan.mix.shape[1] > batch_size:
         share_prefix = False
     shared = shared_prefix_length(input_ids, attention_mask, model.config.image_token_id) if share_prefix else 0
     # equal prefix forwards on every rank: a rank without a shared prefix runs none, so all do
@@ -127,7 +117,7 @@ def greedy_answers(model, tokenizer, batch: dict, max_new_tokens: int, prefix_gr
         shared = 0
     if shared:
         first = width - int(lengths[0])
-        cache = _prefix_cache(model, input_ids[0, first:first + shared], batch_size, prefix_groups)
+        cache = _prefix_cache(model, input_ids[0, first:first + shared], batch_size, prefix_plan)
     else:
         cache = DynamicCache(config=model.config)
 

@@ -141,7 +141,7 @@ class ContinualModule(pl.LightningModule):
     def generate(self, batch: dict) -> list[str]:
         """Greedy answers for a left-padded batch, decoded and stripped."""
         return greedy_answers(self.model, self.backbone.tokenizer, batch, self.max_new_tokens,
-                              prefix_groups=self.method.prefix_groups(batch["input_ids"].shape[0]))
+                              prefix_plan=self.method.prefix_plan(batch["input_ids"].shape[0]))
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> list[tuple[int, str, str]]:
         kill_point("predict_batch")

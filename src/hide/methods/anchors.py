@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hide.data.collate import left_padded_positions
+from hide.distributed import world_size
 from hide.models.lora import adapters_disabled
 
 
@@ -127,7 +128,7 @@ class OwnTowersEncoder:
       of input embeddings routes IconQA's count questions to ClevrMath (41%).
     """
 
-    def __init__(self, backbone, image_layer: int | None = None):
+    def __init__(self, backbone, image_layer: int | None = None, text_cache_mb: float = 64.0):
         self.vision_tower = backbone.vision_tower
         self.language_model = backbone.language_model
         self.tokenizer = backbone.tokenizer
@@ -137,20 +138,43 @@ class OwnTowersEncoder:
             raise ValueError(f"image_layer={image_layer}: the vision tower has hidden states 0..{layers}")
         self.image_dim = backbone.vision_tower.config.hidden_size
         self.text_dim = backbone.language_model.config.hidden_size
+        # The text feature is a forward of the whole language model, so within one evaluation
+        # each instruction is encoded once (tasks often ask one question of every image). The
+        # cache lives for one evaluation (`clear_cache` at its start): kept across stages, a
+        # resumed run would recompute features in other batches and could differ in the last bits.
+        self.text_cache: dict[str, torch.Tensor] = {}
+        self.text_cache_entries = int(text_cache_mb * 2 ** 20 / (4 * self.text_dim))
+
+    def clear_cache(self) -> None:
+        self.text_cache.clear()
 
     @torch.no_grad()
     def encode(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         pixels = batch["pixel_values"].to(self.vision_tower.dtype)
         hidden = self.vision_tower(pixel_values=pixels, output_hidden_states=True).hidden_states
         image = hidden[self.image_layer][:, 1:].float().mean(1)  # patch tokens, CLS dropped
-        # left padding: the last column is every row's last token
-        tokens = self.tokenizer(list(batch["instructions"]), add_special_tokens=False, padding=True,
-                                padding_side="left", return_tensors="pt").to(pixels.device)
-        mask = tokens["attention_mask"]
-        with adapters_disabled(self.language_model):
-            out = self.language_model(input_ids=tokens["input_ids"], attention_mask=mask,
-                                      position_ids=left_padded_positions(mask))
-        return image, out.last_hidden_state[:, -1].float()
+        return image, self.text_features(list(batch["instructions"]), pixels.device)
+
+    @torch.no_grad()
+    def text_features(self, instructions: list[str], device) -> torch.Tensor:
+        new = list(dict.fromkeys(i for i in instructions if i not in self.text_cache))
+        # Sharded parameters (FSDP) need the same forwards on every rank: a rank with nothing new
+        # encodes one instruction anyway.
+        run = new or (instructions[:1] if world_size() > 1 else [])
+        fresh = {}
+        if run:
+            # left padding: the last column is every row's last token
+            tokens = self.tokenizer(run, add_special_tokens=False, padding=True, padding_side="left",
+                                    return_tensors="pt").to(device)
+            mask = tokens["attention_mask"]
+            with adapters_disabled(self.language_model):
+                out = self.language_model(input_ids=tokens["input_ids"], attention_mask=mask,
+                                          position_ids=left_padded_positions(mask))
+            fresh = dict(zip(run, out.last_hidden_state[:, -1].float()))
+            for text in new:
+                if len(self.text_cache) < self.text_cache_entries:
+                    self.text_cache[text] = fresh[text]
+        return torch.stack([fresh[i] if i in fresh else self.text_cache[i] for i in instructions])
 
 
 class ClipAnchorEncoder:

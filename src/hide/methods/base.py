@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hide.generation import RowGroup
+from hide.generation import PrefixPlan
 from hide.models.backbone import Backbone
 from hide.models.lora import LLAMA_LINEARS, LoRALinear, inject_lora
 
@@ -84,10 +84,10 @@ class ContinualMethod:
     def before_generate(self, module, batch: dict) -> None:
         """Before each evaluation batch is answered (e.g. per-sample routing weights)."""
 
-    def prefix_groups(self, batch_size: int) -> list[RowGroup] | None:
-        """For the batch about to be answered, the rows whose adapters act alike, so that
-        generation runs the prompt prefix they share once per group (`hide.generation`).
-        None: every row acts alike, which holds unless the method sets per-sample state."""
+    def prefix_plan(self, batch_size: int) -> PrefixPlan | None:
+        """For the batch about to be answered, how generation may run the prompt prefix that its
+        rows share once for all of them (`hide.generation.PrefixPlan`). None: every row's adapters
+        act alike, which holds unless the method sets per-sample state."""
         return None
 
     def eval_facts(self, task_names: list[str]) -> dict:

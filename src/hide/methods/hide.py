@@ -38,7 +38,7 @@ from hide.methods.anchors import AnchorBank, OwnTowersEncoder, encode_task_ancho
 from hide.methods.base import ContinualMethod
 from hide.models.backbone import Backbone
 from hide.errors import ConfigError
-from hide.generation import RowGroup
+from hide.generation import PrefixPlan
 from hide.models.lora import FUSION_RULES, LLAMA_LINEARS, MultiExpertLoRALinear, decoder_layer_index, inject_lora
 
 ROUTINGS = ("anchors", "oracle")
@@ -138,6 +138,7 @@ class HiDe(ContinualMethod):
     def attach(self, backbone: Backbone, num_tasks: int) -> None:
         backbone.model.requires_grad_(False)
         self.num_layers = backbone.language_model.config.num_hidden_layers
+        self.decoder_layers = backbone.language_model.layers
         self.num_tasks = num_tasks
         self.adapters = inject_lora(
             backbone.language_model,
@@ -195,6 +196,8 @@ class HiDe(ContinualMethod):
             adapter.use_fused(self.trained, self.fusion, self.fold_fused)
         self.routing_counts = defaultdict(lambda: [0, 0])
         self.routing_confusion = defaultdict(lambda: defaultdict(int))
+        if hasattr(self.encoder, "clear_cache"):
+            self.encoder.clear_cache()
 
     def before_generate(self, module, batch: dict) -> None:
         if not self.routed or not self.trained:
@@ -216,30 +219,53 @@ class HiDe(ContinualMethod):
         for adapter in self.routed.values():
             adapter.set_routing_weights(weights)
 
-    def prefix_groups(self, batch_size: int) -> list[RowGroup] | None:
-        """Rows with the same routing weights act alike: the shared prompt prefix runs once for
-        each distinct mixture (usually one or two per batch, as a test batch is one task's)."""
+    def prefix_plan(self, batch_size: int) -> PrefixPlan | None:
+        """The prompt prefix under per-sample routing: the layers below the first routed one act
+        alike for every row, so it runs once up to there and as basis rows from there on. When
+        the routed layer is the top one only (the default), that layer's keys and values are
+        affine in the routing weights (W x + sum_e w_e B_e A_e x with sum_e w_e = 1), so one basis
+        row per expert, mixed by each row's weights, is exact. Otherwise one basis row per
+        distinct routing (exact for any layers; one-hot routing gives few)."""
         adapters = list(self.routed.values())
         weights = adapters[0].routing_weights if adapters and adapters[0].mode == "routed" else None
         if weights is None:
             return None
-        mixtures, group_of_row = torch.unique(weights, dim=0, return_inverse=True)
-        return [RowGroup(rows=(group_of_row == g).nonzero().flatten().tolist(),
-                         context=partial(self._routed_alone, mixtures[g:g + 1], adapters))
-                for g in range(len(mixtures))]
+        routed_layers = {decoder_layer_index(name) for name in self.routed}
+        ones = torch.ones(len(weights), dtype=weights.dtype, device=weights.device)
+        if routed_layers == {self.num_layers - 1} and torch.allclose(weights.sum(-1), ones):
+            experts = torch.any(weights != 0, dim=0).nonzero().flatten()
+            basis = torch.zeros(len(experts), weights.shape[1], dtype=weights.dtype, device=weights.device)
+            basis[torch.arange(len(experts)), experts] = 1.0
+            mix = weights[:, experts]
+        else:
+            basis, row_basis = torch.unique(weights, dim=0, return_inverse=True)
+            mix = torch.nn.functional.one_hot(row_basis, len(basis)).to(weights.dtype)
+        first_routed = self.decoder_layers[min(routed_layers)]
+        return PrefixPlan(mix=mix, context=partial(self._widened_prefix, first_routed, basis, adapters))
 
     @staticmethod
     @contextmanager
-    def _routed_alone(mixture: torch.Tensor, adapters: list[MultiExpertLoRALinear]):
-        """A batch of one sample routed by `mixture` (1, experts); the batch's weights after."""
+    def _widened_prefix(first_routed: nn.Module, basis: torch.Tensor, adapters: list[MultiExpertLoRALinear]):
+        """Within the block a batch of one becomes len(basis) rows at `first_routed`'s input,
+        routed by the rows of `basis`; the batch's own routing after."""
+        def widen(module, args, kwargs):
+            if args:
+                args = (args[0].expand(len(basis), *args[0].shape[1:]).contiguous(), *args[1:])
+            else:
+                hidden = kwargs["hidden_states"]
+                kwargs["hidden_states"] = hidden.expand(len(basis), *hidden.shape[1:]).contiguous()
+            return args, kwargs
+
         batch_weights = [adapter.routing_weights for adapter in adapters]
+        handle = first_routed.register_forward_pre_hook(widen, with_kwargs=True)
         for adapter in adapters:
-            adapter.set_routing_weights(mixture)
+            adapter.set_routing_weights(basis)
         try:
             yield
         finally:
-            for adapter, weights in zip(adapters, batch_weights):
-                adapter.set_routing_weights(weights)
+            handle.remove()
+            for adapter, previous in zip(adapters, batch_weights):
+                adapter.set_routing_weights(previous)
 
     def eval_facts(self, task_names: list[str]) -> dict:
         """Routing accuracy (%) per trained task: how often the anchors' most similar task is the
