@@ -25,7 +25,7 @@ test: venv
 test-slow: venv
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
-# speed goals as ratios measured side by side (bench/README.md); writes bench/results.json
+# speed goals as ratios measured side by side (README.md, "Performance"); writes bench/results.json
 bench: venv
 	$(PY) -m bench.run $(BENCH_ARGS)
 

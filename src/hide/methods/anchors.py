@@ -174,7 +174,7 @@ class OwnTowersEncoder:
             for text in new:
                 if len(self.text_cache) < self.text_cache_entries:
                     self.text_cache[text] = fresh[text]
-        return torch.stack([fresh[i] if i in fresh else self.text_cache[i] for i in instructions])
+        return torch.stack([self.text_cache[i] if i in self.text_cache else fresh[i] for i in instructions])
 
 
 class ClipAnchorEncoder:
