@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import pytest
 import torch
 from hydra.utils import instantiate
+from pytorch_lightning.utilities import move_data_to_device
 
 from hide.data.collate import EvalCollator
 from hide.generation import PrefixPlan, greedy_answers, shared_prefix_length
@@ -48,7 +49,7 @@ def _widened(layer, rows: int):
 def _hf_one_by_one(model, tokenizer, collate, items, max_new):
     answers = []
     for item in items:
-        batch = collate([item])
+        batch = move_data_to_device(collate([item]), model.device)
         out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                              pixel_values=batch["pixel_values"], max_new_tokens=max_new, do_sample=False,
                              pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
@@ -56,7 +57,9 @@ def _hf_one_by_one(model, tokenizer, collate, items, max_new):
     return answers
 
 
-def test_batched_answers_with_the_shared_prefix_equal_hugging_face_one_by_one(fast_cfg):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU")])])
+def test_batched_answers_with_the_shared_prefix_equal_hugging_face_one_by_one(fast_cfg, device):
     cfg = fast_cfg()
     backbone = instantiate(cfg.model)
     datamodule = instantiate(cfg.data, benchmark=instantiate(cfg.benchmark), seed=0)
@@ -66,10 +69,11 @@ def test_batched_answers_with_the_shared_prefix_equal_hugging_face_one_by_one(fa
     # confident, varied answers that any wrong position, mask or cache row would change.
     torch.manual_seed(0)
     text = {**cfg.model.text, "initializer_range": 0.2}
-    model = build_model(tokenizer, cfg.model.image_size, cfg.model.patch_size, dict(cfg.model.vision), text).eval()
+    model = build_model(tokenizer, cfg.model.image_size, cfg.model.patch_size, dict(cfg.model.vision), text)
+    model = model.eval().to(device)
     collate = EvalCollator(datamodule.encoder)
     items = [(t, r) for t in range(len(tasks)) for r in tasks[t].test[:5]]  # prompts of unequal length
-    batch = collate(items)
+    batch = move_data_to_device(collate(items), device)
     assert len(set(batch["attention_mask"].sum(1).tolist())) > 1
     shared = shared_prefix_length(batch["input_ids"], batch["attention_mask"], backbone.image_token_id)
     assert shared > 20  # the system prompt
@@ -81,8 +85,8 @@ def test_batched_answers_with_the_shared_prefix_equal_hugging_face_one_by_one(fa
     # a plan: the prefix widened to basis rows at the top layer, each row's cache mixed from them
     rows = len(items)
     top = model.model.language_model.layers[-1]
-    one_hot = torch.nn.functional.one_hot(torch.arange(rows) % 2, 2).float()
-    halves = torch.full((rows, 2), 0.5)  # two identical basis rows: any mixture summing to 1 is the same
+    one_hot = torch.nn.functional.one_hot(torch.arange(rows, device=device) % 2, 2).float()
+    halves = torch.full((rows, 2), 0.5, device=device)  # two identical basis rows: any mixture summing to 1 is the same
     assert greedy_answers(model, tokenizer, batch, 8, prefix_plan=PrefixPlan(one_hot, _widened(top, 2))) == reference
     assert greedy_answers(model, tokenizer, batch, 8, prefix_plan=PrefixPlan(halves, _widened(top, 2))) == reference
     doubled = greedy_answers(model, tokenizer, batch, 8, prefix_plan=PrefixPlan(halves * 4, _widened(top, 2)))
