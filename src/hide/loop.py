@@ -191,15 +191,15 @@ def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
     def save_run_state(stage: int) -> None:
         """After stage `stage` is evaluated and written: what a resumed run continues from."""
         if is_main_process():
+            phases = timing()  # one reading of the clock for the checkpoint and timing.json
             save_atomic({"stage": stage, "trained": trained_state(module), "method": method.state_dict(),
-                         "results": results.state(), "rng": capture_rng(), "timing": timing()},
+                         "results": results.state(), "rng": capture_rng(), "timing": phases},
                         checkpoints / RUN_STATE)
             (checkpoints / TASK_CHECKPOINT).unlink(missing_ok=True)
-            write_timing()
+            write_timing(phases)
         barrier()
 
-    def write_timing() -> None:
-        phases = timing()
+    def write_timing(phases: dict) -> None:
         write_json_atomic(out_dir / "timing.json", {"wall_seconds": phases["total"], "phases": phases,
                                                     "resumes": resumes}, indent=2)
 
@@ -269,13 +269,14 @@ def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
 
     if is_main_process():
         results.write()
-        write_timing()
+        phases = timing()
+        write_timing(phases)
         heatmap = results.heatmap(title=f"{method.name} on {type(benchmark).__name__}")
         for logger in loggers:
             log_to_wandb(logger, results, heatmap)
         console.print(results.table())
         console.print(results.summary_table())
-        console.print(f"results in {out_dir} ({timing()['total'] / 60:.1f} min)")
+        console.print(f"results in {out_dir} ({phases['total'] / 60:.1f} min)")
     if on_finish is not None:
         on_finish(module, datamodule, lambda: make_trainer(cfg, []))
     return results.to_dict()

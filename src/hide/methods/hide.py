@@ -234,8 +234,7 @@ class HiDe(ContinualMethod):
         ones = torch.ones(len(weights), dtype=weights.dtype, device=weights.device)
         if routed_layers == {self.num_layers - 1} and torch.allclose(weights.sum(-1), ones):
             experts = torch.any(weights != 0, dim=0).nonzero().flatten()
-            basis = torch.zeros(len(experts), weights.shape[1], dtype=weights.dtype, device=weights.device)
-            basis[torch.arange(len(experts)), experts] = 1.0
+            basis = torch.nn.functional.one_hot(experts, weights.shape[1]).to(weights.dtype)  # one row per expert
             mix = weights[:, experts]
         else:
             basis, row_basis = torch.unique(weights, dim=0, return_inverse=True)
