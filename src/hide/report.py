@@ -92,7 +92,7 @@ class ContinualResults:
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
         fig.tight_layout()
         path = self.out_dir / "accuracy_matrix.png"
-        fig.savefig(path, dpi=120)
+        fig.savefig(path, dpi=120, bbox_inches="tight")  # a few tasks: the metrics line is wider than the axes
         plt.close(fig)
         return path
 
