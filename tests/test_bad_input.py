@@ -123,3 +123,20 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(fast_cfg, t
     assert not list((run / "checkpoints").glob(".*tmp"))  # no half-written file left beside it
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["matrix"][1] == [None, None]  # nothing recorded for the failed stage
+
+
+def test_a_fault_inside_a_constructor_keeps_its_traceback():
+    """Only the project's own validation errors (and keywords a constructor does not take) read as
+    a bad setting; a ValueError raised inside a constructor's code is a bug and stays one."""
+    from hydra.errors import InstantiationException
+    from omegaconf import OmegaConf
+
+    from hide.loop import build
+
+    faulty = OmegaConf.create({"_target_": "fractions.Fraction", "_args_": ["two thirds"]})  # raises inside __new__
+    with pytest.raises(InstantiationException) as info:
+        build(faulty, "benchmark")
+    assert not isinstance(info.value, HideError) and isinstance(info.value.__cause__, ValueError)
+    with pytest.raises(ConfigError, match=r"^benchmark: .*unexpected keyword argument 'nope'$"):
+        build(OmegaConf.create({"_target_": "hide.data.synthetic.generate_benchmark", "root": "/x", "nope": 1}),
+              "benchmark")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from hide.analysis.cka import hsic, kernel_cka, linear_cka, linear_gram
+from hide.analysis.cka import hsic, kernel_cka, linear_cka, linear_gram, rbf_gram
 from hide.analysis.layers import cross_task_cka, decoder_layer_features, mean_off_diagonal, probe_loader
 from hide.loop import run_continual
 from hide.models.lora import decoder_layer_index
@@ -64,6 +64,19 @@ def _reference_kernel_cka(X: np.ndarray, Y: np.ndarray) -> float:
 def test_kernel_cka_matches_a_direct_reference():
     X, Y = _features(n=15, d=4, seed=6), _features(n=15, d=3, seed=7)
     Y = Y + X[:, :3]
+    assert kernel_cka(X, Y) == pytest.approx(_reference_kernel_cka(X.numpy(), Y.numpy()), rel=1e-9)
+
+
+@pytest.mark.parametrize("n", [16, 37])  # n(n-1)/2 even: numpy's median is the mean of two different values
+def test_rbf_bandwidth_is_numpys_median_of_the_nonzero_squared_distances(n):
+    X = _features(n=n, d=300, seed=12)
+    D = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1).numpy()
+    sigma_sq = float(np.median(D[D > 0]))
+    lower = float(np.sort(D[D > 0])[(D > 0).sum() // 2 - 1])
+    assert sigma_sq - lower > 1e-3  # the two conventions differ at this n
+    expected = np.exp(-D / (2 * sigma_sq))
+    assert np.allclose(rbf_gram(X).numpy(), expected, rtol=1e-12, atol=1e-12)
+    Y = _features(n=n, d=5, seed=13) + X[:, :5]
     assert kernel_cka(X, Y) == pytest.approx(_reference_kernel_cka(X.numpy(), Y.numpy()), rel=1e-9)
 
 

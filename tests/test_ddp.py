@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import FAST, ROOT
 
@@ -14,32 +15,56 @@ def _train(out, *overrides):
                            *overrides], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     if "trainer=ddp_cpu" in overrides:
-        assert "Starting with 2 processes" in done.stdout + done.stderr
+        assert "running on 2 processes" in done.stdout
     return json.loads((out / "metrics.json").read_text())
+
+
+def _answers(run, stage):
+    return json.loads((run / "predictions" / f"stage{stage}.json").read_text())
+
+
+def _trained(run):
+    return torch.load(run / "checkpoints" / "run_state.pt", weights_only=False)["trained"]
 
 
 def test_sharded_evaluation_equals_one_process(tmp_path):
     """A fixed model (zero-shot) evaluated by 2 processes, each on its shard, gives exactly the
-    single-process answers and metrics."""
-    one = _train(tmp_path / "one", "method=zeroshot")
-    two = _train(tmp_path / "two", "method=zeroshot", "trainer=ddp_cpu")
-    assert two["matrix"] == one["matrix"]
-    for stage in (0,):
-        a = json.loads((tmp_path / "one" / "predictions" / f"stage{stage}.json").read_text())
-        b = json.loads((tmp_path / "two" / "predictions" / f"stage{stage}.json").read_text())
-        assert a == b and sum(len(v) for v in a.values()) == 16
+    single-process answer to every prompt, and the same metrics."""
+    overrides = ["method=zeroshot", "benchmark.num_tasks=3"]  # a caption task: non-zero scores
+    one = _train(tmp_path / "one", *overrides)
+    two = _train(tmp_path / "two", *overrides, "trainer=ddp_cpu")
+    assert two["matrix"] == one["matrix"] and any(v > 0 for v in one["matrix"][0])
+    a, b = _answers(tmp_path / "one", 0), _answers(tmp_path / "two", 0)
+    assert sum(len(v) for v in a.values()) == 24
+    assert len({answer for task in a.values() for answer in task.values()}) > 4  # a shard swap would show
+    for task in a:
+        assert list(b[task]) == list(a[task]) and all(b[task][q] == a[task][q] for q in a[task]), task
+
+
+def _same_training(one, two, stages):
+    """Same answers at every stage, and the same trained weights up to the float rounding of
+    summing gradients in another order (all-reduce of two half-batch means vs one mean): at most
+    1/50 of how far training moved the adapters."""
+    for stage in range(stages + 1):
+        assert _answers(two, stage) == _answers(one, stage), stage
+    a, b = _trained(one), _trained(two)
+    assert a.keys() == b.keys()
+    moved = max(float(t.abs().max()) for k, t in a.items() if "lora_B" in k)  # B starts at 0
+    differ = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert moved > 0 and differ < moved / 50, (differ, moved)
+    before, after = _answers(one, 0), _answers(one, stages)
+    assert sum(before[t][q] != after[t][q] for t in before for q in before[t]) >= 4  # training changed answers
 
 
 @pytest.mark.timeout(900)
 def test_two_process_hide_training_matches_one_process(tmp_path):
-    """Same global batch (2 x 4 vs 1 x 8): the anchors are exact sums, so routing is identical;
-    the accuracy matrix agrees within 2 points per entry."""
-    one = _train(tmp_path / "one", "method=hide", "data.batch_size=8")
-    two = _train(tmp_path / "two", "method=hide", "data.batch_size=4", "trainer=ddp_cpu")
+    """Same global batch (2 x 4 vs 1 x 8) without dropout: the anchors are exact sums, so routing is
+    identical, and the experts, projector and answers are the single process's."""
+    common = ["method=hide", "method.dropout=0"]
+    one = _train(tmp_path / "one", *common, "data.batch_size=8")
+    two = _train(tmp_path / "two", *common, "data.batch_size=4", "trainer=ddp_cpu")
     assert two["routing_confusion_by_stage"] == one["routing_confusion_by_stage"]
-    for row_one, row_two in zip(one["matrix"], two["matrix"]):
-        for a, b in zip(row_one, row_two):
-            assert abs(a - b) <= 2.0
+    _same_training(tmp_path / "one", tmp_path / "two", stages=2)
 
 
 def test_rank_sharded_batches_are_the_single_process_global_batches():
@@ -72,10 +97,4 @@ def test_two_process_training_without_dropout_gives_the_same_answers(tmp_path):
     common = ["method=lora", "method.dropout=0", "trainer.max_epochs=2"]
     _train(tmp_path / "one", *common, "data.batch_size=8")
     _train(tmp_path / "two", *common, "data.batch_size=4", "trainer=ddp_cpu")
-    for stage in range(3):
-        one = json.loads((tmp_path / "one" / "predictions" / f"stage{stage}.json").read_text())
-        two = json.loads((tmp_path / "two" / "predictions" / f"stage{stage}.json").read_text())
-        assert one == two, stage
-    # ...and training did change the answers, so the agreement is not that of two untouched models
-    before, after = (json.loads((tmp_path / "one" / "predictions" / f"stage{s}.json").read_text()) for s in (0, 2))
-    assert before != after
+    _same_training(tmp_path / "one", tmp_path / "two", stages=2)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -20,6 +21,7 @@ def test_lora_run_writes_matrix_and_metrics(fast_cfg, tmp_path):
     assert on_disk["tasks"] == ["Renditions", "FigureQA"]
     assert len(on_disk["matrix"]) == 3 and all(len(r) == 2 for r in on_disk["matrix"])
     assert all(v is not None and 0 <= v <= 100 for row in on_disk["matrix"] for v in row)
+    assert any(v > 0 for row in on_disk["matrix"][1:] for v in row)  # the trained model answers some right
     for key in ("Last", "Avg", "MFT", "BWT", "FWT", "Forgetting"):
         assert isinstance(on_disk[key], float), key
     assert on_disk["Last"] == pytest.approx(sum(on_disk["matrix"][2]) / 2)
@@ -29,19 +31,31 @@ def test_lora_run_writes_matrix_and_metrics(fast_cfg, tmp_path):
     assert set(json.loads((tmp_path / "predictions" / "stage2.json").read_text())) == {"Renditions", "FigureQA"}
 
 
+# Lines the libraries print around a run that say nothing about it (each silenced at its source).
+CHATTER = ["GPU available", "TPU available", "Tip:", "litlogger", "treespec", "`weights_only` was not set",
+           "Loading weights", "Loading `train_dataloader`", "`Trainer.fit` stopped"]
+
+
 def test_train_py_entry_point(tmp_path):
-    """`python train.py ...` as a user runs it, with a caption task so COCO scoring runs too."""
-    overrides = [o for o in FAST if not o.startswith("benchmark.num_tasks")]
+    """`python train.py ...` as a user runs it, with a caption task so COCO scoring runs too. The
+    console shows the run and real warnings (here Lightning's, about a logging interval longer
+    than a task's epoch), not the libraries' routine lines."""
+    overrides = [o for o in FAST if not o.startswith(("benchmark.num_tasks", "trainer.log_every_n_steps"))]
     cmd = [sys.executable, "train.py", *overrides, "benchmark.num_tasks=3", "benchmark.test_per_task=4",
-           f"hydra.run.dir={tmp_path}"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+           "trainer.log_every_n_steps=50", f"hydra.run.dir={tmp_path}"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["tasks"] == ["Renditions", "FigureQA", "ObjectCaption"]
     caption = metrics["details"]["3"]["ObjectCaption"]
     assert {"BLEU-4", "ROUGE-L", "CIDEr", "METEOR"} <= set(caption)
+    java = shutil.which("java") is not None
+    assert caption["METEOR_available"] is java and (caption["METEOR"] is not None) is java
     assert "continual-learning metrics" in proc.stdout
+    console = proc.stdout + proc.stderr
+    assert [line for line in console.splitlines() if any(c in line for c in CHATTER)] == []
+    assert "smaller than the logging interval Trainer(log_every_n_steps=50)" in console
 
 
 def test_multitask_row_absent_until_joint_model(fast_cfg, tmp_path):
@@ -53,9 +67,12 @@ def test_multitask_row_absent_until_joint_model(fast_cfg, tmp_path):
 
 
 def test_zeroshot_rows_equal_base_row(fast_cfg, tmp_path):
-    metrics = run_continual(fast_cfg("method=zeroshot"), tmp_path)
-    assert metrics["matrix"][1] == metrics["matrix"][0] == metrics["matrix"][2]
+    metrics = run_continual(fast_cfg("method=zeroshot", "benchmark.num_tasks=3"), tmp_path)
+    assert metrics["matrix"][0][2] > 0  # the caption task scores above zero untrained
+    assert metrics["matrix"][1] == metrics["matrix"][0] == metrics["matrix"][2] == metrics["matrix"][3]
     assert metrics["BWT"] == 0 and metrics["params_trainable"] == 0
+    # the base row is scored once and copied: nothing is generated again for the later rows
+    assert sorted(p.name for p in (tmp_path / "predictions").iterdir()) == ["stage0.json"]
 
 
 def test_wandb_logger_offline(fast_cfg, tmp_path, monkeypatch):
@@ -101,3 +118,30 @@ def test_results_do_not_depend_on_whether_the_backbone_was_cached(fast_cfg, tmp_
                       on_finish=keep)
     assert len(weights) == 2 and weights[0]
     assert all(torch.equal(a, b) for a, b in zip(*weights))
+
+
+def test_meteor_lost_mid_run_stops_rather_than_mixing_definitions(fast_cfg, tmp_path, monkeypatch):
+    """Caption scores with METEOR (mean of 7) and without (mean of 6) never share a matrix: the run
+    stops with its checkpoints, every cell written so far says which it was, and the run continues
+    with resume=true once METEOR answers again."""
+    from hide.errors import ScoringError
+    from hide.metrics import captions
+
+    calls = []
+
+    def meteor_fails_after_the_first_call(gts, res):
+        calls.append(len(gts))
+        return 0.25 if len(calls) == 1 else None
+
+    monkeypatch.setattr(captions, "_meteor_score", meteor_fails_after_the_first_call)
+    settings = ["method=lora", "benchmark.select=[Renditions,ObjectCaption]"]
+    with pytest.raises(ScoringError, match=r"ObjectCaption after stage 1 was scored without METEOR, but ObjectCaption "
+                                           r"after stage 0 with it: one matrix would mix two definitions"):
+        run_continual(fast_cfg(*settings), tmp_path)
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["details"]["0"]["ObjectCaption"]["METEOR_available"] is True
+    assert written["details"]["0"]["ObjectCaption"]["METEOR"] == 25.0
+    assert written["matrix"][1] == [None, None]
+    monkeypatch.setattr(captions, "_meteor_score", lambda gts, res: 0.25)
+    resumed = run_continual(fast_cfg(*settings, "resume=true"), tmp_path)
+    assert all(resumed["details"][str(s)]["ObjectCaption"]["METEOR_available"] for s in range(3))

@@ -54,11 +54,14 @@ def test_multirun_sweep_and_comparison_report(tmp_path):
     """A real `train.py --multirun` over two methods x two seeds, then experiments/compare.py."""
     sweep = tmp_path / "sweep"
     done = subprocess.run([sys.executable, str(ROOT / "train.py"), "--multirun", *FAST, "method=lora,hide",
-                           "seed=0,1", "logger=none", f"hydra.sweep.dir={sweep}", "trainer.max_epochs=1"],
+                           "seed=0,1", "logger=none", f"hydra.sweep.dir={sweep}", "trainer.max_epochs=1",
+                           "benchmark.select=[Renditions,ObjectCaption]"],  # captions: scores that differ by seed
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     runs = sorted(sweep.rglob("metrics.json"))
     assert len(runs) == 4
+    lasts = [json.loads(p.read_text())["Last"] for p in runs]
+    assert len(set(lasts)) > 2, lasts  # the means and deviations checked below are not those of constants
     # a run that crashed after its first evaluation is reported as incomplete, not averaged
     broken = sweep / "9_lora_s7"
     broken.mkdir()

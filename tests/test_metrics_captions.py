@@ -1,7 +1,8 @@
 """COCO caption metrics: score_captions must reproduce pycocoevalcap's own pipeline exactly.
 
-Needs Java (PTB tokenizer, METEOR); no network. One METEOR server is started for the whole file
-(the module's shared one; its start-up, a few seconds, dominates the run time).
+The comparisons with pycocoevalcap need Java (its PTB tokenizer, METEOR) and skip without it; the
+tests of our own Java-free path run everywhere. No network. One METEOR server is started for the
+whole file (the module's shared one; its start-up, a few seconds, dominates the run time).
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from pycocoevalcap.meteor.meteor import Meteor  # noqa: E402
 from pycocoevalcap.rouge.rouge import Rouge  # noqa: E402
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer  # noqa: E402
 
-from hide.metrics import captions  # noqa: E402
+from hide.metrics import captions, ptb  # noqa: E402
 from hide.metrics.captions import CAPTION_METRICS, score_captions  # noqa: E402
 
-pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="pycocoevalcap needs Java")
+needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="pycocoevalcap's tokenizer and METEOR need Java")
 
 REFERENCES: dict[str, list[str]] = {
     "1": [
@@ -76,8 +77,17 @@ PREDICTIONS: dict[str, str] = {
 }
 
 
+# The captions hide.metrics.ptb tokenizes by its own rules: scoring them needs no Java.
+PLAIN_REFERENCES = {k: [c for c in refs if ptb.tokenize(c) is not None] for k, refs in REFERENCES.items()}
+PLAIN_PREDICTIONS = {k: p for k, p in PREDICTIONS.items() if ptb.tokenize(p) is not None}
+PLAIN_REFERENCES = {k: PLAIN_REFERENCES[k] for k in PLAIN_PREDICTIONS if PLAIN_REFERENCES[k]}
+PLAIN_PREDICTIONS = {k: PLAIN_PREDICTIONS[k] for k in PLAIN_REFERENCES}
+
+
 @pytest.fixture(scope="module")
 def meteor_server() -> Meteor:
+    if shutil.which("java") is None:
+        pytest.skip("METEOR needs Java")
     """The module's shared METEOR server (started once here, reused by every test)."""
     with captions._METEOR_LOCK:
         server = captions._get_meteor()
@@ -148,8 +158,12 @@ def test_empty_prediction_is_scored_as_no_words(meteor_server: Meteor) -> None:
     assert r["BLEU-1"] < score_captions(PREDICTIONS, REFERENCES, meteor=False)["BLEU-1"]
 
 
+def test_java_free_examples_cover_most_images() -> None:
+    assert len(PLAIN_REFERENCES) >= 6 and sum(map(len, PLAIN_REFERENCES.values())) >= 12
+
+
 def test_all_predictions_empty_is_zero() -> None:
-    r = score_captions({k: "" for k in REFERENCES}, REFERENCES, meteor=False)
+    r = score_captions({k: "" for k in PLAIN_REFERENCES}, PLAIN_REFERENCES, meteor=False)
     for name in ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr"):
         assert r[name] == 0.0
 
@@ -157,8 +171,14 @@ def test_all_predictions_empty_is_zero() -> None:
 def test_line_breaks_inside_a_caption_do_not_shift_other_images() -> None:
     # Upstream only replaces "\n"; the PTB tokenizer also breaks lines at "\r", U+2028, ... which
     # would move every later caption onto the wrong image. Here they behave like a space.
+    broken = {**PLAIN_PREDICTIONS, "2": "Two men\rtalking next\u2028to a car."}
+    assert (score_captions(broken, PLAIN_REFERENCES, meteor=False)
+            == score_captions(PLAIN_PREDICTIONS, PLAIN_REFERENCES, meteor=False))
+
+
+@needs_java
+def test_upstream_shifts_captions_at_line_breaks() -> None:
     broken = {**PREDICTIONS, "2": "Two men\rtalking next\u2028to a car."}
-    assert score_captions(broken, REFERENCES, meteor=False) == score_captions(PREDICTIONS, REFERENCES, meteor=False)
     upstream = direct_pipeline(broken, REFERENCES, None)
     assert upstream["BLEU-1"] != pytest.approx(score_captions(PREDICTIONS, REFERENCES, meteor=False)["BLEU-1"])
 
@@ -180,9 +200,9 @@ def test_bad_references_raise() -> None:
         score_captions({}, {})
 
 
-def test_meteor_disabled_explicitly(full_result: dict, caplog: pytest.LogCaptureFixture) -> None:
+def test_meteor_disabled_explicitly(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger=captions.__name__):
-        r = score_captions(PREDICTIONS, REFERENCES, meteor=False)
+        r = score_captions(PLAIN_PREDICTIONS, PLAIN_REFERENCES, meteor=False)
     assert r["METEOR"] is None and r["METEOR_available"] is False
     assert not caplog.records  # an explicit choice is not a warning
     six = [r[name] for name in CAPTION_METRICS if name != "METEOR"]
@@ -222,7 +242,8 @@ def test_meteor_start_failure_is_absent(monkeypatch: pytest.MonkeyPatch) -> None
         raise OSError("simulated JVM start failure")
 
     monkeypatch.setattr(captions, "_MeteorServer", broken_server)
-    r = score_captions(PREDICTIONS, REFERENCES)
+    monkeypatch.setattr(captions, "_java_for_meteor", lambda: "java")  # a start is attempted, with or without Java
+    r = score_captions(PLAIN_PREDICTIONS, PLAIN_REFERENCES)
     assert r["METEOR"] is None and r["METEOR_available"] is False
 
 
@@ -230,6 +251,45 @@ def test_no_java_at_all_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(captions, "_java", lambda: None)
     with pytest.raises(RuntimeError, match="needs Java"):
         score_captions(PREDICTIONS, REFERENCES)
+
+
+# COCO's own image ids are integers; two of these captions are outside hide.metrics.ptb's rules
+# (quotes, an apostrophe before a year) and go to the Java tokenizer.
+COCO_STYLE = {
+    1: ["a man riding a wave on top of a surfboard", "a surfer rides a large wave"],
+    2: ["two dogs playing with a frisbee in a park", "dogs chase a frisbee on the grass"],
+    3: ['a shop sign that says "open" above the door', "a store front with an open sign"],
+    4: ["a plate of food with broccoli and rice", "rice and broccoli on a white plate"],
+    5: ["a red double decker bus on a city street", "a bus driving down the road"],
+    6: ["a cat sitting on top of a laptop keyboard", "a cat lying on a computer"],
+    7: ["It's the parade of July 4th, '99.", "people watching a parade in the street"],
+    8: ["a giraffe standing next to a tall tree", "a giraffe eating leaves from a tree"],
+}
+COCO_PREDICTIONS = {1: "a surfer riding a wave", 2: "two dogs with a frisbee", 3: 'a sign saying "open".',
+                    4: "a plate of rice and broccoli", 5: "a red bus on the street", 6: "a cat on a laptop",
+                    7: "a parade in the street", 8: "a giraffe next to a tree"}
+
+
+@needs_java
+def test_integer_image_ids_give_pycocoevalcaps_numbers(meteor_server: Meteor) -> None:
+    from hide.metrics import ptb
+
+    assert any(ptb.tokenize(c) is None for refs in COCO_STYLE.values() for c in refs)  # the Java path runs
+    assert ptb.tokenize(COCO_PREDICTIONS[3]) is None
+    ours = score_captions(COCO_PREDICTIONS, COCO_STYLE)
+    expected = direct_pipeline(COCO_PREDICTIONS, COCO_STYLE, meteor_server)
+    for name in CAPTION_METRICS:
+        assert ours[name] == pytest.approx(expected[name], abs=1e-9, rel=0), name
+    as_strings = score_captions({str(k): v for k, v in COCO_PREDICTIONS.items()},
+                                {str(k): v for k, v in COCO_STYLE.items()})
+    assert as_strings == ours
+
+
+@needs_java
+def test_the_java_tokenizer_reports_nothing_on_the_console(capfd: pytest.CaptureFixture) -> None:
+    score_captions({1: "it's '99 now"}, {1: ["It's the parade of July 4th, '99."]}, meteor=False)
+    out, err = capfd.readouterr()
+    assert "PTBTokenizer" not in out + err
 
 
 def test_shared_server_is_reused(meteor_server: Meteor) -> None:
@@ -268,6 +328,7 @@ def _fuzz_captions(count: int, seed: int = 0) -> list[str]:
             for _ in range(count)]
 
 
+@needs_java
 def test_fast_tokenizer_equals_the_java_ptb_tokenizer() -> None:
     from bench.caption_corpus import corpus
     from hide.metrics import ptb

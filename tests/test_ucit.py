@@ -45,8 +45,13 @@ def test_ucit_layout_runs_end_to_end(fast_cfg, tmp_path):
 def test_ucit_reference_count_mismatch_names_both_counts(fast_cfg, tmp_path):
     data = tmp_path / "ucit"
     make_mini_ucit(data, refs_short_by=1)
-    with pytest.raises(DataFormatError, match=r"(?s)3.*4|4.*3"):
+    instructions = data / "instructions" / "VizWiz"
+    expected = (f"The caption reference file {instructions / 'val_coco_type_3000.json'} has 3 images but the test "
+                f"file {instructions / 'test_3000.json'} has 4 records; references are matched to test records by "
+                f"position, so the counts must be equal. Use the reference file that belongs to this test file.")
+    with pytest.raises(DataFormatError) as info:
         run_continual(fast_cfg("benchmark=ucit", f"paths.data_dir={data}", "benchmark.num_tasks=3"), tmp_path / "run")
+    assert str(info.value) == expected
 
 
 def test_ucit_missing_root_is_explained(fast_cfg, tmp_path):

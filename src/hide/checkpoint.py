@@ -206,7 +206,7 @@ class TaskCheckpoint(pl.Callback):
     def save(self, trainer, finished: bool) -> None:
         trainer.lightning_module.checkpoint_finished = finished
         tmp = self.path.with_name(f".{self.path.name}.tmp")
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp, weights_only=False)  # the loop's state and the generators too
         if trainer.is_global_zero:
             kill_point("checkpoint_write")
             os.replace(tmp, self.path)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import importlib
 
+from hide.errors import ConfigError
+
 
 def transformer_layer_class(name: str) -> type:
     """A transformers module class by name (LlamaDecoderLayer, CLIPEncoderLayer, ...)."""
     modules = {"LlamaDecoderLayer": "transformers.models.llama.modeling_llama",
                "CLIPEncoderLayer": "transformers.models.clip.modeling_clip"}
     if name not in modules:
-        raise ValueError(f"unknown layer class {name!r} for FSDP wrapping; known: {sorted(modules)}")
+        raise ConfigError(f"unknown layer class {name!r} for FSDP wrapping (trainer.strategy.layer_classes); "
+                          f"known: {sorted(modules)}")
     return getattr(importlib.import_module(modules[name]), name)
 
 

@@ -12,3 +12,7 @@ class ConfigError(HideError, ValueError):
 
 class TrainingDivergedError(HideError, FloatingPointError):
     """The loss became NaN or infinite; the checkpoints written before it stay as they were."""
+
+
+class ScoringError(HideError, RuntimeError):
+    """A score cannot be given with the same definition as the run's other scores."""

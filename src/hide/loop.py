@@ -13,6 +13,7 @@ import json
 import logging
 import shutil
 import time
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,10 +27,11 @@ from rich.console import Console
 from hide.checkpoint import (CHECKPOINT_DIR, RUN_CONFIG, RUN_STATE, TASK_CHECKPOINT, CheckpointError, TaskCheckpoint,
                              capture_rng, comparable_config, load_checkpoint, load_trained_state, restore_rng,
                              resume_directory, save_atomic, trained_state)
+from hide.console import quiet_library_chatter
 from hide.data.datamodule import ContinualDataModule
 from hide.data.formats import TaskData, write_json_atomic
 from hide.errors import ConfigError, HideError
-from hide.distributed import barrier, gather_objects, is_main_process
+from hide.distributed import barrier, gather_objects, is_main_process, world_size
 from hide.metrics.captions import score_captions
 from hide.metrics.qa import exact_match_score
 from hide.module import ContinualModule
@@ -112,6 +114,7 @@ def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
     With `cfg.resume` (true or a run directory) a killed run continues where its checkpoints stood
     (`hide.checkpoint`). `on_finish(module, datamodule, make_trainer)`, if given, is called with
     the final model (for experiment scripts that evaluate it further)."""
+    quiet_library_chatter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     console = Console()
@@ -219,6 +222,8 @@ def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
             write_json_atomic(predictions_dir / f"stage{stage}.json",
                               {names[t]: p for t, p in predictions.items()})
             results.write()
+            if stage == 0 and world_size() > 1:  # the processes exist from the first Trainer call on
+                console.print(f"running on {world_size()} processes")
             shown = ", ".join(f"{names[t]} {results.matrix[stage][t]:.1f}" for t in wanted)
             console.print(f"[bold]after {'base' if stage == 0 else names[stage - 1]}[/]: {shown}")
         save_run_state(stage)
@@ -284,16 +289,26 @@ def run_continual(cfg: DictConfig, out_dir: str | Path, on_finish=None) -> dict:
 
 def build(node: DictConfig, key: str, **kwargs):
     """instantiate(node), raising the project's own errors as they are: Hydra wraps a constructor's
-    exception in a multi-line InstantiationException, and a bad setting should read as one."""
+    exception in a multi-line InstantiationException, and a bad setting should read as one line.
+    Only settings are reported that way: the project's own validation errors (`HideError`) and
+    a keyword the constructor does not take. Any other exception from inside a constructor is a
+    fault in the code and keeps Hydra's exception, with its traceback."""
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as err:
         cause = err.__cause__
         if isinstance(cause, HideError):
             raise cause from None
-        if isinstance(cause, (ValueError, TypeError)):  # a constructor refusing its arguments
-            raise ConfigError(f"{key}: {cause}") from None
+        if isinstance(cause, TypeError) and _raised_by_the_call_itself(cause):
+            raise ConfigError(f"{key}: {cause}") from None  # e.g. +method.nope=1
         raise
+
+
+def _raised_by_the_call_itself(error: BaseException) -> bool:
+    """Python refuses a call's arguments before the callee runs, so such an error's traceback ends
+    in the caller (Hydra); an error from the constructor's body has a frame of the constructor."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and "hydra" in Path(frames[-1].filename).parts
 
 
 def report_skipped(skipped: list, results: ContinualResults, out_dir: Path, console: Console) -> None:

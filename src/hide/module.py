@@ -73,12 +73,24 @@ class ContinualModule(pl.LightningModule):
         if self.pending_rng is not None:
             restore_rng(self.pending_rng)
             self.pending_rng = None
+            if self.resume_batches >= self.trainer.num_training_batches:
+                # The checkpoint closed an epoch. After it, the uninterrupted run started the next
+                # epoch's DataLoader iterator, which draws its base seed from the global generator;
+                # here that iterator was made before the generators were restored: replay the draw.
+                torch.empty((), dtype=torch.int64).random_()
+                self.resume_batches = 0  # and the next epoch starts at its first batch
 
     def on_train_epoch_start(self) -> None:
         self.epoch_batches, self.resume_batches = self.resume_batches, 0
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self.epoch_batches += 1
+        # Restarted from a checkpoint that closed an epoch, Lightning 2.6 runs the next epoch
+        # without counting it as started; a checkpoint taken in it would then make a second
+        # restart run that epoch again. Count it (a no-op whenever Lightning already has).
+        for counter in (self.trainer.fit_loop.epoch_progress.current, self.trainer.fit_loop.epoch_progress.total):
+            counter.ready = max(counter.ready, self.current_epoch + 1)
+            counter.started = max(counter.started, self.current_epoch + 1)
         kill_point("train_batch")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from hide.data.formats import write_json_atomic
+from hide.errors import ScoringError
 from hide.metrics.continual import METRIC_NAMES, continual_metrics
 
 
@@ -26,9 +27,27 @@ class ContinualResults:
         self.extra: dict = {}
 
     def record(self, stage: int, task: int, result: dict) -> None:
-        """Store one task's score (result["score"], 0-100) and its breakdown after `stage`."""
+        """Store one task's score (result["score"], 0-100) and its breakdown after `stage`.
+        A caption score must average the same metrics as every caption score before it."""
+        self._check_caption_definition(stage, task, result)
         self.matrix[stage][task] = float(result["score"])
         self.details.setdefault(str(stage), {})[self.tasks[task]] = result
+
+    def _check_caption_definition(self, stage: int, task: int, result: dict) -> None:
+        """A caption score is the mean of seven metrics with METEOR and of six without it: one
+        matrix (and BWT, which subtracts its entries) must not mix the two."""
+        if "METEOR_available" not in result:
+            return
+        for earlier_stage, cells in self.details.items():
+            for name, earlier in cells.items():
+                if earlier.get("METEOR_available", result["METEOR_available"]) != result["METEOR_available"]:
+                    had, now = ("with", "without") if earlier["METEOR_available"] else ("without", "with")
+                    raise ScoringError(
+                        f"{self.tasks[task]} after stage {stage} was scored {now} METEOR, but {name} after stage "
+                        f"{earlier_stage} {had} it: one matrix would mix two definitions of the caption score (the "
+                        f"mean of 7 metrics with METEOR, of 6 without). The run stops here with its checkpoints: "
+                        f"continue it with resume=true where METEOR is {'available' if earlier['METEOR_available'] else 'off'} "
+                        f"as before (it needs Java; see the log), or start it afresh to score every caption cell alike.")
 
     def copy_row(self, source: int, target: int) -> None:
         self.matrix[target] = list(self.matrix[source])

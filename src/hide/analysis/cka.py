@@ -60,6 +60,15 @@ def linear_gram(X) -> torch.Tensor:
     return X @ X.T
 
 
+def median(values: torch.Tensor) -> torch.Tensor:
+    """The median as numpy (and the reference CKA code) takes it: the mean of the two middle values
+    of an even count. `torch.median` returns the lower one, and every pairwise distance appears
+    twice, so the two differ whenever n(n-1)/2 is even."""
+    ordered = values.flatten().sort().values
+    count = ordered.numel()
+    return (ordered[(count - 1) // 2] + ordered[count // 2]) / 2
+
+
 def rbf_gram(X, sigma: float | None = None) -> torch.Tensor:
     """exp(-||x_i - x_j||^2 / (2 sigma^2)); sigma None: sqrt(median of the non-zero squared distances)."""
     X = _as_float64(X)
@@ -67,8 +76,7 @@ def rbf_gram(X, sigma: float | None = None) -> torch.Tensor:
     distances = (sq[:, None] + sq[None, :] - 2.0 * X @ X.T).clamp_min(0.0)
     distances.fill_diagonal_(0.0)
     if sigma is None:
-        nonzero = distances[distances > 0]
-        sigma = float(torch.sqrt(nonzero.median())) if nonzero.numel() else 1.0
+        sigma = float(torch.sqrt(median(distances[distances > 0]))) if (distances > 0).any() else 1.0
     return torch.exp(-distances / (2.0 * sigma ** 2))
 
 

@@ -23,12 +23,13 @@ import pytorch_lightning as pl
 
 from hide.analysis.cka import CKA_KINDS
 from hide.analysis.layers import decoder_layer_features, layerwise_cka, probe_loader
+from hide.errors import ConfigError
 
 
 class LayerwiseCKA(pl.Callback):
     def __init__(self, out_dir: str, probe_per_task: int = 32, kind: str = "kernel", debiased: bool = False):
         if kind not in CKA_KINDS:
-            raise ValueError(f"cka kind {kind!r}; choose one of {sorted(CKA_KINDS)}")
+            raise ConfigError(f"callbacks.cka.kind={kind!r}; choose one of {sorted(CKA_KINDS)}")
         self.out_dir = Path(out_dir)
         self.probe_per_task = probe_per_task
         self.kind = kind

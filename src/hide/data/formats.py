@@ -666,7 +666,7 @@ def _check_limit(name: str, value: int | None) -> None:
     if value is None:
         return
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be None or a positive integer, got {value!r}")
+        raise ConfigError(f"{name} must be None or a positive integer, got {value!r}")
 
 
 ON_BAD_RECORD = ("error", "skip")

@@ -63,6 +63,7 @@ from hide.data.formats import (
     write_test_file,
     write_train_file,
 )
+from hide.errors import ConfigError
 
 # Bump when any generated image or text of the six tasks changes, so that stale data is regenerated.
 GENERATOR_VERSION = 4
@@ -1338,7 +1339,7 @@ def _generate_task(root: Path, spec: dict, n_train: int, n_test: int, size: int,
 
 def _check_count(name: str, value: int, minimum: int = 1) -> None:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def generate_benchmark(root, train_per_task: int = 600, test_per_task: int = 200, image_size: int = 64,
@@ -1356,7 +1357,7 @@ def generate_benchmark(root, train_per_task: int = 600, test_per_task: int = 200
     names = TASK_NAMES if tasks is None else list(tasks)
     unknown = [t for t in names if t not in TASK_NAMES]
     if unknown or not names:
-        raise ValueError(f"unknown synthetic task(s) {unknown}; the tasks are {TASK_NAMES}")
+        raise ConfigError(f"unknown synthetic task(s) {unknown}; the tasks are {TASK_NAMES}")
     names = [t for t in TASK_NAMES if t in names]
     root = Path(root).expanduser()
     params = {"version": GENERATOR_VERSION, "train_per_task": train_per_task, "test_per_task": test_per_task,

@@ -21,6 +21,7 @@ from torch import nn
 
 from hide.data.collate import left_padded_positions
 from hide.distributed import world_size
+from hide.errors import ConfigError
 from hide.models.lora import adapters_disabled
 
 
@@ -135,7 +136,7 @@ class OwnTowersEncoder:
         layers = backbone.vision_tower.config.num_hidden_layers
         self.image_layer = image_layer = math.ceil(layers / 2) if image_layer is None else image_layer
         if not -layers - 1 <= image_layer <= layers:
-            raise ValueError(f"image_layer={image_layer}: the vision tower has hidden states 0..{layers}")
+            raise ConfigError(f"anchor_encoder.image_layer={image_layer}: the vision tower has hidden states 0..{layers}")
         self.image_dim = backbone.vision_tower.config.hidden_size
         self.text_dim = backbone.language_model.config.hidden_size
         # The text feature is a forward of the whole language model, so within one evaluation

@@ -17,7 +17,9 @@ task-specific layers are a setting.
 
 Ablations are config swaps: `method.task_specific_layers=all` (expand every layer, no fusion),
 `method.task_specific_layers=[]` (fuse every layer, no expansion), `method.fusion=sum_ba|mean`,
-`method.routing=oracle` (the true task picks the expert: routing error vs expert quality),
+`method.routing=oracle` (the true task picks the expert: routing error vs expert quality; a
+sample of a task not trained yet has no expert of its own and is routed by the anchors, counted in
+metrics.json under `routed_by_anchors_under_oracle`),
 `method.task_specific_layers=auto` (the layers the CKA analysis finds least similar across tasks).
 """
 
@@ -130,6 +132,7 @@ class HiDe(ContinualMethod):
         self.trained: list[int] = []
         self.routing_counts: dict[int, list[int]] = {}
         self.routing_confusion: dict[int, dict[int, int]] = {}
+        self.oracle_fallbacks: dict[int, int] = {}  # oracle routing: samples of untrained tasks, per task
 
     # -- set-up -----------------------------------------------------------------------------
     def num_slots(self, num_tasks: int) -> int:
@@ -196,6 +199,7 @@ class HiDe(ContinualMethod):
             adapter.use_fused(self.trained, self.fusion, self.fold_fused)
         self.routing_counts = defaultdict(lambda: [0, 0])
         self.routing_confusion = defaultdict(lambda: defaultdict(int))
+        self.oracle_fallbacks = defaultdict(int)
         if hasattr(self.encoder, "clear_cache"):
             self.encoder.clear_cache()
 
@@ -216,6 +220,10 @@ class HiDe(ContinualMethod):
                 if self.routing == "oracle":
                     weights[row] = 0.0
                     weights[row, self.trained.index(task)] = 1.0
+            elif self.routing == "oracle":
+                # no expert of its own yet (the full schedule scores every task at every stage):
+                # the anchors route it, and metrics.json counts it
+                self.oracle_fallbacks[task] += 1
         for adapter in self.routed.values():
             adapter.set_routing_weights(weights)
 
@@ -272,23 +280,31 @@ class HiDe(ContinualMethod):
         counts {true task: {picked task: n}}."""
         # under DDP each rank routed its own shard of the test sets: sum the counts of all ranks
         counts, confusion = defaultdict(lambda: [0, 0]), defaultdict(lambda: defaultdict(int))
-        for rank_counts, rank_confusion in gather_objects(
-                (dict(self.routing_counts), {t: dict(p) for t, p in self.routing_confusion.items()})):
+        fallbacks = defaultdict(int)
+        for rank_counts, rank_confusion, rank_fallbacks in gather_objects(
+                (dict(self.routing_counts), {t: dict(p) for t, p in self.routing_confusion.items()},
+                 dict(self.oracle_fallbacks))):
             for t, (right, total) in rank_counts.items():
                 counts[t][0] += right
                 counts[t][1] += total
             for t, picks in rank_confusion.items():
                 for p, n in picks.items():
                     confusion[t][p] += n
-        self.routing_counts, self.routing_confusion = counts, confusion
+            for t, n in rank_fallbacks.items():
+                fallbacks[t] += n
+        self.routing_counts, self.routing_confusion, self.oracle_fallbacks = counts, confusion, fallbacks
         if not self.routing_counts:
             return {}
-        return {
+        facts = {
             "routing_accuracy": {task_names[t]: 100.0 * right / total
                                  for t, (right, total) in sorted(self.routing_counts.items())},
             "routing_confusion": {task_names[t]: {task_names[p]: n for p, n in sorted(picks.items())}
                                   for t, picks in sorted(self.routing_confusion.items())},
         }
+        if self.routing == "oracle":
+            # the oracle has no expert for a task not yet trained: how many of its samples the anchors routed
+            facts["routed_by_anchors_under_oracle"] = {task_names[t]: n for t, n in sorted(fallbacks.items())}
+        return facts
 
     # -- checkpoints ------------------------------------------------------------------------
     def checkpoint_modules(self, model: nn.Module) -> list[nn.Module]:

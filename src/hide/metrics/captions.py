@@ -20,9 +20,13 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import shutil
+import sys
+import tempfile
 import threading
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from typing import IO
 
 from hide.metrics import ptb
@@ -190,26 +194,52 @@ def _one_line(text: str) -> str:
     return " ".join(text.splitlines())
 
 
+_PTB_REPORT = re.compile(r"^PTBTokenizer tokenized \d+ tokens at [\d.]+ tokens per second\.$")
+
+
+@contextmanager
+def _without_ptb_report():
+    """The PTB tokenizer's JVM reports its speed on the process's stderr, which pycocoevalcap leaves
+    uncaptured: keep that line off the console and pass on anything else written meanwhile."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            rest = [line for line in captured.read().decode(errors="replace").splitlines()
+                    if not _PTB_REPORT.match(line)]
+            if rest:
+                sys.stderr.write("\n".join(rest) + "\n")
+
+
 def _tokenize(references: dict[str, list[str]], predictions: dict[str, str]) -> tuple[dict, dict]:
     """pycocoevalcap's tokenization of both sides ({id: [tokens joined by spaces, ...]}, lower-cased,
     punctuation removed): `hide.metrics.ptb` where it can, one Java PTBTokenizer call for the rest."""
     items = [(key, j, _one_line(c)) for key, caps in references.items() for j, c in enumerate(caps)]
     items += [(key, -1, _one_line(predictions[key])) for key in references]
     tokens = {(key, j): ptb.tokenize(text) for key, j, text in items}
-    rest = {f"{key}\x1f{j}": [{"caption": text}] for key, j, text in items if tokens[(key, j)] is None}
+    # pycocoevalcap's tokenizer takes string ids; ours may be any hashable (COCO's are ints), so the
+    # Java call gets positions as ids and the answers are mapped back through them.
+    needs_java = [(key, j, text) for key, j, text in items if tokens[(key, j)] is None]
+    rest = {str(n): [{"caption": text}] for n, (_, _, text) in enumerate(needs_java)}
     if rest:
         if _java() is None:
             raise RuntimeError(
                 f"score_captions needs Java for {len(rest)} caption(s) outside the rules of hide.metrics.ptb "
                 f"(e.g. {next(iter(rest.values()))[0]['caption']!r}): the COCO caption numbers are defined on "
                 f"pycocoevalcap's Stanford PTB tokenizer, a Java program. Install a JRE (e.g. openjdk-17-jre-headless).")
-        java = PTBTokenizer().tokenize(rest)
+        with _without_ptb_report():
+            java = PTBTokenizer().tokenize(rest)
         # A crashed JVM gives fewer lines, which pycocoevalcap zips away silently.
         if java.keys() != rest.keys():
             raise RuntimeError("PTB tokenizer returned a different number of captions than it was given")
-        for name, (text,) in java.items():
-            key, j = name.rsplit("\x1f", 1)
-            tokens[(key, int(j))] = text
+        for n, (key, j, _) in enumerate(needs_java):
+            tokens[(key, j)] = java[str(n)][0]
     gts = {key: [tokens[(key, j)] for j in range(len(caps))] for key, caps in references.items()}
     res = {key: [tokens[(key, -1)]] for key in references}
     return gts, res

@@ -23,6 +23,7 @@ import math
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -36,6 +37,7 @@ from transformers import (
     LlavaForConditionalGeneration,
     PreTrainedTokenizerFast,
 )
+from transformers.utils import logging as transformers_logging
 
 from hide.data import synthetic
 from hide.data.collate import Encoder, TrainCollator
@@ -311,7 +313,19 @@ def load_tiny_backbone(
     path = Path(cache_dir).expanduser() / f"tiny-llava-{tiny_cache_key(spec)}"
     if not (path / "stage0.json").exists():
         _build_tiny(path, spec, progress)
-    return load_pretrained_backbone(str(path), dtype="float32", attn_implementation="sdpa")
+    with _without_loading_bar():  # a few MB load in milliseconds: a bar would be noise
+        return load_pretrained_backbone(str(path), dtype="float32", attn_implementation="sdpa")
+
+
+@contextmanager
+def _without_loading_bar():
+    was_enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            transformers_logging.enable_progress_bar()
 
 
 def _build_tiny(path: Path, spec: dict, progress: bool) -> None:
