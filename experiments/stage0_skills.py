@@ -19,7 +19,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 
 from hide.config import compose_config
-from hide.data import synthetic
+from hide.data import synth
 from hide.data.collate import Encoder, EvalCollator
 from hide.data.formats import TestRecord, load_train_file
 from hide.module import greedy_answers
@@ -46,9 +46,9 @@ def main() -> None:
     backbone = instantiate(cfg.model)
     data_dir = Path(cfg.paths.cache_dir) / "stage0-probe"
     image_size = cfg.model.get("image_size") or backbone.image_processor.crop_size["height"]
-    synthetic.generate_stage0(data_dir, num_samples=args.samples, image_size=image_size,
-                              seed=cfg.model.get("seed", 0), split="test")
-    path = data_dir / "instructions" / synthetic.STAGE0 / "test.json"
+    synth.generate_stage0(data_dir, num_samples=args.samples, image_size=image_size,
+                          seed=cfg.model.get("seed", 0), split="test")
+    path = data_dir / "instructions" / synth.STAGE0 / "test.json"
     train_records = load_train_file(path, data_dir / "datasets")
     kinds = [meta["asked"][0] for meta in (r["meta"] for r in json.loads(path.read_text()))]
     records = [TestRecord(r.id, r.image, r.turns[0].instruction, r.turns[0].answer) for r in train_records]

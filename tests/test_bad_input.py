@@ -138,5 +138,5 @@ def test_a_fault_inside_a_constructor_keeps_its_traceback():
         build(faulty, "benchmark")
     assert not isinstance(info.value, HideError) and isinstance(info.value.__cause__, ValueError)
     with pytest.raises(ConfigError, match=r"^benchmark: .*unexpected keyword argument 'nope'$"):
-        build(OmegaConf.create({"_target_": "hide.data.synthetic.generate_benchmark", "root": "/x", "nope": 1}),
+        build(OmegaConf.create({"_target_": "hide.data.synth.generate_benchmark", "root": "/x", "nope": 1}),
               "benchmark")

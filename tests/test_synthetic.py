@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hide.data import synthetic as sy
+from hide.data import synth as sy
 
 N_TRAIN, N_TEST, SIZE = 12, 8, 32
 TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -177,13 +177,14 @@ def test_vocabulary_covers_generated_text(bench, stage0):
     for text in _all_texts(bench, stage0):
         assert set(TOKEN.findall(text)) <= words, (text, set(TOKEN.findall(text)) - words)
     # many more samples than the files hold, drawn small, to reach the rarer branches
-    for name, sampler in sy._TASK_SAMPLERS.items():
+    for task in sy.TASKS:
+        name = task.NAME
         for i in range(150):
-            _, text, answer, refs, _ = sampler(sy._sample_rng(0, name, "train", i), 8)
+            _, text, answer, refs, _ = task.sample(sy.build.sample_rng(0, name, "train", i), 8)
             for t in [text, answer] + (refs or []):
                 assert set(TOKEN.findall(t)) <= words, (name, t)
     for i in range(400):
-        _, qa, _ = sy._sample_stage0(sy._sample_rng(0, "Stage0", "train", i), 8)
+        _, qa, _ = sy.stage0.sample(sy.build.sample_rng(0, "Stage0", "train", i), 8)
         for q, a in qa:
             assert set(TOKEN.findall(q + " " + a)) <= words, (q, a)
 
@@ -320,7 +321,7 @@ def test_clevr_question_mix():
     n = 800
     adds, described, single, answers = 0, set(), 0, set()
     for i in range(n):
-        _, _, answer, _, m = sy._sample_clevr(sy._sample_rng(0, "ClevrMath", "train", i), 8)
+        _, _, answer, _, m = sy.clevr_math.sample(sy.build.sample_rng(0, "ClevrMath", "train", i), 8)
         answers.add(int(answer))
         if "add" in m:
             adds += 1
@@ -355,9 +356,9 @@ def test_stage0(stage0):
     turns = {len(r["conversations"]) for r in records}
     assert turns <= {4, 6} and 6 in turns  # STAGE0_TURNS questions, fewer where a family has fewer
     task_instructions = set()
-    for spec in sy.SYNTH_TASKS:  # stage 0 never asks a task's question
+    for task in sy.TASKS:  # stage 0 never asks a task's question
         for i in range(30):
-            task_instructions.add(sy._TASK_SAMPLERS[spec["name"]](sy._sample_rng(0, spec["name"], "train", i), 8)[1])
+            task_instructions.add(task.sample(sy.build.sample_rng(0, task.NAME, "train", i), 8)[1])
     for r in records:
         conv = r["conversations"]
         assert [c["from"] for c in conv] == ["human", "gpt"] * (len(conv) // 2)
@@ -378,7 +379,7 @@ def test_stage0_mixture_and_answers():
     n = 2000
     families, asked, is_shape_yes, single = {}, {}, 0, 0
     for i in range(n):
-        _, qa, m = sy._sample_stage0(sy._sample_rng(0, "Stage0", "train", i), 8)
+        _, qa, m = sy.stage0.sample(sy.build.sample_rng(0, "Stage0", "train", i), 8)
         single += m.get("layout") == "single"
         families[m["family"]] = families.get(m["family"], 0) + 1
         assert len(m["asked"]) == len(qa)
@@ -387,7 +388,7 @@ def test_stage0_mixture_and_answers():
         for key, (q, a) in zip(m["asked"], qa):
             if key == "what_shape":
                 assert q == "What shape is this?" and m["layout"] == "single" and m["rendition"] in sy.RENDITIONS
-                assert a == f"this is {sy._art(m['class'])} {m['class']}"
+                assert a == f"this is {sy.texts.art(m['class'])} {m['class']}"
             elif key == "is_shape":
                 x = re.fullmatch(r"Is the shape an? (\w+)\?", q).group(1)
                 assert a == ("yes" if x == m["class"] else "no")
@@ -444,7 +445,7 @@ def test_bad_arguments(tmp_path, kwargs):
 def test_stage0_cell_labels_follow_the_layouts():
     seen = set()
     for i in range(300):
-        _, _, m = sy._sample_stage0(sy._sample_rng(0, "Stage0", "train", i), 32)
+        _, _, m = sy.stage0.sample(sy.build.sample_rng(0, "Stage0", "train", i), 32)
         cells = sy.stage0_cell_labels(m)
         family, layout = m["family"], m.get("layout")
         seen.add(family if family != "shapes" else layout)
@@ -486,7 +487,7 @@ def test_stage0_bar_cell_labels_exact():
 def test_stage0_counts():
     seen = set()
     for i in range(200):
-        _, _, m = sy._sample_stage0(sy._sample_rng(0, "Stage0", "train", i), 32)
+        _, _, m = sy.stage0.sample(sy.build.sample_rng(0, "Stage0", "train", i), 32)
         counts = sy.stage0_counts(m)
         if m["family"] == "icons":
             assert counts == {**{f"icons {k}": m["counts"].get(k, 0) for k in sy.ICON_KINDS},

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import CLIPImageProcessorPil
 
-from hide.data import synthetic
+from hide.data import synth
 from hide.data.formats import load_train_file
 from hide.models.backbone import Backbone
 from hide.models.tiny import _patch_cells, build_model, build_tokenizer, pretrain_vision, train_stage0
@@ -30,7 +30,7 @@ def _backbone_and_stage0(root, patch_size: int, num_samples: int):
     tokenizer = build_tokenizer()
     model = build_model(tokenizer, 32, patch_size, VISION, TEXT)
     processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    synthetic.generate_stage0(root, num_samples=num_samples, image_size=32, seed=0, progress=False)
+    synth.generate_stage0(root, num_samples=num_samples, image_size=32, seed=0, progress=False)
     records = load_train_file(root / "instructions" / "Stage0" / "train.json", root / "datasets")
     return Backbone(model, tokenizer, processor, "tiny"), records
 
@@ -64,13 +64,13 @@ def test_dense_vision_pretraining(tmp_path):
     step's loss; a label list that does not match the records is refused."""
     backbone, records = _backbone_and_stage0(tmp_path, patch_size=8, num_samples=24)
     path = tmp_path / "instructions" / "Stage0" / "train.json"
-    labels = [synthetic.stage0_cell_labels(r["meta"]) for r in json.loads(path.read_text())]
+    labels = [synth.stage0_cell_labels(r["meta"]) for r in json.loads(path.read_text())]
     assert any(c is None for c in labels) and any(c is not None for c in labels)
 
     vision = _snapshot(backbone.vision_tower)
     plain = pretrain_vision(backbone, records, steps=6, batch_size=8, lr=1e-3, seed=0, progress=False)
     backbone.vision_tower.load_state_dict(vision)
-    counts = [synthetic.stage0_counts(r["meta"]) for r in json.loads(path.read_text())]
+    counts = [synth.stage0_counts(r["meta"]) for r in json.loads(path.read_text())]
     dense = pretrain_vision(backbone, records, steps=6, batch_size=8, lr=1e-3, seed=0, progress=False,
                             cell_labels=labels, dense_weight=1.0, counts=counts)
     assert all(torch.isfinite(torch.tensor(dense)))
@@ -104,6 +104,6 @@ def test_task_preview_build_keeps_previews_out_of_vision_pretraining(tmp_path, m
                                     "warmup_ratio": 0.0, "weight_decay": 0.0},
                             progress=False)
     previews = [i for i in seen["stage0"] if not i.startswith("Stage0_train_")]
-    assert len(previews) == 2 * len(synthetic.TASK_NAMES)
+    assert len(previews) == 2 * len(synth.TASK_NAMES)
     assert seen["vision"] == [i for i in seen["stage0"] if i.startswith("Stage0_train_")]
     assert (tmp_path / "stage0-data-12-32-0-preview2").is_dir()

@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from hide.data import synthetic
+from hide.data import synth
 from hide.data.collate import Encoder, EvalCollator, TrainCollator
 from hide.data.formats import ON_BAD_RECORD, BadRecord, DataFormatError, TaskData, TaskSpec, load_task
 from hide.errors import ConfigError
@@ -82,7 +82,7 @@ class Benchmark:
 
 
 class SyntheticBenchmark(Benchmark):
-    """The six procedurally generated tasks (`hide.data.synthetic`), written on first use in the
+    """The six procedurally generated tasks (`hide.data.synth`), written on first use in the
     UCIT layout under `root/<sizes and seed>/` and then read by the same loader as UCIT."""
 
     def __init__(self, root: str, num_tasks: int | None = None, train_per_task: int = 600,
@@ -91,15 +91,15 @@ class SyntheticBenchmark(Benchmark):
         self.image_size = image_size
         self.seed = seed
         data_dir = Path(root).expanduser() / f"n{train_per_task}-t{test_per_task}-px{image_size}-s{seed}"
-        super().__init__(str(data_dir), synthetic.SYNTH_TASKS, num_tasks, train_per_task, test_per_task,
+        super().__init__(str(data_dir), synth.SYNTH_TASKS, num_tasks, train_per_task, test_per_task,
                          max_new_tokens, select=select)
 
     def prepare(self) -> None:
         # All six tasks are generated even when fewer are used, so that the files do not depend
         # on which tasks a run selects.
-        synthetic.generate_benchmark(self.data_dir, train_per_task=self.train_per_task,
-                                     test_per_task=self.test_per_task, image_size=self.image_size,
-                                     seed=self.seed)
+        synth.generate_benchmark(self.data_dir, train_per_task=self.train_per_task,
+                                 test_per_task=self.test_per_task, image_size=self.image_size,
+                                 seed=self.seed)
 
 
 class ContinualDataModule(pl.LightningDataModule):

@@ -39,7 +39,7 @@ from transformers import (
 )
 from transformers.utils import logging as transformers_logging
 
-from hide.data import synthetic
+from hide.data import synth
 from hide.data.collate import Encoder, TrainCollator
 from hide.data.formats import IMAGE_TOKEN, TrainRecord, load_train_file
 from hide.data.prompt import SYSTEM
@@ -58,7 +58,7 @@ MAX_COUNT = 9  # counts above are pretrained as 9
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
     """A lowercase word-level tokenizer over the synthetic benchmark's vocabulary and the prompt."""
-    words = set(synthetic.vocabulary())
+    words = set(synth.vocabulary())
     words.update(re.findall(WORD_PATTERN, (SYSTEM + " USER: ASSISTANT:").lower()))
     words.update("0123456789abcdefghijklmnopqrstuvwxyz")
     words = sorted(w.lower() for w in words)
@@ -287,8 +287,8 @@ def pretrain_vision(backbone: Backbone, records: list[TrainRecord], steps: int, 
 
 
 def tiny_cache_key(spec: dict) -> str:
-    payload = json.dumps({**spec, "recipe": RECIPE_VERSION, "stage0_data": synthetic.STAGE0_VERSION,
-                          "vocab": synthetic.vocabulary()}, sort_keys=True)
+    payload = json.dumps({**spec, "recipe": RECIPE_VERSION, "stage0_data": synth.STAGE0_VERSION,
+                          "vocab": synth.vocabulary()}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -343,8 +343,8 @@ def _build_tiny(path: Path, spec: dict, progress: bool) -> None:
     task_preview = stage0.pop("task_preview", 0)
     data_dir = path.parent / (f"stage0-data-{num_samples}-{size}-{spec['seed']}"
                               + (f"-preview{task_preview}" if task_preview else ""))
-    synthetic.generate_stage0(data_dir, num_samples=num_samples, image_size=size, seed=spec["seed"],
-                              progress=progress, task_preview=task_preview)
+    synth.generate_stage0(data_dir, num_samples=num_samples, image_size=size, seed=spec["seed"],
+                          progress=progress, task_preview=task_preview)
     train_file = data_dir / "instructions" / "Stage0" / "train.json"
     records = load_train_file(train_file, data_dir / "datasets")
     vision_losses = []
@@ -355,8 +355,8 @@ def _build_tiny(path: Path, spec: dict, progress: bool) -> None:
         metas = [r["meta"] for r in json.loads(train_file.read_text())]
         generic = [i for i, m in enumerate(metas) if m.get("family") != "task"]
         metas = [metas[i] for i in generic]
-        cell_labels = [synthetic.stage0_cell_labels(m) for m in metas] if vision_pretrain.pop("dense", False) else None
-        counts = [synthetic.stage0_counts(m) for m in metas] if vision_pretrain.pop("counts", False) else None
+        cell_labels = [synth.stage0_cell_labels(m) for m in metas] if vision_pretrain.pop("dense", False) else None
+        counts = [synth.stage0_counts(m) for m in metas] if vision_pretrain.pop("counts", False) else None
         vision_losses = pretrain_vision(backbone, [records[i] for i in generic], seed=spec["seed"],
                                         progress=progress, cell_labels=cell_labels, counts=counts,
                                         **vision_pretrain)

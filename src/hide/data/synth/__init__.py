@@ -1,0 +1,80 @@
+"""A procedurally generated six-task benchmark that mirrors UCIT, small enough for the tiny LLaVA.
+
+Each task is an analog of one UCIT task, in UCIT's order, written in UCIT's on-disk layout
+(`datasets/<Task>/{train,test}/<n>.png`, `instructions/<Task>/{train,test}.json` and, for the
+caption tasks, `test_coco_refs.json` in COCO format):
+
+| task          | UCIT analog          | kind    | what is asked                                        |
+| Renditions    | ImageNet-R           | qa      | which of 10 shapes, drawn in one of 7 renditions     |
+| FigureQA      | ArxivQA              | qa (MC) | which bar of a bar chart is the tallest / shortest   |
+| ObjectCaption | VizWiz-Caption       | caption | one or two coloured objects on a table               |
+| IconQA        | IconQA               | qa      | count icons of one kind (digit) / most frequent (MC) |
+| ClevrMath     | CLEVR-Math           | qa      | "Subtract all red cubes. How many objects are left?",|
+|               |                      |         | "Add 2 blue spheres. How many objects are there?"    |
+| SceneCaption  | Flickr30k (brief)    | caption | an outdoor scene: sky, trees, house, person, water   |
+
+The answer formats are shared the way UCIT shares them (letters for FigureQA and IconQA's
+multiple choice, digits for IconQA's counting and ClevrMath), so that learning one task can
+interfere with another. `generate_stage0` writes the base model's own instruction-tuning mixture:
+the same visual primitives under different instructions and answer formats (yes/no, "it is red",
+number words), never one of the six tasks.
+
+Layouts are patch-friendly for a ViT trained from scratch (64 px images, 8- or 16-px patches): a
+4x4 layout grid of cells of image_size/4 px (at 64 px one 16-px patch, or 2x2 8-px patches) holds
+the objects. FigureQA's 3-4 bars stand in their own column cells and grow from the bottom edge;
+ClevrMath puts each object in its own cell (70-78% of a cell, jitter at most 8% of a cell); IconQA
+is always a 4x4 grid over the whole canvas, one icon (75% of a cell) per occupied cell: its
+counting images hold one kind of icon (as IconQA's do), its multiple-choice ones three kinds; Renditions
+draws one large object (55-85% of the canvas) near the centre, with strokes of at least
+image_size/16 so that outlines and dots survive the downsampling. The two caption tasks are free
+scenes. Stage 0 uses the same layouts (its multi-shape scenes put shapes in 2x2-cell blocks) and is
+weighted towards what the vision tower learns slowly: single shapes ("What shape is this?" is
+asked of nearly every one), bar heights and counts. A stage-0 conversation asks up to
+STAGE0_TURNS questions about its image; `stage0_cell_labels` and `stage0_counts` give the vision
+tower's dense pretraining what each layout cell holds and how many objects of each kind there are.
+
+Images are drawn at 4x resolution with PIL and downsampled with LANCZOS. Everything is a function
+of the seed: every sample has its own random stream, derived from (seed, task, split, index), so
+that generating a subset of the tasks, or fewer samples, gives the same data for what is generated.
+The texts use a closed vocabulary (`vocabulary()`) for the word-level tokenizer of the tiny model;
+answers are written as that tokenizer decodes them (punctuation surrounded by spaces).
+Every record keeps the scene it was drawn from under an extra key "meta" (the loaders ignore it).
+
+One module per task (`renditions`, `figureqa`, `object_caption`, `iconqa`, `clevr_math`,
+`scene_caption`) holds all of it: its words and texts, its scenes, its sampler, its stage-0
+counterpart family, the vision-pretraining targets of that family's scenes and its chance level,
+under the same names in each (`tasks` lists them). `texts` holds the vocabulary and the words the
+tasks share, `draw` the drawing primitives they share, `stage0` the mixture of the families and
+`build` the writing of the files.
+"""
+
+# The names the rest of the project and the tests use.
+from hide.data.synth.build import (
+    GENERATOR_VERSION,
+    MARKER,
+    STAGE0,
+    STAGE0_VERSION,
+    generate_benchmark,
+    generate_stage0,
+)
+from hide.data.synth.clevr_math import (
+    CLEVR_ANSWER_RANGE,
+    CLEVR_COLORS,
+    CLEVR_MAX_ADD,
+    CLEVR_PLURALS,
+    CLEVR_SHAPES,
+    clevr_matches,
+)
+from hide.data.synth.draw import EMPTY_CELL, GRID
+from hide.data.synth.iconqa import (
+    ICON_COLORS,
+    ICON_COUNT_MAX,
+    ICON_KINDS,
+    ICON_MC_KINDS,
+    ICON_MC_MARGIN,
+    ICON_PLURALS,
+)
+from hide.data.synth.renditions import RENDITION_SIZE, RENDITIONS, SHAPES
+from hide.data.synth.stage0 import stage0_cell_labels, stage0_counts
+from hide.data.synth.tasks import SYNTH_TASKS, TASK_NAMES, TASKS, chance_level
+from hide.data.synth.texts import COLORS, NUMBER_WORDS, vocabulary

@@ -1,0 +1,168 @@
+"""ObjectCaption, the analog of UCIT's VizWiz-Caption: "Generate a caption for the image." of
+one or two coloured everyday objects (cup, ball, box, bottle, book) on a table ("a red cup next
+to a blue book on a table"); three reference captions per image.
+
+Its stage-0 counterpart, the "table" family: the same scenes, asked to describe the objects
+("the cup is red and the book is blue"), what is on the table, how many objects there are,
+whether some kind of object is there and what colour an object is.
+"""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from hide.data.synth.draw import RGB, canvas, darker, finish, jitter_color, lighter
+from hide.data.synth.texts import COLORS, IT_IS, art, count_answer, register, yes_no
+
+NAME = "ObjectCaption"
+KIND = "caption"
+SPEC = {"name": NAME, "kind": KIND, "train_file": "train.json", "test_file": "test.json",
+        "references_file": "test_coco_refs.json"}
+FAMILY = "table"
+
+TABLE_OBJECTS = register(["cup", "ball", "box", "bottle", "book"])
+OBJECT_COLORS = ("red", "blue", "green", "yellow", "purple", "black")
+OBJECT_CAPTION_Q = register("Generate a caption for the image.")
+OBJECT_CAPTIONS_1 = register([
+    "a {c1} {o1} on a table",
+    "there is a {c1} {o1} on the table",
+    "a {c1} {o1} sitting on a wooden table",
+])
+OBJECT_CAPTIONS_2 = register([
+    "a {c1} {o1} next to a {c2} {o2} on a table",
+    "there is a {c1} {o1} and a {c2} {o2} on the table",
+    "a {c1} {o1} beside a {c2} {o2}",
+])
+
+# Stage 0's questions and answers about table tops (keys are names, not text: only the values
+# are registered for the vocabulary).
+S0 = {
+    "describe": "Describe the objects.",
+    "on_table": "What is on the table?",
+    "obj_there": "Is there {art} {kind} on the table?",
+    "obj_color": "What color is the {kind}?",
+    "n_objects_table": "How many objects are on the table?",
+}
+S0_ANSWERS = {"the_is": "the {kind} is {color}", "and": "{a} and {b}", "a_obj": "a {color} {kind}"}
+register([list(S0.values()), list(S0_ANSWERS.values())])
+register(["object", "objects"])
+
+
+def _draw_table_object(draw, kind: str, cx: float, base: float, h: float, color: RGB) -> None:
+    """Everyday objects from simple shapes; `base` is where the object touches the table."""
+    dark, light = darker(color, 0.6), lighter(color, 0.45)
+    ow = max(1, round(0.04 * h))
+    if kind == "cup":
+        top = base - 0.62 * h
+        draw.ellipse([cx + 0.12 * h, top + 0.1 * h, cx + 0.52 * h, top + 0.48 * h], outline=color, width=round(0.09 * h))
+        draw.polygon([(cx - 0.32 * h, top), (cx + 0.32 * h, top), (cx + 0.24 * h, base), (cx - 0.24 * h, base)],
+                     fill=color, outline=dark, width=ow)
+        draw.ellipse([cx - 0.32 * h, top - 0.07 * h, cx + 0.32 * h, top + 0.07 * h], fill=dark)
+    elif kind == "ball":
+        r = 0.33 * h
+        cy = base - r
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=color, outline=dark, width=ow)
+        draw.ellipse([cx - 0.55 * r, cy - 0.6 * r, cx - 0.1 * r, cy - 0.15 * r], fill=light)
+    elif kind == "box":
+        s, d = 0.56 * h, 0.18 * h
+        x0, y0 = cx - s / 2 - d / 2, base - s
+        draw.rectangle([x0, y0, x0 + s, base], fill=color, outline=dark, width=ow)
+        draw.polygon([(x0, y0), (x0 + d, y0 - d), (x0 + s + d, y0 - d), (x0 + s, y0)], fill=light, outline=dark, width=ow)
+        draw.polygon([(x0 + s, y0), (x0 + s + d, y0 - d), (x0 + s + d, base - d), (x0 + s, base)], fill=dark)
+    elif kind == "bottle":
+        bw, nw = 0.17 * h, 0.07 * h
+        body_top, neck_top = base - 0.6 * h, base - 0.88 * h
+        draw.rectangle([cx - bw, body_top, cx + bw, base], fill=color)
+        draw.polygon([(cx - bw, body_top), (cx + bw, body_top), (cx + nw, body_top - 0.14 * h), (cx - nw, body_top - 0.14 * h)], fill=color)
+        draw.rectangle([cx - nw, neck_top, cx + nw, body_top - 0.13 * h], fill=color)
+        draw.rectangle([cx - nw * 1.2, neck_top - 0.09 * h, cx + nw * 1.2, neck_top], fill=dark)
+        draw.rectangle([cx - bw, base - 0.42 * h, cx + bw, base - 0.22 * h], fill=(245, 245, 235))
+    elif kind == "book":  # lying flat, seen from a little above: a coloured cover, white page edges
+        w, d, th = 0.95 * h, 0.2 * h, 0.24 * h
+        x0, x1, y0 = cx - w / 2 - d / 2, cx + w / 2 - d / 2, base - th
+        draw.polygon([(x0, y0), (x0 + d, y0 - d), (x1 + d, y0 - d), (x1, y0)], fill=color, outline=dark, width=ow)
+        draw.rectangle([x0, y0, x1, base], fill=color)
+        draw.rectangle([x0 + 0.07 * h, y0 + 0.05 * h, x1, base - 0.05 * h], fill=(250, 248, 235))
+        draw.polygon([(x1, y0), (x1 + d, y0 - d), (x1 + d, base - d), (x1, base)], fill=(225, 222, 205))
+        y = (y0 + base) / 2
+        draw.line([(x0 + 0.09 * h, y), (x1, y)], fill=(180, 175, 160), width=max(1, round(0.015 * h)))
+    else:
+        raise ValueError(kind)
+
+
+def _scene_table(rng, size: int, n_objects: int | None = None) -> tuple[Image.Image, dict]:
+    """One or two coloured everyday objects on a brown table in front of a plain wall."""
+    wall = jitter_color(rng, [(235, 225, 205), (222, 222, 228), (208, 222, 236), (218, 232, 212)][rng.integers(4)], 8)
+    img, draw, S = canvas(size, wall)
+    table_y = rng.uniform(0.56, 0.64) * S
+    wood = jitter_color(rng, (150, 100, 55), 12)
+    draw.rectangle([0, table_y, S, S], fill=wood)
+    draw.line([(0, table_y), (S, table_y)], fill=darker(wood, 0.7), width=max(2, round(0.015 * S)))
+    for _ in range(3):
+        y = rng.uniform(table_y + 0.05 * S, S)
+        draw.line([(rng.uniform(0, 0.3) * S, y), (rng.uniform(0.6, 1) * S, y)], fill=darker(wood, 0.85),
+                  width=max(1, round(0.006 * S)))
+    n = n_objects if n_objects is not None else (1 if rng.random() < 0.4 else 2)
+    centers = [rng.uniform(0.38, 0.62)] if n == 1 else [rng.uniform(0.22, 0.32), rng.uniform(0.68, 0.78)]
+    objects = []
+    for cx in centers:
+        kind = TABLE_OBJECTS[rng.integers(len(TABLE_OBJECTS))]
+        cname = OBJECT_COLORS[rng.integers(len(OBJECT_COLORS))]
+        objects.append({"kind": kind, "color": cname})
+    if n == 2 and objects[0] == objects[1]:  # two identical objects would not read as a pair of things
+        others = [c for c in OBJECT_COLORS if c != objects[0]["color"]]
+        objects[1]["color"] = others[rng.integers(len(others))]
+    for cx, o in zip(centers, objects):
+        h = rng.uniform(0.36, 0.42) * S
+        base = table_y + rng.uniform(0.08, 0.16) * S
+        _draw_table_object(draw, o["kind"], cx * S, base, h, COLORS[o["color"]])
+    return finish(img, size), {"objects": objects}
+
+
+def _object_captions(objects: list[dict]) -> list[str]:
+    fill = {"c1": objects[0]["color"], "o1": objects[0]["kind"]}
+    if len(objects) == 1:
+        return [t.format(**fill) for t in OBJECT_CAPTIONS_1]
+    fill.update(c2=objects[1]["color"], o2=objects[1]["kind"])
+    return [t.format(**fill) for t in OBJECT_CAPTIONS_2]
+
+
+def sample(rng, size):
+    img, meta = _scene_table(rng, size)
+    refs = _object_captions(meta["objects"])
+    return img, OBJECT_CAPTION_Q, refs[rng.integers(len(refs))], refs, meta
+
+
+def pretraining(rng, size):
+    img, meta = _scene_table(rng, size)
+    objs = meta["objects"]
+    described = [S0_ANSWERS["the_is"].format(kind=o["kind"], color=o["color"]) for o in objs]
+    listed = [S0_ANSWERS["a_obj"].format(color=o["color"], kind=o["kind"]) for o in objs]
+    qa = [("describe", S0["describe"],
+           S0_ANSWERS["and"].format(a=described[0], b=described[1]) if len(objs) == 2 else described[0], 1.0),
+          ("on_table", S0["on_table"],
+           S0_ANSWERS["and"].format(a=listed[0], b=listed[1]) if len(objs) == 2 else listed[0], 1.0),
+          ("n_objects_table", S0["n_objects_table"], count_answer(len(objs), "object", "objects"), 1.0)]
+    kinds = [o["kind"] for o in objs]
+    ask = TABLE_OBJECTS[rng.integers(len(TABLE_OBJECTS))]
+    qa.append(("obj_there", S0["obj_there"].format(art=art(ask), kind=ask), yes_no(ask in kinds), 1.0))
+    unique = [o for o in objs if kinds.count(o["kind"]) == 1]
+    if unique:
+        o = unique[rng.integers(len(unique))]
+        qa.append(("obj_color", S0["obj_color"].format(kind=o["kind"]), IT_IS.format(x=o["color"]), 1.0))
+    return img, qa, meta
+
+
+def stage0_cell_labels(meta: dict) -> None:
+    """None: a table top is a free scene, not laid out on the grid."""
+    return None
+
+
+def stage0_counts(meta: dict) -> None:
+    """None: table objects are not counted in the vision tower's pretraining."""
+    return None
+
+
+def chance(test_records) -> None:
+    """None: a caption task."""
+    return None

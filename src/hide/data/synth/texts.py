@@ -1,0 +1,132 @@
+"""The closed vocabulary and the words that several tasks share.
+
+Every fixed string and word list that can reach a generated text goes through `register`, which
+is what `vocabulary()` tokenizes (placeholders `{name}` removed). The package's `__init__` imports
+every task module, so all texts are registered before anyone can call `vocabulary()`.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import numpy as np
+
+TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]")
+
+_REGISTERED: list[str] = []
+
+
+def register(obj):
+    """Register every string inside `obj` (str, list, tuple, dict keys and values) for the
+    vocabulary and return `obj` unchanged."""
+    if isinstance(obj, str):
+        _REGISTERED.append(obj)
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            register(k)
+            register(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            register(v)
+    return obj
+
+
+@functools.lru_cache(maxsize=1)
+def _vocabulary() -> tuple[str, ...]:
+    words: set[str] = set()
+    for text in _REGISTERED:
+        words.update(TOKEN_PATTERN.findall(re.sub(r"\{\w*\}", " ", text)))
+    return tuple(sorted(words))
+
+
+def vocabulary() -> list[str]:
+    """Every token (under `\\w+|[^\\w\\s]`, case kept) that a generated instruction, option, answer,
+    caption, reference or stage-0 text can contain, derived from the word lists and templates.
+    The `<image>` placeholder is not included (it is a special token)."""
+    return list(_vocabulary())
+
+
+SINGLE_WORD = register("\nAnswer the question using a single word or phrase.")
+MC_SUFFIX = register("\nAnswer with the option's letter from the given choices directly.")
+LETTERS = register(["A", "B", "C", "D"])
+DIGITS = register([str(i) for i in range(10)])
+NUMBER_WORDS = register(["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+
+COLORS: dict[str, tuple[int, int, int]] = {
+    "red": (215, 38, 38),
+    "blue": (38, 84, 220),
+    "green": (34, 150, 56),
+    "yellow": (238, 200, 20),
+    "orange": (245, 135, 20),
+    "purple": (135, 55, 190),
+    "pink": (240, 100, 170),
+    "brown": (130, 78, 40),
+    "gray": (110, 110, 110),
+    "black": (25, 25, 25),
+}
+register(list(COLORS))
+
+# ---------------------------------------------------------------------------------------------
+# Multiple choice (FigureQA, IconQA): option lines "A. red", and the chance of guessing them
+# ---------------------------------------------------------------------------------------------
+
+register(["{L}. {c}", "{question}"])
+_OPTION_LINE = re.compile(r"^[A-Z]\. ", re.M)
+
+
+def options(names: list[str]) -> str:
+    return "\n".join(f"{LETTERS[i]}. {n}" for i, n in enumerate(names))
+
+
+def _field(record, name: str):
+    return record[name] if isinstance(record, dict) else getattr(record, name)
+
+
+def option_chance(task_name: str, test_records, without_options: float | None = None) -> float:
+    """The mean over the questions of 100/options; a question without option lines scores
+    `without_options` (an error where that is None)."""
+    records = list(test_records)
+    if not records:
+        raise ValueError(f"chance_level({task_name!r}): no test records")
+    per_question = []
+    for r in records:
+        n_options = len(_OPTION_LINE.findall(_field(r, "text")))
+        if n_options:
+            per_question.append(100.0 / n_options)
+        elif without_options is not None:
+            per_question.append(without_options)
+        else:
+            raise ValueError(f"{task_name} question without options: {_field(r, 'text')!r}")
+    return float(np.mean(per_question))
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 0's phrasing that several families share (each family's own questions and answers live
+# in the module of its task)
+# ---------------------------------------------------------------------------------------------
+
+COUNT_Q = register("Count the {plural}.")
+IT_IS = register("it is {x}")
+LIST_SEP = register(" , ")
+_YES, _NO = register(("yes", "no"))
+_COUNT_0 = register("there are no {plural}")
+_COUNT_1 = register("there is one {sing}")
+_COUNT_N = register("there are {num} {plural}")
+register(["a", "an"])
+
+
+def art(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def count_answer(n: int, sing: str, plural: str) -> str:
+    if n == 0:
+        return _COUNT_0.format(plural=plural)
+    if n == 1:
+        return _COUNT_1.format(sing=sing)
+    return _COUNT_N.format(num=NUMBER_WORDS[n], plural=plural)
+
+
+def yes_no(flag: bool) -> str:
+    return _YES if flag else _NO
