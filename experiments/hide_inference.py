@@ -8,7 +8,8 @@ layer trains expert t alone on task t), so one run with every expert kept
 (`method.task_specific_layers=all`) gives the final model of every HiDe variant. Each variant is
 LAYERS:RULE, LAYERS being `top` (the last layer), `all`, `none` or comma-separated decoder layer
 indices that route, RULE the fusion of the other layers (sum_ab, sum_ba, mean). Also reported:
-how large each layer's experts are, ||s B_t A_t||_F / ||W||_F averaged over its linears and tasks.
+how large each layer's experts are (`hide.analysis.updates`): ||s B_t A_t||_F / ||W||_F, and
+||s B_t A_t x|| / ||W x|| on task t's test prompts, averaged over its linears and tasks.
 Writes DIR/hide_inference.json and DIR/hide_inference.md.
 """
 
@@ -18,11 +19,9 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
+from hide.analysis.updates import frobenius_update_sizes, functional_update_sizes
 from hide.config import compose_config
 from hide.loop import evaluate, run_continual, score_task
-from hide.models.lora import decoder_layer_index
 
 DEFAULT_VARIANTS = ["top:sum_ab", "top:sum_ba", "top:mean", "all:sum_ab", "none:sum_ab"]
 
@@ -33,37 +32,24 @@ def parse_layers(text: str):
     return named[text] if text in named else [int(i) for i in text.split(",")]
 
 
-def update_norms(method) -> list[float]:
-    """Per decoder layer: mean over its linears and tasks of ||s B_t A_t||_F / ||W||_F."""
-    per_layer: dict[int, list[float]] = {}
-    with torch.no_grad():
-        for name, adapter in method.adapters.items():
-            layer = decoder_layer_index(name)
-            weight = adapter.base.weight.norm().item()
-            for slot in range(adapter.num_slots):
-                update = adapter.scale * adapter.lora_B[slot] @ adapter.lora_A[slot]
-                per_layer.setdefault(layer, []).append(update.norm().item() / weight)
-    return [sum(v) / len(v) for _, v in sorted(per_layer.items())]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="outputs/hide_inference")
-    parser.add_argument("--test-per-task", type=int, default=None, help="score the first N test samples only")
-    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS)
-    args, overrides = parser.parse_known_args()
-    out = Path(args.out)
+def run_variants(overrides: list[str], out: Path, variants: list[str], test_per_task: int | None = None,
+                 update_samples: int = 32) -> tuple[dict, list[dict]]:
+    """Train HiDe once with every expert kept and evaluate its final model as each variant.
+    Returns the run's metrics and the rows: first the update sizes per decoder layer (Frobenius,
+    and functional on `update_samples` test prompts per task), then one row per variant."""
     cfg = compose_config(["method=hide", *overrides, "method.task_specific_layers=all"], out / "run")
     rows: list[dict] = []
 
     def evaluate_variants(module, datamodule, make_trainer) -> None:
         method, tasks = module.method, datamodule.tasks
-        if args.test_per_task:
+        if test_per_task:
             for task in tasks:
-                task.test = task.test[: args.test_per_task]
+                task.test = task.test[:test_per_task]
         trained = list(range(len(tasks)))
-        rows.append({"variant": "update norms", "per_layer": update_norms(method)})
-        for variant in args.variants:
+        rows.append({"variant": "update sizes", "per_layer": frobenius_update_sizes(method.adapters),
+                     "functional_per_layer": functional_update_sizes(module.model, method.adapters, datamodule.encoder,
+                                                                     tasks, samples_per_task=update_samples)})
+        for variant in variants:
             layers, _, rule = variant.partition(":")
             method.configure_inference(parse_layers(layers), rule or "sum_ab")
             method.on_eval_start(module, trained)
@@ -74,12 +60,26 @@ def main() -> None:
                          "routing_accuracy": facts.get("routing_accuracy")})
             print(f"{variant}: Last {rows[-1]['Last']:.1f} {scores}", flush=True)
 
-    run_continual(cfg, out / "run", on_finish=evaluate_variants)
+    metrics = run_continual(cfg, out / "run", on_finish=evaluate_variants)
+    return metrics, rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="outputs/hide_inference")
+    parser.add_argument("--test-per-task", type=int, default=None, help="score the first N test samples only")
+    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS)
+    args, overrides = parser.parse_known_args()
+    out = Path(args.out)
+    _, rows = run_variants(overrides, out, args.variants, args.test_per_task)
     out.mkdir(parents=True, exist_ok=True)
     (out / "hide_inference.json").write_text(json.dumps(rows, indent=2))
-    norms = rows[0]["per_layer"]
+    sizes = rows[0]
     names = list(rows[1]["scores"]) if len(rows) > 1 else []
-    lines = ["update size per decoder layer, ||s B A|| / ||W||: " + ", ".join(f"{i}: {v:.3f}" for i, v in enumerate(norms)),
+    lines = ["update size per decoder layer, ||s B A||_F / ||W||_F: "
+             + ", ".join(f"{i}: {v:.3f}" for i, v in enumerate(sizes["per_layer"])),
+             "functional, ||s B A x|| / ||W x|| on test prompts: "
+             + ", ".join(f"{i}: {v:.3f}" for i, v in enumerate(sizes["functional_per_layer"])),
              "", "| routed layers : fusion | " + " | ".join(names) + " | Last |",
              "|---|" + "---:|" * (len(names) + 1)]
     for row in rows[1:]:
