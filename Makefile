@@ -8,7 +8,7 @@ EXTRAS ?= dev,coco,wandb
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv run test test-slow bench clean
+.PHONY: venv run test test-slow calibrate bench clean
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
@@ -24,6 +24,11 @@ test: venv
 
 test-slow: venv
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+# the regime statistics R1-R5 of the default config against LLaVA-1.5-7B on UCIT (docs/calibration.md);
+# CALIBRATE_ARGS=--quick for smaller test sets
+calibrate: venv
+	$(PY) experiments/calibrate.py $(CALIBRATE_ARGS)
 
 # speed goals as ratios measured side by side (README.md, "Performance"); writes bench/results.json
 bench: venv

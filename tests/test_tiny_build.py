@@ -81,29 +81,59 @@ def test_dense_vision_pretraining(tmp_path):
                         cell_labels=labels[:-1])
 
 
-def test_task_preview_build_keeps_previews_out_of_vision_pretraining(tmp_path, monkeypatch):
-    """With stage0.task_preview the previews join stage 0 but not the vision tower's classifier."""
-    import hide.models.tiny as tiny
+def _model_settings(cfg) -> dict:
+    """The tiny backbone's settings in a composed config (tiny_spec's arguments)."""
+    from omegaconf import OmegaConf
 
-    seen = {}
-    original_vision, original_stage0 = tiny.pretrain_vision, tiny.train_stage0
+    return {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items()
+            if k not in ("_target_", "cache_dir", "shipped_dir", "progress")}
 
-    def vision(backbone, records, **kwargs):
-        seen["vision"] = [r.id for r in records]
-        return original_vision(backbone, records, **kwargs)
 
-    def stage0(backbone, records, **kwargs):
-        seen["stage0"] = [r.id for r in records]
-        return original_stage0(backbone, records, **kwargs)
+def test_a_shipped_backbone_is_loaded_without_building(tiny_backbone, tmp_path):
+    """The default config's backbone ships in assets/models/<key>/: a config whose key matches
+    loads it from there and builds nothing; any other settings build into the cache."""
+    import shutil
 
-    monkeypatch.setattr(tiny, "pretrain_vision", vision)
-    monkeypatch.setattr(tiny, "train_stage0", stage0)
-    tiny.load_tiny_backbone(str(tmp_path), image_size=32, patch_size=16, vision=VISION, text=TEXT,
-                            vision_pretrain={"steps": 2, "batch_size": 4, "lr": 1e-3, "dense": True, "counts": True},
-                            stage0={"num_samples": 12, "task_preview": 2, "epochs": 1, "batch_size": 4, "lr": 1e-3,
-                                    "warmup_ratio": 0.0, "weight_decay": 0.0},
-                            progress=False)
-    previews = [i for i in seen["stage0"] if not i.startswith("Stage0_train_")]
-    assert len(previews) == 2 * len(synth.TASK_NAMES)
-    assert seen["vision"] == [i for i in seen["stage0"] if i.startswith("Stage0_train_")]
-    assert (tmp_path / "stage0-data-12-32-0-preview2").is_dir()
+    from conftest import FAST, compose_config
+    from hide.models.tiny import load_tiny_backbone, tiny_backbone_dir, tiny_spec
+
+    cfg = compose_config(FAST, tmp_path / "run")
+    settings = _model_settings(cfg)
+    spec = tiny_spec(**settings)
+    built = tiny_backbone_dir(spec, cfg.model.cache_dir, shipped_dir=str(tmp_path / "none"))
+    shipped = tmp_path / "shipped"
+    shutil.copytree(built, shipped / built.name)
+    empty_cache = tmp_path / "cache"
+    assert tiny_backbone_dir(spec, str(empty_cache), str(shipped)) == shipped / built.name
+    backbone = load_tiny_backbone(str(empty_cache), progress=False, shipped_dir=str(shipped), **settings)
+    assert not empty_cache.exists()  # nothing was built
+    for (name, a), b in zip(backbone.model.state_dict().items(), tiny_backbone.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    other = {**settings, "seed": settings["seed"] + 1}
+    assert tiny_backbone_dir(tiny_spec(**other), str(empty_cache), str(shipped)).parent == empty_cache
+
+
+@pytest.mark.slow
+def test_rebuilding_reproduces_the_shipped_backbone(tmp_path):
+    """The recipe rebuilds the shipped default backbone: bit for bit on the machine it was built
+    on (same CPU, threads and torch); elsewhere the float results drift, and the rebuild must
+    reach the same training losses within 5%."""
+    from hide.config import compose_config
+    from hide.models.tiny import SHIPPED_DIR, _build_tiny, build_machine, tiny_cache_key, tiny_spec
+
+    settings = _model_settings(compose_config([], tmp_path / "run"))
+    spec = tiny_spec(**settings)
+    shipped = SHIPPED_DIR / f"tiny-llava-{tiny_cache_key(spec)}"
+    assert (shipped / "stage0.json").is_file(), f"no shipped backbone for the default settings in {SHIPPED_DIR}"
+    rebuilt = tmp_path / shipped.name
+    _build_tiny(rebuilt, spec, progress=False)
+    ours, theirs = (json.loads((d / "stage0.json").read_text()) for d in (rebuilt, shipped))
+    if theirs["built_on"] == build_machine():
+        from safetensors.torch import load_file
+
+        a, b = load_file(rebuilt / "model.safetensors"), load_file(shipped / "model.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    else:
+        for key in ("vision_losses", "losses"):
+            mean = lambda losses: sum(losses[-100:]) / len(losses[-100:])  # noqa: E731
+            assert mean(ours[key]) == pytest.approx(mean(theirs[key]), rel=0.05), key

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import math
+import platform
 import re
 import shutil
 import tempfile
@@ -27,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
 from transformers import (
@@ -52,7 +54,9 @@ SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", IMAGE_TOKEN]
 WORD_PATTERN = r"\w+|[^\w\s]"
 # Bump when the tokenizer, the stage-0 mixture or the training recipe changes meaning,
 # so that stale cached models are not reused.
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
+# Built backbones that ship with the repository (the default config's), one folder per cache key.
+SHIPPED_DIR = Path(__file__).resolve().parents[3] / "assets" / "models"
 MAX_COUNT = 9  # counts above are pretrained as 9
 
 
@@ -292,26 +296,31 @@ def tiny_cache_key(spec: dict) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-def load_tiny_backbone(
-    cache_dir: str,
-    image_size: int = 64,
-    patch_size: int = 8,
-    vision: dict | None = None,
-    text: dict | None = None,
-    vision_pretrain: dict | None = None,
-    stage0: dict | None = None,
-    seed: int = 0,
-    progress: bool = True,
-) -> Backbone:
-    """Load the tiny LLaVA from the cache, building it (with stage 0) on first use."""
-    vision = dict(vision or {})
-    text = dict(text or {})
-    stage0 = dict(stage0 or {})
-    vision_pretrain = dict(vision_pretrain or {})
-    spec = {"image_size": image_size, "patch_size": patch_size, "vision": vision, "text": text,
-            "vision_pretrain": vision_pretrain, "stage0": stage0, "seed": seed}
-    path = Path(cache_dir).expanduser() / f"tiny-llava-{tiny_cache_key(spec)}"
+def tiny_spec(image_size: int = 64, patch_size: int = 8, vision: dict | None = None, text: dict | None = None,
+              vision_pretrain: dict | None = None, stage0: dict | None = None, seed: int = 0) -> dict:
+    """Every setting a built tiny backbone depends on (its cache key hashes them)."""
+    return {"image_size": image_size, "patch_size": patch_size, "vision": dict(vision or {}), "text": dict(text or {}),
+            "vision_pretrain": dict(vision_pretrain or {}), "stage0": dict(stage0 or {}), "seed": seed}
+
+
+def tiny_backbone_dir(spec: dict, cache_dir: str, shipped_dir: str | None = None) -> Path:
+    """Where the backbone of `spec` lives: the copy shipped with the repository when one was built
+    by these settings and this recipe, else its place in the cache."""
+    name = f"tiny-llava-{tiny_cache_key(spec)}"
+    shipped = Path(shipped_dir or SHIPPED_DIR).expanduser() / name
+    return shipped if (shipped / "stage0.json").exists() else Path(cache_dir).expanduser() / name
+
+
+def load_tiny_backbone(cache_dir: str, progress: bool = True, shipped_dir: str | None = None, **settings) -> Backbone:
+    """Load the tiny LLaVA of these settings (`tiny_spec`'s arguments): the shipped one, or from
+    the cache, building it there (with stage 0) on first use."""
+    spec = tiny_spec(**settings)
+    path = tiny_backbone_dir(spec, cache_dir, shipped_dir)
     if not (path / "stage0.json").exists():
+        other = sorted(p.name for p in Path(shipped_dir or SHIPPED_DIR).expanduser().glob("tiny-llava-*"))
+        if other:
+            log.info("The shipped backbone (%s) was built by other settings or another recipe than this run's "
+                     "(%s): building it", ", ".join(other), path.name)
         _build_tiny(path, spec, progress)
     with _without_loading_bar():  # a few MB load in milliseconds: a bar would be noise
         return load_pretrained_backbone(str(path), dtype="float32", attn_implementation="sdpa")
@@ -340,26 +349,23 @@ def _build_tiny(path: Path, spec: dict, progress: bool) -> None:
     backbone = Backbone(model=model, tokenizer=tokenizer, image_processor=image_processor, name="tiny")
     stage0 = dict(spec["stage0"])
     num_samples = stage0.pop("num_samples", 6000)
-    task_preview = stage0.pop("task_preview", 0)
-    data_dir = path.parent / (f"stage0-data-{num_samples}-{size}-{spec['seed']}"
-                              + (f"-preview{task_preview}" if task_preview else ""))
+    data_dir = path.parent / f"stage0-data-v{synth.STAGE0_VERSION}-{num_samples}-{size}-{spec['seed']}"
     synth.generate_stage0(data_dir, num_samples=num_samples, image_size=size, seed=spec["seed"],
-                          progress=progress, task_preview=task_preview)
+                          progress=progress)
     train_file = data_dir / "instructions" / "Stage0" / "train.json"
     records = load_train_file(train_file, data_dir / "datasets")
     vision_losses = []
     vision_pretrain = dict(spec["vision_pretrain"])
     if vision_pretrain.get("steps", 0) > 0:
-        # the generic mixture only: the task previews' captions would make the answer classifier
-        # a head over thousands of one-off sentences
         metas = [r["meta"] for r in json.loads(train_file.read_text())]
-        generic = [i for i, m in enumerate(metas) if m.get("family") != "task"]
-        metas = [metas[i] for i in generic]
         cell_labels = [synth.stage0_cell_labels(m) for m in metas] if vision_pretrain.pop("dense", False) else None
         counts = [synth.stage0_counts(m) for m in metas] if vision_pretrain.pop("counts", False) else None
-        vision_losses = pretrain_vision(backbone, [records[i] for i in generic], seed=spec["seed"],
-                                        progress=progress, cell_labels=cell_labels, counts=counts,
-                                        **vision_pretrain)
+        # The answer classifier learns facts of the image: not options' letters (which depend on
+        # the order of the options in the question) nor captions (thousands of one-off sentences).
+        facts = [TrainRecord(r.id, r.image, [t for t in r.turns if synth.stage0.states_a_fact(t.instruction)])
+                 for r in records]
+        vision_losses = pretrain_vision(backbone, facts, seed=spec["seed"], progress=progress,
+                                        cell_labels=cell_labels, counts=counts, **vision_pretrain)
     losses = train_stage0(backbone, records, seed=spec["seed"], progress=progress, **stage0)
     # Write beside the final path and rename, so an interrupted build is never mistaken for a model.
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -368,7 +374,54 @@ def _build_tiny(path: Path, spec: dict, progress: bool) -> None:
     tokenizer.save_pretrained(tmp)
     image_processor.save_pretrained(tmp)
     with open(tmp / "stage0.json", "w") as f:
-        json.dump({"spec": spec, "vision_losses": vision_losses, "losses": losses}, f)
+        json.dump({"spec": spec, "vision_losses": vision_losses, "losses": losses, "built_on": build_machine()}, f)
     if path.exists():
         shutil.rmtree(path)
     tmp.rename(path)
+
+
+def build_machine() -> dict:
+    """What a build's floating-point results depend on besides its settings: a rebuild on another
+    CPU or another torch gives other weights (the build is deterministic on one machine only)."""
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name")) or cpu
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()}
+
+
+def main() -> None:
+    """`python -m hide.models.tiny build [OVERRIDES ...] [--ship]`: build the tiny backbone of the
+    configuration (the default one without overrides) into the cache, and with --ship copy it into
+    the repository's assets/models/ in place of the shipped one (what the default run loads)."""
+    import argparse
+
+    from hide.config import compose_config
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("command", choices=["build"])
+    parser.add_argument("--ship", action="store_true", help=f"copy the built backbone into {SHIPPED_DIR}")
+    args, overrides = parser.parse_known_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    cfg = compose_config(overrides, Path(tempfile.mkdtemp(prefix="tiny-build-")))
+    model = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "_target_"}
+    cache_dir, shipped_dir = model.pop("cache_dir"), model.pop("shipped_dir", None)
+    model.pop("progress", None)
+    spec = tiny_spec(**model)
+    path = Path(cache_dir).expanduser() / f"tiny-llava-{tiny_cache_key(spec)}"
+    if not (path / "stage0.json").exists():
+        _build_tiny(path, spec, progress=True)
+    print(f"built: {path}")
+    if args.ship:
+        target = Path(shipped_dir or SHIPPED_DIR).expanduser()
+        for old in target.glob("tiny-llava-*"):
+            shutil.rmtree(old)
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(path, target / path.name)
+        print(f"shipped: {target / path.name}")
+
+
+if __name__ == "__main__":
+    main()

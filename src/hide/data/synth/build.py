@@ -24,10 +24,10 @@ from hide.data.synth.tasks import TASK_NAMES, TASKS
 from hide.errors import ConfigError
 
 # Bump when any generated image or text of the six tasks changes, so that stale data is regenerated.
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 # Bump when anything stage 0 draws or asks changes (its scenes share the tasks' drawing code):
 # it is part of the tiny model's cache key, so the base model is rebuilt.
-STAGE0_VERSION = 5
+STAGE0_VERSION = 6
 MARKER = ".complete.json"
 STAGE0 = "Stage0"
 
@@ -190,31 +190,21 @@ def generate_benchmark(root, train_per_task: int = 600, test_per_task: int = 200
 
 
 def generate_stage0(root, num_samples: int = 6000, image_size: int = 64, seed: int = 0,
-                    progress: bool = True, split: str = "train", task_preview: int = 0) -> Path:
+                    progress: bool = True, split: str = "train") -> Path:
     """Write the stage-0 instruction-tuning mixture (`datasets/Stage0/<split>/<n>.png`,
     `instructions/Stage0/<split>.json`) under `root`, with the same marker logic as
     `generate_benchmark` (its own entry in `root/.complete.json`), and return `root`.
     `split="test"` draws held-out conversations from their own random streams (for probing
-    what the base model learned).
-
-    `task_preview` > 0 appends that many conversations per benchmark task, drawn by the task's own
-    generator from a stream of its own ("Stage0/<task>"), so never one of the benchmark's samples:
-    the base model then knows the tasks' instructions and answer formats a little, as LLaVA-1.5's
-    instruction tuning had shown it VQA and captioning before UCIT (its zero-shot UCIT scores are
-    far from 0). Their records carry meta {"family": "task", "task": <name>, "scene": <meta>}; the
-    `num_samples` generic conversations are the same with or without them."""
+    what the base model learned)."""
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {sorted(_SPLITS)}, got {split!r}")
     _check_count("num_samples", num_samples)
     _check_count("image_size", image_size, 8)
     _check_count("seed", seed, 0)
-    _check_count("task_preview", task_preview, 0)
     root = Path(root).expanduser()
     marker = "stage0" if split == "train" else f"stage0-{split}"
     params = {"version": STAGE0_VERSION, "num_samples": num_samples, "image_size": image_size,
               "seed": int(seed), "split": split}
-    if task_preview:
-        params["task_preview"] = int(task_preview)
     if _is_complete(root, marker, params):
         return root
     root.mkdir(parents=True, exist_ok=True)
@@ -234,19 +224,6 @@ def generate_stage0(root, num_samples: int = 6000, image_size: int = 64, seed: i
                 conv.append({"from": "gpt", "value": a})
             records.append({"id": f"{STAGE0}_{split}_{i}", "image": rel, "conversations": conv, "meta": meta})
             bar.advance(job)
-        if task_preview:
-            job = bar.add(f"{STAGE0} task preview", task_preview * len(TASKS))
-            for task in TASKS:
-                name = task.NAME
-                for j in range(task_preview):
-                    img, text, answer, _, meta = task.sample(
-                        sample_rng(seed, f"{STAGE0}/{name}", split, j), image_size)
-                    rel = f"{STAGE0}/{split}/{name}_{j}.png"
-                    _save_png(img, root / "datasets" / rel)
-                    records.append({"id": f"{STAGE0}_{name}_{split}_{j}", "image": rel, "conversations": [
-                        {"from": "human", "value": f"{IMAGE_TOKEN}\n{text}"}, {"from": "gpt", "value": answer}],
-                        "meta": {"family": "task", "task": name, "scene": meta}})
-                    bar.advance(job)
     write_train_file(root / "instructions" / STAGE0 / f"{split}.json", records)
     _write_marker(root, marker, params)
     return root

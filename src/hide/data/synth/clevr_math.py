@@ -4,9 +4,11 @@ cubes. How many objects are left?" or "Add 2 blue spheres. How many objects are 
 answer is a digit.
 
 Its stage-0 counterpart, the "clevr" family: the same scenes, asked to count a shape or a colour
-("there are two red objects"), how many objects of a colour there are in a bare number word,
-how many objects there are, whether some object is there and the shape of the object of a
-colour.
+("there are two red objects"), how many objects of a colour there are (a bare number word, or a
+digit), how many objects there are (in words, or a digit), whether some object is there, the
+shape of the object of a colour (a sentence, or a word), the colour of the object of a shape
+(an option's letter) and for a one-sentence caption. Subtracting or adding objects is the task's
+alone: the base model counts, the task asks it to count what a change leaves.
 """
 
 from __future__ import annotations
@@ -25,7 +27,20 @@ from hide.data.synth.draw import (
     lighter,
     vertical_gradient,
 )
-from hide.data.synth.texts import COUNT_Q, IT_IS, NUMBER_WORDS, SINGLE_WORD, art, count_answer, register, yes_no
+from hide.data.synth.texts import (
+    COUNT_Q,
+    IT_IS,
+    NUMBER_WORDS,
+    SINGLE_WORD,
+    and_list,
+    art,
+    caption_prompt,
+    count_answer,
+    multiple_choice,
+    register,
+    short,
+    yes_no,
+)
 
 NAME = "ClevrMath"
 KIND = "qa"
@@ -52,6 +67,7 @@ CLEVR_ANSWER_RANGE = CLEVR_MAX_OBJECTS + CLEVR_MAX_ADD - (CLEVR_MIN_OBJECTS - 1)
 S0 = {
     "clevr_there": "Is there {art} {color} {shape}?",
     "clevr_shape_of": "What shape is the {color} object?",
+    "clevr_color_of": "What color is the {shape}?",
     "n_objects": "How many objects are there?",
     "how_many_color": "How many {color} objects are there?",
 }
@@ -173,12 +189,24 @@ def pretraining(rng, size):
           ("n_objects", S0["n_objects"], count_answer(len(objs), "object", "objects"), 1.0),
           ("clevr_there", S0["clevr_there"].format(art=art(ask_c), color=ask_c, shape=ask_s),
            yes_no(any(x["color"] == ask_c and x["shape"] == ask_s for x in objs)), 1.0)]
+    qa += [("n_objects_digit", short(S0["n_objects"]), str(len(objs)), 1.0),
+           ("how_many_color_digit", short(S0["how_many_color"].format(color=how_many)),
+            str(sum(x["color"] == how_many for x in objs)), 1.0),
+           ("caption", caption_prompt(rng), and_list([f"{art(x['color'])} {x['color']} {x['shape']}" for x in objs]), 0.5)]
     colors = [x["color"] for x in objs]
     unique = [x for x in objs if colors.count(x["color"]) == 1]
     if unique:
         u = unique[rng.integers(len(unique))]
         qa.append(("clevr_shape_of", S0["clevr_shape_of"].format(color=u["color"]),
-                   IT_IS.format(x=f"{art(u['shape'])} {u['shape']}"), 1.0))
+                   IT_IS.format(x=f"{art(u['shape'])} {u['shape']}"), 0.5))
+        qa.append(("clevr_shape_word", short(S0["clevr_shape_of"].format(color=u["color"])), u["shape"], 1.0))
+    shapes = [x["shape"] for x in objs]
+    alone = [x for x in objs if shapes.count(x["shape"]) == 1]
+    if alone:
+        u = alone[rng.integers(len(alone))]
+        question, letter = multiple_choice(rng, S0["clevr_color_of"].format(shape=u["shape"]), u["color"],
+                                           [c for c in CLEVR_COLORS if c != u["color"]])
+        qa.append(("clevr_color_mc", question, letter, 1.0))
     return img, qa, meta
 
 

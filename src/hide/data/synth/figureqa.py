@@ -1,11 +1,13 @@
 """FigureQA, the analog of UCIT's ArxivQA: "Which bar is the tallest?" (or the shortest) about a
-bar chart of 3-4 bars of distinct colours, each in its own column cell of the layout grid and
+bar chart of 4 bars of distinct colours, each in its own column cell of the layout grid and
 growing from the bottom edge; the options are the bars' colours, the answer a letter.
 
 Its stage-0 counterpart, the "bars" family: 2-4 bars, asked which is the highest or the lowest
 ("the second bar from the left"), the colour of the tallest or the shortest, how many bars
-there are and their colours from left to right; two bars 40% of the time, then mostly asked
-which is higher, the left one or the right one.
+there are (in words, or a digit), a bar's colour by its position (a word, or an option's letter
+among the chart's colours in a shuffled order), their colours from left to right, and for a
+one-sentence caption; two bars 40% of the time, then mostly asked which is higher, the left one or
+the right one. Options that name a bar's height are the task's alone.
 """
 
 from __future__ import annotations
@@ -21,10 +23,14 @@ from hide.data.synth.texts import (
     LETTERS,
     LIST_SEP,
     MC_SUFFIX,
+    NUMBER_WORDS,
+    caption_prompt,
     count_answer,
+    multiple_choice,
     option_chance,
     options,
     register,
+    short,
 )
 
 NAME = "FigureQA"
@@ -45,10 +51,12 @@ S0 = {
     "shortest_color": "What color is the shortest bar?",
     "n_bars": "How many bars are there?",
     "bar_colors": "List the bar colors from left to right.",
+    "nth_color": "What color is the {ordinal} bar from the left?",
 }
 S0_ANSWERS = {
     "left": "the left one", "right": "the right one", "nth_bar": "the {ordinal} bar from the left",
     "tallest": "the tallest bar is {color}", "shortest": "the shortest bar is {color}",
+    "caption": "a bar chart with {n} bars",
 }
 ORDINALS = register(["first", "second", "third", "fourth"])
 register([list(S0.values()), list(S0_ANSWERS.values())])
@@ -92,8 +100,7 @@ def _scene_bars(rng, size: int, n: int, gap_extreme: float = 0.125, gap: float =
 
 
 def sample(rng, size):
-    n = 3 if rng.random() < 0.5 else 4
-    img, meta = _scene_bars(rng, size, n, gap_extreme=0.25)
+    img, meta = _scene_bars(rng, size, 4, gap_extreme=0.25)
     which = "tallest" if rng.random() < 0.5 else "shortest"
     h = meta["heights"]
     pos = int(np.argmax(h) if which == "tallest" else np.argmin(h))
@@ -114,7 +121,15 @@ def pretraining(rng, size):
           ("tallest_color", S0["tallest_color"], S0_ANSWERS["tallest"].format(color=colors[hi]), 1.0),
           ("shortest_color", S0["shortest_color"], S0_ANSWERS["shortest"].format(color=colors[lo]), 1.0),
           ("n_bars", S0["n_bars"], count_answer(n, "bar", "bars"), 1.0),
-          ("bar_colors", S0["bar_colors"], LIST_SEP.join(colors), 1.0)]
+          ("n_bars_digit", short(S0["n_bars"]), str(n), 1.0),
+          ("bar_colors", S0["bar_colors"], LIST_SEP.join(colors), 1.0),
+          ("caption", caption_prompt(rng), S0_ANSWERS["caption"].format(n=NUMBER_WORDS[n]), 0.5)]
+    k = int(rng.integers(n))
+    nth = S0["nth_color"].format(ordinal=ORDINALS[k])
+    qa.append(("nth_color", short(nth), colors[k], 1.0))
+    if n >= 3:
+        question, letter = multiple_choice(rng, nth, colors[k], [c for c in colors if c != colors[k]], k=n)
+        qa.append(("nth_color_mc", question, letter, 1.0))
     if n == 2:
         qa.append(("higher", S0["higher"], S0_ANSWERS["left"] if h[0] > h[1] else S0_ANSWERS["right"], 8.0))
     return img, qa, meta

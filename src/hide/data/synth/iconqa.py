@@ -4,7 +4,10 @@ choice, "Which icon appears most often?" about a grid of three kinds, answered w
 Both use the 4x4 layout grid over the whole canvas, one icon (75% of a cell) per occupied cell.
 
 Its stage-0 counterpart, the "icons" family: grids of 1-4 kinds, asked to count one kind ("there
-are three stars"), whether a kind is there and which of two kinds there are more of.
+are three stars"), whether a kind is there, which of two kinds there are more of ("there are
+more stars"), how many kinds there are (a digit), which of three kinds is in the grid (an
+option's letter) and for a one-sentence caption. A digit for one kind's count and the option of
+the most frequent kind are the task's alone.
 """
 
 from __future__ import annotations
@@ -18,11 +21,15 @@ from hide.data.synth.texts import (
     LETTERS,
     MC_SUFFIX,
     SINGLE_WORD,
+    and_list,
     art,
+    caption_prompt,
     count_answer,
+    multiple_choice,
     option_chance,
     options,
     register,
+    short,
     yes_no,
 )
 
@@ -48,8 +55,9 @@ ICON_COUNT_RANGE = ICON_COUNT_MAX
 
 # Stage 0's questions and answers about icon grids (keys are names, not text: only the values are
 # registered for the vocabulary).
-S0 = {"icon_there": "Is there {art} {kind} in the grid?", "more_icons": "Are there more {a} or {b}?"}
-S0_ANSWERS = {"more": "there are more {plural}"}
+S0 = {"icon_there": "Is there {art} {kind} in the grid?", "more_icons": "Are there more {a} or {b}?",
+      "n_kinds": "How many kinds of icons are there?", "which_icon": "Which icon is in the grid?"}
+S0_ANSWERS = {"more": "there are more {plural}", "caption": "a grid of {icons}"}
 register([list(S0.values()), list(S0_ANSWERS.values())])
 
 
@@ -118,8 +126,17 @@ def pretraining(rng, size):
     counts = meta["counts"]
     kind = ICON_KINDS[rng.integers(len(ICON_KINDS))]
     n = counts.get(kind, 0)
+    present = [k for k in ICON_KINDS if counts.get(k, 0) > 0]
     qa = [("count", COUNT_Q.format(plural=ICON_PLURALS[kind]), count_answer(n, kind, ICON_PLURALS[kind]), 1.0),
-          ("icon_there", S0["icon_there"].format(art=art(kind), kind=kind), yes_no(n > 0), 1.0)]
+          ("icon_there", S0["icon_there"].format(art=art(kind), kind=kind), yes_no(n > 0), 1.0),
+          ("n_kinds", short(S0["n_kinds"]), str(len(present)), 1.0)]
+    absent = [k for k in ICON_KINDS if k not in present]
+    if present and len(absent) >= 2:
+        which, letter = multiple_choice(rng, S0["which_icon"], present[rng.integers(len(present))], absent)
+        qa.append(("which_icon", which, letter, 1.0))
+    if present:
+        icons = and_list([ICON_PLURALS[k] if counts[k] > 1 else f"{art(k)} {k}" for k in present])
+        qa.append(("caption", caption_prompt(rng), S0_ANSWERS["caption"].format(icons=icons), 0.5))
     pairs = [(a, b) for a in ICON_KINDS for b in ICON_KINDS
              if a != b and counts.get(a, 0) != counts.get(b, 0) and (a in counts or b in counts)]
     if pairs:

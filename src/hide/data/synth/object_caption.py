@@ -3,8 +3,10 @@ one or two coloured everyday objects (cup, ball, box, bottle, book) on a table (
 to a blue book on a table"); three reference captions per image.
 
 Its stage-0 counterpart, the "table" family: the same scenes, asked to describe the objects
-("the cup is red and the book is blue"), what is on the table, how many objects there are,
-whether some kind of object is there and what colour an object is.
+("the cup is red and the book is blue"), how many objects there are (in words, or a digit),
+whether some kind of object is there, what colour an object is (a sentence, or a word) and which
+of three kinds of object is on the table (an option's letter). Never a caption of a table top:
+the task's captions are content the base model has not produced.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from PIL import Image
 
 from hide.data.synth.draw import RGB, canvas, darker, finish, jitter_color, lighter
-from hide.data.synth.texts import COLORS, IT_IS, art, count_answer, register, yes_no
+from hide.data.synth.texts import COLORS, IT_IS, art, count_answer, multiple_choice, register, short, yes_no
 
 NAME = "ObjectCaption"
 KIND = "caption"
@@ -38,12 +40,12 @@ OBJECT_CAPTIONS_2 = register([
 # are registered for the vocabulary).
 S0 = {
     "describe": "Describe the objects.",
-    "on_table": "What is on the table?",
+    "which_on_table": "Which object is on the table?",
     "obj_there": "Is there {art} {kind} on the table?",
     "obj_color": "What color is the {kind}?",
     "n_objects_table": "How many objects are on the table?",
 }
-S0_ANSWERS = {"the_is": "the {kind} is {color}", "and": "{a} and {b}", "a_obj": "a {color} {kind}"}
+S0_ANSWERS = {"the_is": "the {kind} is {color}", "and": "{a} and {b}"}
 register([list(S0.values()), list(S0_ANSWERS.values())])
 register(["object", "objects"])
 
@@ -136,20 +138,22 @@ def sample(rng, size):
 def pretraining(rng, size):
     img, meta = _scene_table(rng, size)
     objs = meta["objects"]
+    kinds = [o["kind"] for o in objs]
     described = [S0_ANSWERS["the_is"].format(kind=o["kind"], color=o["color"]) for o in objs]
-    listed = [S0_ANSWERS["a_obj"].format(color=o["color"], kind=o["kind"]) for o in objs]
+    present = kinds[rng.integers(len(kinds))]
+    which, letter = multiple_choice(rng, S0["which_on_table"], present, [k for k in TABLE_OBJECTS if k not in kinds])
     qa = [("describe", S0["describe"],
            S0_ANSWERS["and"].format(a=described[0], b=described[1]) if len(objs) == 2 else described[0], 1.0),
-          ("on_table", S0["on_table"],
-           S0_ANSWERS["and"].format(a=listed[0], b=listed[1]) if len(objs) == 2 else listed[0], 1.0),
-          ("n_objects_table", S0["n_objects_table"], count_answer(len(objs), "object", "objects"), 1.0)]
-    kinds = [o["kind"] for o in objs]
+          ("n_objects_table", S0["n_objects_table"], count_answer(len(objs), "object", "objects"), 0.5),
+          ("n_objects_digit", short(S0["n_objects_table"]), str(len(objs)), 1.0),
+          ("which_on_table", which, letter, 1.0)]
     ask = TABLE_OBJECTS[rng.integers(len(TABLE_OBJECTS))]
     qa.append(("obj_there", S0["obj_there"].format(art=art(ask), kind=ask), yes_no(ask in kinds), 1.0))
     unique = [o for o in objs if kinds.count(o["kind"]) == 1]
     if unique:
         o = unique[rng.integers(len(unique))]
-        qa.append(("obj_color", S0["obj_color"].format(kind=o["kind"]), IT_IS.format(x=o["color"]), 1.0))
+        qa.append(("obj_color", S0["obj_color"].format(kind=o["kind"]), IT_IS.format(x=o["color"]), 0.5))
+        qa.append(("obj_color_word", short(S0["obj_color"].format(kind=o["kind"])), o["color"], 1.0))
     return img, qa, meta
 
 

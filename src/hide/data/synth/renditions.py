@@ -3,10 +3,14 @@ large object (55-85% of the canvas, near the centre) of one of 10 shape classes,
 7 renditions, with strokes of at least image_size/16 so that outlines and dots survive the
 downsampling; the answer is the class.
 
-Its stage-0 counterpart, the "shapes" family: two thirds the same single objects, asked mostly
-"What shape is this?" ("this is a circle"), also whether it is some class, its colour and how it
-is drawn; one third 2-4 shapes in 2x2-cell blocks, asked whether a class is there, how many
-shapes there are, the largest one's colour and the classes from left to right.
+Its stage-0 counterpart, the "shapes" family: two thirds the same single objects, asked "What
+shape is this?" ("this is a circle"), whether it is some class, its colour (a word, or an option's
+letter) and how it is drawn; one third 2-4 shapes in 2x2-cell blocks, asked whether a class is
+there, how many shapes there are (in words, or a digit), the largest one's colour, the classes
+from left to right, and for a one-sentence caption. Stage 0 names only six of the ten classes
+(`NAMED_IN_STAGE0`): the vision tower learns all ten, but a base model has never said "cross",
+"diamond", "hexagon" or "arrow" about an image, as LLaVA-1.5 had never answered ImageNet-R's
+class names in its own words; the task's instruction and its one-word answers are new as well.
 """
 
 from __future__ import annotations
@@ -26,7 +30,19 @@ from hide.data.synth.draw import (
     rotated,
     texture,
 )
-from hide.data.synth.texts import COLORS, IT_IS, LIST_SEP, SINGLE_WORD, art, count_answer, register, yes_no
+from hide.data.synth.texts import (
+    COLORS,
+    LIST_SEP,
+    SINGLE_WORD,
+    and_list,
+    art,
+    caption_prompt,
+    count_answer,
+    multiple_choice,
+    register,
+    short,
+    yes_no,
+)
 
 NAME = "Renditions"
 KIND = "qa"
@@ -42,6 +58,7 @@ DARK_COLORS = ("red", "blue", "green", "purple", "black", "brown")  # on texture
 MAX_ROTATION = {"circle": 0, "square": 12, "triangle": 25, "star": 36, "cross": 12, "diamond": 12,
                 "hexagon": 30, "heart": 20, "arrow": 180, "moon": 180}
 RENDITIONS_Q = register("What is the object in the image?") + SINGLE_WORD
+NAMED_IN_STAGE0 = ("circle", "square", "triangle", "star", "heart", "moon")
 RENDITION_SIZE = (0.55, 0.85)  # of the canvas
 RENDITION_JITTER = 0.04  # largest offset of the centre, of the canvas
 
@@ -57,7 +74,7 @@ S0 = {
     "shape_color": "What color is the shape?",
     "how_drawn": "How is the shape drawn?",
 }
-S0_ANSWERS = {"this_is": "this is {art} {x}"}
+S0_ANSWERS = {"this_is": "this is {art} {x}", "a_shape": "{art} {color} {shape}"}
 RENDITION_PHRASES = {
     "solid": "it is filled with one color", "outline": "only its outline is drawn",
     "striped": "it is filled with stripes", "dotted": "its outline is drawn with dots",
@@ -155,27 +172,36 @@ def _scene_shape_blocks(rng, size: int) -> tuple[Image.Image, dict]:
 
 def pretraining(rng, size):
     """Two thirds single objects drawn exactly as Renditions draws them (its classes, renditions
-    and code), asked mostly "What shape is this?"; one third 2-4 shapes in 2x2-cell blocks."""
+    and code), one third 2-4 shapes in 2x2-cell blocks. Only NAMED_IN_STAGE0 classes are named."""
     if rng.random() < 2 / 3:
         img, meta = _scene_rendition(rng, size)
         meta = {"layout": "single", **meta}
-        cls = meta["class"]
-        ask = cls if rng.random() < 0.5 else [c for c in SHAPES if c != cls][rng.integers(len(SHAPES) - 1)]
-        qa = [("what_shape", S0["what_shape"], S0_ANSWERS["this_is"].format(art=art(cls), x=cls), 6.0),
-              ("is_shape", S0["is_shape"].format(art=art(ask), shape=ask), yes_no(ask == cls), 2.0),
-              ("shape_color", S0["shape_color"], IT_IS.format(x=meta["color"]), 1.0),
+        cls, color = meta["class"], meta["color"]
+        # about a named class, "is it X?" asks its own class half the time
+        ask = cls if cls in NAMED_IN_STAGE0 and rng.random() < 0.5 else \
+            NAMED_IN_STAGE0[rng.integers(len(NAMED_IN_STAGE0))]
+        color_mc, letter = multiple_choice(rng, S0["shape_color"], color, [c for c in RENDITION_COLORS if c != color])
+        qa = [("is_shape", S0["is_shape"].format(art=art(ask), shape=ask), yes_no(ask == cls), 2.0),
+              ("shape_color", short(S0["shape_color"]), color, 1.0),
+              ("shape_color_mc", color_mc, letter, 1.0),
               ("how_drawn", S0["how_drawn"], RENDITION_PHRASES[meta["rendition"]], 1.0)]
+        if cls in NAMED_IN_STAGE0:
+            qa.append(("what_shape", S0["what_shape"], S0_ANSWERS["this_is"].format(art=art(cls), x=cls), 5.0))
         return img, qa, meta
     img, meta = _scene_shape_blocks(rng, size)
     shapes = meta["shapes"]
     classes = [s["class"] for s in shapes]
-    ask = classes[rng.integers(len(classes))] if rng.random() < 0.5 else \
-        [c for c in SHAPES if c not in classes][rng.integers(len(SHAPES) - len(classes))]
+    ask = NAMED_IN_STAGE0[rng.integers(len(NAMED_IN_STAGE0))]
     largest = max(shapes, key=lambda s: s["area"])
+    named = [S0_ANSWERS["a_shape"].format(art=art(s["color"]), color=s["color"],
+                                          shape=s["class"] if s["class"] in NAMED_IN_STAGE0 else "shape")
+             for s in shapes]
     qa = [("shape_there", S0["shape_there"].format(art=art(ask), shape=ask), yes_no(ask in classes), 1.0),
-          ("n_shapes", S0["n_shapes"], count_answer(len(shapes), "shape", "shapes"), 1.0),
-          ("largest_color", S0["largest_color"], IT_IS.format(x=largest["color"]), 1.0)]
-    if len(shapes) == 2:
+          ("n_shapes", S0["n_shapes"], count_answer(len(shapes), "shape", "shapes"), 0.5),
+          ("n_shapes_digit", short(S0["n_shapes"]), str(len(shapes)), 1.0),
+          ("largest_color", short(S0["largest_color"]), largest["color"], 1.0),
+          ("caption", caption_prompt(rng), and_list(named), 1.0)]
+    if len(shapes) == 2 and all(c in NAMED_IN_STAGE0 for c in classes):
         qa.append(("name_lr", S0["name_lr"], LIST_SEP.join(classes), 1.0))
     return img, qa, meta
 

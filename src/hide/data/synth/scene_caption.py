@@ -3,9 +3,10 @@ image." of an outdoor scene (day, night or sunset sky; 0-3 trees, maybe a house 
 grass or a shore in front of water), e.g. "a red house with two trees at sunset"; three
 reference captions per image.
 
-Its stage-0 counterpart, the "outdoor" family: the same scenes, asked what time of day it is,
-whether it is day or night, whether there is a house, a person or water, and to count the
-trees.
+Its stage-0 counterpart, the "outdoor" family: the same scenes, asked the time of day (a
+sentence, or an option's letter), whether it is day or night, whether there is a house, a person
+or water, how many trees there are (in words, or a digit) and what colour the house is. Never a
+caption of an outdoor scene: the task's captions are content the base model has not produced.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from hide.data.synth.draw import (
     rotated,
     vertical_gradient,
 )
-from hide.data.synth.texts import COUNT_Q, count_answer, register, yes_no
+from hide.data.synth.texts import COUNT_Q, and_list, count_answer, multiple_choice, register, short, yes_no
 
 NAME = "SceneCaption"
 KIND = "caption"
@@ -57,6 +58,8 @@ S0 = {
     "house_there": "Is there a house?",
     "person_there": "Is there a person?",
     "water_there": "Is there water in the picture?",
+    "n_trees": "How many trees are there?",
+    "house_color": "What color is the house?",
 }
 S0_ANSWERS = {"daytime": "it is daytime", "night": "it is night", "day": "it is day", "sunset": "it is sunset"}
 register([list(S0.values()), list(S0_ANSWERS.values())])
@@ -167,27 +170,19 @@ def _scene_outdoor(rng, size: int) -> tuple[Image.Image, dict]:
     return finish(img, size), meta
 
 
-def _join(items: list[str]) -> str:
-    if len(items) == 1:
-        return items[0]
-    if len(items) == 2:
-        return f"{items[0]} and {items[1]}"
-    return f"{items[0]} , {items[1]} and {items[2]}"
-
-
 def _scene_captions(meta: dict) -> list[str]:
     trees = TREE_PHRASES.get(meta["trees"])
     if meta["house"]:
         rest = [p for p in (trees, "a person" if meta["person"] else None) if p]
         house = f"a {meta['house_color']} house"
-        subj_a = f"{house} with {_join(rest)}" if rest else house
+        subj_a = f"{house} with {and_list(rest)}" if rest else house
     elif meta["person"]:
         subj_a = f"a person standing near {trees}" if trees else "a person standing"
     else:
         subj_a = trees
     house = f"a {meta['house_color']} house" if meta["house"] else None
     items = [p for p in (house, trees, "a person" if meta["person"] else None) if p]
-    subj_b = _join(items)
+    subj_b = and_list(items)
     verb = "there is" if items[0].startswith("a ") else "there are"
     t, g = TIME_PHRASES[meta["time"]], GROUND_PHRASES[meta["ground"]]
     return [f"{subj_a} {t[0]}", f"{subj_b} {g[0]} {t[1]}", f"{verb} {subj_b} {g[1]} {t[2]}"]
@@ -202,11 +197,16 @@ def sample(rng, size):
 def pretraining(rng, size):
     img, meta = _scene_outdoor(rng, size)
     time = meta["time"]
+    when, letter = multiple_choice(rng, S0["time_of_day"], time, [t for t in TIMES if t != time])
     qa = [("time_of_day", S0["time_of_day"], S0_ANSWERS["daytime" if time == "day" else time], 1.0),
+          ("time_of_day_mc", when, letter, 1.0),
           ("house_there", S0["house_there"], yes_no(meta["house"]), 1.0),
           ("person_there", S0["person_there"], yes_no(meta["person"]), 1.0),
           ("water_there", S0["water_there"], yes_no(meta["ground"] == "water"), 1.0),
-          ("count", COUNT_Q.format(plural="trees"), count_answer(meta["trees"], "tree", "trees"), 1.0)]
+          ("count", COUNT_Q.format(plural="trees"), count_answer(meta["trees"], "tree", "trees"), 0.5),
+          ("n_trees_digit", short(S0["n_trees"]), str(meta["trees"]), 1.0)]
+    if meta["house"]:
+        qa.append(("house_color", short(S0["house_color"]), meta["house_color"], 1.0))
     if time != "sunset":
         qa.append(("day_night", S0["day_night"], S0_ANSWERS[time], 1.0))
     return img, qa, meta

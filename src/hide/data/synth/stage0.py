@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from hide.data.synth.tasks import TASKS
+from hide.data.synth.texts import CAPTION_PROMPTS, MC_SUFFIX
 
 # Each family's `pretraining` returns (image, [(key, question, answer, weight), ...], meta); a
 # conversation asks up to STAGE0_TURNS of the questions, drawn without replacement in proportion
@@ -51,3 +52,9 @@ def stage0_counts(meta: dict) -> dict[str, int] | None:
     per colour and per shape; both: the total."""
     family = FAMILIES.get(meta.get("family"))
     return family.stage0_counts(meta) if family else None
+
+
+def states_a_fact(question: str) -> bool:
+    """Whether a stage-0 question's answer is a fact of the image alone: not an option's letter
+    (which depends on the order of the options) and not a caption."""
+    return not question.endswith(MC_SUFFIX) and question not in CAPTION_PROMPTS

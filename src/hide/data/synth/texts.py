@@ -130,3 +130,39 @@ def count_answer(n: int, sing: str, plural: str) -> str:
 
 def yes_no(flag: bool) -> str:
     return _YES if flag else _NO
+
+
+# ---------------------------------------------------------------------------------------------
+# Answer formats stage 0 teaches on its own questions, as LLaVA-1.5's instruction data taught its
+# base model: a single word or phrase (SINGLE_WORD), an option's letter (MC_SUFFIX), a caption in
+# one sentence (asked in words of stage 0's own, never a task's instruction)
+# ---------------------------------------------------------------------------------------------
+
+CAPTION_PROMPTS = register(["Provide a one-sentence caption for the provided image.",
+                            "Describe the image in one sentence.", "Give a short caption for the picture."])
+_AND = register(["{a} and {b}", "{a} , {b} and {c}"])
+
+
+def short(question: str) -> str:
+    """The question asked for a single word or phrase (a colour, a name, a digit, yes or no)."""
+    return question + SINGLE_WORD
+
+
+def multiple_choice(rng, question: str, answer: str, distractors: list[str], k: int = 3) -> tuple[str, str]:
+    """The question with `answer` and k - 1 of the distractors as options in a random order; returns
+    (text, the answer's letter)."""
+    picked = [distractors[i] for i in rng.permutation(len(distractors))[:k - 1]]
+    names = [answer] + picked
+    names = [names[i] for i in rng.permutation(len(names))]
+    return f"{question}\n{options(names)}{MC_SUFFIX}", LETTERS[names.index(answer)]
+
+
+def caption_prompt(rng) -> str:
+    return CAPTION_PROMPTS[rng.integers(len(CAPTION_PROMPTS))]
+
+
+def and_list(items: list[str]) -> str:
+    """"a", "a and b", "a , b and c" (and so on, commas before the last "and")."""
+    if len(items) == 1:
+        return items[0]
+    return " , ".join(items[:-1]) + " and " + items[-1]

@@ -1,0 +1,68 @@
+"""Cache keys follow the content: a change to the generated data, the stage-0 mixture or the build
+recipe without a new version in the key fails here (hide.fingerprints)."""
+
+import pytest
+
+from hide import fingerprints
+from hide.data import synth
+from hide.models import tiny
+
+VERSION_OF = {"benchmark": "hide.data.synth.build.GENERATOR_VERSION", "stage0": "hide.data.synth.build.STAGE0_VERSION",
+              "recipe": "hide.models.tiny.RECIPE_VERSION"}
+
+
+@pytest.fixture(scope="module")
+def today():
+    return fingerprints.current()
+
+
+@pytest.mark.parametrize("kind", ["benchmark", "stage0", "recipe"])
+def test_each_fingerprint_matches_its_pinned_version(kind, today):
+    pinned = fingerprints.pinned()[kind]
+    assert pinned["version"] == today[kind]["version"], (
+        f"{VERSION_OF[kind]} is {today[kind]['version']} but {fingerprints.PINNED.name} pins version "
+        f"{pinned['version']}: run `python -m hide.fingerprints --update` to pin the new version's content")
+    assert pinned["fingerprint"] == today[kind]["fingerprint"], (
+        f"what {VERSION_OF[kind]} = {pinned['version']} produces has changed: caches keyed by it would be reused "
+        f"stale. Bump {VERSION_OF[kind]} and run `python -m hide.fingerprints --update` (only `--update` if the "
+        f"content is really the same)")
+
+
+def test_the_fingerprints_see_a_change_of_content(monkeypatch):
+    benchmark, stage0 = fingerprints.benchmark_fingerprint(samples=1), fingerprints.stage0_fingerprint(samples=20)
+    monkeypatch.setattr(synth.renditions, "RENDITION_SIZE", (0.5, 0.8))  # Renditions draws smaller objects
+    assert fingerprints.benchmark_fingerprint(samples=1) != benchmark
+    assert fingerprints.stage0_fingerprint(samples=20) != stage0  # stage 0 draws the same single shapes
+    monkeypatch.undo()
+    monkeypatch.setattr(synth.stage0, "STAGE0_TURNS", 2)
+    assert fingerprints.stage0_fingerprint(samples=20) != stage0
+    assert fingerprints.benchmark_fingerprint(samples=1) == benchmark
+
+
+def _load(tmp_path, name: str, source: str):
+    import importlib.util
+
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.scale
+
+
+def test_the_recipe_fingerprint_sees_code_not_wording(tmp_path):
+    base = _load(tmp_path, "a", 'def scale(lr):\n    """Double it."""\n    return lr * 2\n')
+    reworded = _load(tmp_path, "b", 'def scale(lr):\n    """Twice the rate."""\n    # doubled\n    return lr * 2\n')
+    changed = _load(tmp_path, "c", 'def scale(lr):\n    """Double it."""\n    return lr * 3\n')
+    assert fingerprints.code_fingerprint([base]) == fingerprints.code_fingerprint([reworded])
+    assert fingerprints.code_fingerprint([base]) != fingerprints.code_fingerprint([changed])
+
+
+def test_the_backbone_key_holds_the_versions(monkeypatch):
+    spec = {"image_size": 32}
+    key = tiny.tiny_cache_key(spec)
+    monkeypatch.setattr(tiny, "RECIPE_VERSION", tiny.RECIPE_VERSION + 1)
+    assert tiny.tiny_cache_key(spec) != key
+    monkeypatch.undo()
+    monkeypatch.setattr(synth, "STAGE0_VERSION", synth.STAGE0_VERSION + 1)
+    assert tiny.tiny_cache_key(spec) != key
