@@ -30,7 +30,7 @@ test-slow: venv
 calibrate: venv
 	$(PY) experiments/calibrate.py $(CALIBRATE_ARGS)
 
-# speed goals as ratios measured side by side (README.md, "Performance"); writes bench/results.json
+# speed goals as ratios measured side by side (docs/performance.md); writes bench/results.json
 bench: venv
 	$(PY) -m bench.run $(BENCH_ARGS)
 

@@ -30,7 +30,7 @@ from hide.metrics.continual import METRIC_NAMES
 
 # the order rows and bars are shown in: bounds and baselines first, HiDe, then the upper bound
 METHOD_ORDER = ["zeroshot", "lora", "moelora", "olora", "ewc", "lwf", "replay", "hide", "multitask"]
-IGNORED_OVERRIDES = ("seed=", "hydra.", "paths.", "logger", "trainer.enable_progress_bar", "num_threads")
+IGNORED_OVERRIDES = ("seed=", "hydra.", "paths.", "logger", "trainer.enable_progress_bar", "num_threads", "resume=")
 
 
 def run_overrides(run_dir: Path) -> list[str]:

@@ -203,10 +203,9 @@ def test_answers_agree_with_scenes(bench):
                     assert answer in sy.SHAPES and answer == m["class"]
                     assert text.endswith("What is the object in the image?\nAnswer the question using a single word or phrase.")
                 elif task == "FigureQA":
-                    assert [o[1] for o in options] == m["colors"] and len(options) in (3, 4)
-                    assert answer in [o[0] for o in options]
-                    pick = np.argmax if m["question"] == "tallest" else np.argmin
-                    assert answer == "ABCD"[int(pick(m["heights"]))]
+                    assert [o[1] for o in options] == m["colors"] and len(options) == 4
+                    assert "Which bar is the tallest?\nA. " in text and m["question"] == "tallest"
+                    assert answer == "ABCD"[int(np.argmax(m["heights"]))]
                     assert text.endswith("\nAnswer with the option's letter from the given choices directly.")
                 elif task == "IconQA":
                     if m["question"]["type"] == "most":
@@ -387,6 +386,7 @@ MC_ANSWERS = {  # stage-0 multiple-choice questions, and whether the chosen opti
     "clevr_color_mc": lambda option, m, q: any(o["color"] == option and o["shape"] == re.search(
         r"What color is the (\w+)\?", q).group(1) for o in m["objects"]),
     "time_of_day_mc": lambda option, m: option == m["time"],
+    "option_lookup": lambda option, m, q: option == re.match(r"Which option is (\w+)\?", q).group(1),
 }
 
 
@@ -414,7 +414,7 @@ def _check_stage0_formats(key, question, answer, meta, formats):
 
 def test_stage0_mixture_and_answers():
     n = 2000
-    families, asked, is_shape_yes, single, named = {}, {}, 0, 0, 0
+    families, asked, is_shape_yes, single, named, named_asked = {}, {}, 0, 0, 0, 0
     formats = {"digit": 0, "letter": 0, "caption": 0, "word": 0}
     for i in range(n):
         _, qa, m = sy.stage0.sample(sy.build.sample_rng(0, "Stage0", "train", i), 8)
@@ -424,10 +424,14 @@ def test_stage0_mixture_and_answers():
         assert len(m["asked"]) == len(qa)
         for key in set(m["asked"]):
             asked[key] = asked.get(key, 0) + 1
+        named_asked += "what_shape" in m["asked"] or "shape_name" in m["asked"]
         for key, (q, a) in zip(m["asked"], qa):
             if key == "what_shape":
                 assert q == "What shape is this?" and m["layout"] == "single" and m["rendition"] in sy.RENDITIONS
                 assert a == f"this is {sy.texts.art(m['class'])} {m['class']}"
+            elif key == "shape_name":
+                assert q == "What shape is in the image?" + sy.texts.SINGLE_WORD and a == m["class"]
+                assert m["layout"] == "single" and m["class"] in sy.renditions.NAMED_IN_STAGE0
             elif key == "is_shape":
                 x = re.fullmatch(r"Is the shape an? (\w+)\?", q).group(1)
                 assert a == ("yes" if x == m["class"] else "no")
@@ -455,12 +459,16 @@ def test_stage0_mixture_and_answers():
                     assert all(abs(r1 - r2) >= 2 or abs(c1 - c2) >= 2 for r2, c2 in blocks[j + 1:])
     for family, target in STAGE0_TARGETS.items():
         assert abs(families.get(family, 0) / n - target) < 0.03, (family, families)
-    # "What shape is this?" is asked of nearly every single shape of a class stage 0 names
-    assert asked["what_shape"] >= 0.9 * named and 0.11 <= asked["what_shape"] / n <= 0.17, asked
+    # nearly every single shape of a class stage 0 names is named, in a sentence or in one word
+    assert named_asked >= 0.9 * named and 0.11 <= named_asked / n <= 0.17, (named_asked, named)
+    assert asked["what_shape"] >= 0.7 * named and asked["shape_name"] >= 0.4 * named, asked
     assert asked["is_shape"] > 0 and asked["highest"] > 0 and asked["how_many_color"] > 0
     assert asked["higher"] / n >= 0.025
     assert 0.2 <= is_shape_yes / asked["is_shape"] <= 0.4  # half the named shapes are asked about themselves
     assert all(count >= 0.04 * n for count in formats.values()), formats  # every answer format is taught
+    # multiple choice, the format learnt last, is asked often; a quarter of the conversations end
+    # with the text-only lookup
+    assert formats["letter"] >= 0.4 * n and 0.2 <= asked["option_lookup"] / n <= 0.3, (formats, asked)
 
 
 def test_chance_level(bench):

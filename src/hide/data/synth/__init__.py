@@ -6,7 +6,7 @@ caption tasks, `test_coco_refs.json` in COCO format):
 
 | task          | UCIT analog          | kind    | what is asked                                        |
 | Renditions    | ImageNet-R           | qa      | which of 10 shapes, drawn in one of 7 renditions     |
-| FigureQA      | ArxivQA              | qa (MC) | which bar of a bar chart is the tallest / shortest   |
+| FigureQA      | ArxivQA              | qa (MC) | which bar of a bar chart is the tallest              |
 | ObjectCaption | VizWiz-Caption       | caption | one or two coloured objects on a table               |
 | IconQA        | IconQA               | qa      | count icons of one kind (digit) / most frequent (MC) |
 | ClevrMath     | CLEVR-Math           | qa      | "Subtract all red cubes. How many objects are left?",|
@@ -15,21 +15,24 @@ caption tasks, `test_coco_refs.json` in COCO format):
 
 The answer formats are shared the way UCIT shares them (letters for FigureQA and IconQA's
 multiple choice, digits for IconQA's counting and ClevrMath), so that learning one task can
-interfere with another. `generate_stage0` writes the base model's own instruction-tuning mixture:
-the same visual primitives under different instructions and answer formats (yes/no, "it is red",
-number words), never one of the six tasks.
+interfere with another. `generate_stage0` writes the base model's own instruction-tuning mixture,
+as LLaVA-1.5's own instruction data is to UCIT: the same visual primitives under other
+instructions, in sentences ("it is red", number words, yes/no) and in the tasks' answer formats
+(one word, a digit, an option's letter, a one-sentence caption), never a task's own question,
+class names or caption content.
 
 Layouts are patch-friendly for a ViT trained from scratch (64 px images, 8- or 16-px patches): a
 4x4 layout grid of cells of image_size/4 px (at 64 px one 16-px patch, or 2x2 8-px patches) holds
-the objects. FigureQA's 3-4 bars stand in their own column cells and grow from the bottom edge;
+the objects. FigureQA's 4 bars stand in their own column cells and grow from the bottom edge;
 ClevrMath puts each object in its own cell (70-78% of a cell, jitter at most 8% of a cell); IconQA
 is always a 4x4 grid over the whole canvas, one icon (75% of a cell) per occupied cell: its
 counting images hold one kind of icon (as IconQA's do), its multiple-choice ones three kinds; Renditions
 draws one large object (55-85% of the canvas) near the centre, with strokes of at least
 image_size/16 so that outlines and dots survive the downsampling. The two caption tasks are free
 scenes. Stage 0 uses the same layouts (its multi-shape scenes put shapes in 2x2-cell blocks) and is
-weighted towards what the vision tower learns slowly: single shapes ("What shape is this?" is
-asked of nearly every one), bar heights and counts. A stage-0 conversation asks up to
+weighted towards what the vision tower learns slowly: single shapes (nearly every one of a class
+stage 0 names is named), bar heights and counts; its multiple-choice questions are weighted up,
+the format a tiny language model learns last. A stage-0 conversation asks up to
 STAGE0_TURNS questions about its image; `stage0_cell_labels` and `stage0_counts` give the vision
 tower's dense pretraining what each layout cell holds and how many objects of each kind there are.
 

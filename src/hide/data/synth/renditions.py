@@ -1,16 +1,18 @@
 """Renditions, the analog of UCIT's ImageNet-R: "What is the object in the image?" about one
 large object (55-85% of the canvas, near the centre) of one of 10 shape classes, drawn in one of
 7 renditions, with strokes of at least image_size/16 so that outlines and dots survive the
-downsampling; the answer is the class.
+downsampling; the answer is the class, 60% of the time one of the four classes stage 0 never
+names.
 
 Its stage-0 counterpart, the "shapes" family: two thirds the same single objects, asked "What
-shape is this?" ("this is a circle"), whether it is some class, its colour (a word, or an option's
-letter) and how it is drawn; one third 2-4 shapes in 2x2-cell blocks, asked whether a class is
-there, how many shapes there are (in words, or a digit), the largest one's colour, the classes
-from left to right, and for a one-sentence caption. Stage 0 names only six of the ten classes
-(`NAMED_IN_STAGE0`): the vision tower learns all ten, but a base model has never said "cross",
-"diamond", "hexagon" or "arrow" about an image, as LLaVA-1.5 had never answered ImageNet-R's
-class names in its own words; the task's instruction and its one-word answers are new as well.
+shape is this?" ("this is a circle"), in one word "What shape is in the image?", whether it is
+some class, its colour (a word, or an option's letter) and how it is drawn; one third 2-4 shapes
+in 2x2-cell blocks, asked whether a class is there, how many shapes there are (in words, or a
+digit), the largest one's colour, the classes from left to right, and for a one-sentence caption.
+Stage 0 names only six of the ten classes (`NAMED_IN_STAGE0`): the vision tower learns all ten,
+but a base model has never said "cross", "diamond", "hexagon" or "arrow" about an image, as
+LLaVA-1.5 had never answered ImageNet-R's class names in its own words; the task's instruction is
+new as well.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ MAX_ROTATION = {"circle": 0, "square": 12, "triangle": 25, "star": 36, "cross": 
                 "hexagon": 30, "heart": 20, "arrow": 180, "moon": 180}
 RENDITIONS_Q = register("What is the object in the image?") + SINGLE_WORD
 NAMED_IN_STAGE0 = ("circle", "square", "triangle", "star", "heart", "moon")
+UNNAMED_SHARE = 0.6  # of the task's samples, drawn from the four classes stage 0 never names
 RENDITION_SIZE = (0.55, 0.85)  # of the canvas
 RENDITION_JITTER = 0.04  # largest offset of the centre, of the canvas
 
@@ -70,6 +73,7 @@ S0 = {
     "name_lr": "Name the shapes from left to right.",
     "n_shapes": "How many shapes are there?",
     "what_shape": "What shape is this?",
+    "shape_name": "What shape is in the image?",
     "is_shape": "Is the shape {art} {shape}?",
     "shape_color": "What color is the shape?",
     "how_drawn": "How is the shape drawn?",
@@ -84,10 +88,11 @@ register([list(S0.values()), list(S0_ANSWERS.values()), list(RENDITION_PHRASES.v
 register(["shape", "shapes"])
 
 
-def _scene_rendition(rng, size: int) -> tuple[Image.Image, dict]:
-    """One object of one of 10 classes in one of 7 renditions, 55-85% of the canvas, centred
-    with a small jitter."""
-    cls = SHAPES[rng.integers(len(SHAPES))]
+def _scene_rendition(rng, size: int, cls: str | None = None) -> tuple[Image.Image, dict]:
+    """One object of `cls` (default: one of the 10 classes, uniformly) in one of 7 renditions,
+    55-85% of the canvas, centred with a small jitter."""
+    if cls is None:
+        cls = SHAPES[rng.integers(len(SHAPES))]
     rendition = RENDITIONS[rng.integers(len(RENDITIONS))]
     S = size * SUPERSAMPLE
     if rendition == "noisy":
@@ -117,7 +122,11 @@ def _scene_rendition(rng, size: int) -> tuple[Image.Image, dict]:
 
 
 def sample(rng, size):
-    img, meta = _scene_rendition(rng, size)
+    """A class stage 0 never names UNNAMED_SHARE of the time: the base model knows the named six
+    in every rendition, so with uniform classes it would score 60 before training."""
+    unnamed = [c for c in SHAPES if c not in NAMED_IN_STAGE0]
+    pool = unnamed if rng.random() < UNNAMED_SHARE else list(NAMED_IN_STAGE0)
+    img, meta = _scene_rendition(rng, size, pool[rng.integers(len(pool))])
     return img, RENDITIONS_Q, meta["class"], None, meta
 
 
@@ -187,6 +196,7 @@ def pretraining(rng, size):
               ("how_drawn", S0["how_drawn"], RENDITION_PHRASES[meta["rendition"]], 1.0)]
         if cls in NAMED_IN_STAGE0:
             qa.append(("what_shape", S0["what_shape"], S0_ANSWERS["this_is"].format(art=art(cls), x=cls), 5.0))
+            qa.append(("shape_name", short(S0["shape_name"]), cls, 2.0))
         return img, qa, meta
     img, meta = _scene_shape_blocks(rng, size)
     shapes = meta["shapes"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from hide.data.synth.tasks import TASKS
-from hide.data.synth.texts import CAPTION_PROMPTS, MC_SUFFIX
+from hide.data.synth.texts import CAPTION_PROMPTS, COLORS, MC_SUFFIX, multiple_choice, register
 
 # Each family's `pretraining` returns (image, [(key, question, answer, weight), ...], meta); a
 # conversation asks up to STAGE0_TURNS of the questions, drawn without replacement in proportion
@@ -19,6 +19,14 @@ STAGE0_WEIGHTS = {"shapes": 0.35, "bars": 0.15, "icons": 0.12, "clevr": 0.15, "t
 # Questions per stage-0 conversation (fewer where a family has fewer). The system prompt and the
 # image tokens are most of a sequence, so each further question adds supervision for ~12 tokens.
 STAGE0_TURNS = 3
+# Multiple choice is the format a tiny language model learns last: it has to find the option that
+# says what it knows and answer with that option's letter. So every family's option questions
+# weigh MC_EMPHASIS times their own weight, and a LOOKUP_SHARE of the conversations ends with
+# a question that needs no image ("Which option is red?"), the lookup alone, as a language
+# model's text pretraining would have taught it before its visual instruction tuning.
+MC_EMPHASIS = 3.0
+LOOKUP_SHARE = 0.25
+LOOKUP_Q = register("Which option is {x}?")
 
 
 def sample(rng, size):
@@ -29,8 +37,14 @@ def sample(rng, size):
     family = names[min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), len(names) - 1)]
     img, qa, meta = FAMILIES[family].pretraining(rng, size)
     k = min(len(qa), STAGE0_TURNS)
-    w = np.array([x[3] for x in qa], dtype=np.float64)
+    w = np.array([x[3] * (MC_EMPHASIS if x[1].endswith(MC_SUFFIX) else 1.0) for x in qa], dtype=np.float64)
     picked = [qa[int(i)] for i in rng.choice(len(qa), size=k, replace=False, p=w / w.sum())]
+    if rng.random() < LOOKUP_SHARE:
+        names = list(COLORS)
+        x = names[rng.integers(len(names))]
+        question, letter = multiple_choice(rng, LOOKUP_Q.format(x=x), x, [c for c in names if c != x],
+                                           k=3 + int(rng.integers(2)))
+        picked = [*picked[:STAGE0_TURNS - 1], ("option_lookup", question, letter, 1.0)]
     meta = {"family": family, "asked": [x[0] for x in picked], **meta}
     return img, [(q, a) for _, q, a, _ in picked], meta
 
