@@ -154,7 +154,7 @@ def test_oracle_routing_reports_the_samples_it_routes_by_anchors(fast_cfg, tmp_p
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "on the fast backbone built from today's stage-0 mixture, text anchors send 11 of IconQA's 40 test "
+    "on the fast backbone built from the stage-0 mixture, text anchors send 11 of IconQA's 40 test "
     "samples (its counting questions, which end like Renditions' with the single-word suffix) to "
     "Renditions: a mean anchor over IconQA's two question kinds sits nearer its multiple-choice half"))
 def test_anchor_routing_separates_the_six_synthetic_tasks(fast_cfg):
