@@ -7,6 +7,9 @@ CONSTRAINTS ?= constraints-cpu.txt
 EXTRAS ?= dev,coco,wandb
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# two pytest workers: many tests wait on subprocesses (a run's imports, Java for METEOR) and
+# leave a core idle; TEST_WORKERS=0 runs the suite in one process
+TEST_WORKERS ?= 2
 
 .PHONY: venv run test test-slow calibrate bench clean
 venv: $(VENV)/.installed
@@ -20,7 +23,7 @@ run: venv
 	$(PY) train.py
 
 test: venv
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist worksteal) $(PYTEST_ARGS)
 
 test-slow: venv
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)

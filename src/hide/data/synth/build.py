@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from hide.cache import build_lock
 from hide.data.formats import (
     IMAGE_TOKEN,
     write_caption_references,
@@ -24,10 +25,10 @@ from hide.data.synth.tasks import TASK_NAMES, TASKS
 from hide.errors import ConfigError
 
 # Bump when any generated image or text of the six tasks changes, so that stale data is regenerated.
-GENERATOR_VERSION = 7
+GENERATOR_VERSION = 9
 # Bump when anything stage 0 draws or asks changes (its scenes share the tasks' drawing code):
 # it is part of the tiny model's cache key, so the base model is rebuilt.
-STAGE0_VERSION = 7
+STAGE0_VERSION = 8
 MARKER = ".complete.json"
 STAGE0 = "Stage0"
 
@@ -179,13 +180,16 @@ def generate_benchmark(root, train_per_task: int = 600, test_per_task: int = 200
               "image_size": image_size, "seed": int(seed), "tasks": names}
     if _is_complete(root, "benchmark", params):
         return root
-    root.mkdir(parents=True, exist_ok=True)
-    _write_marker(root, "benchmark", None)  # an interrupted regeneration is never taken as complete
-    with _Progress(progress) as bar:
-        for task in TASKS:
-            if task.NAME in names:
-                _generate_task(root, task, train_per_task, test_per_task, image_size, int(seed), bar)
-    _write_marker(root, "benchmark", params)
+    with build_lock(root):
+        if _is_complete(root, "benchmark", params):  # another process wrote it while we waited
+            return root
+        root.mkdir(parents=True, exist_ok=True)
+        _write_marker(root, "benchmark", None)  # an interrupted regeneration is never taken as complete
+        with _Progress(progress) as bar:
+            for task in TASKS:
+                if task.NAME in names:
+                    _generate_task(root, task, train_per_task, test_per_task, image_size, int(seed), bar)
+        _write_marker(root, "benchmark", params)
     return root
 
 
@@ -207,23 +211,26 @@ def generate_stage0(root, num_samples: int = 6000, image_size: int = 64, seed: i
               "seed": int(seed), "split": split}
     if _is_complete(root, marker, params):
         return root
-    root.mkdir(parents=True, exist_ok=True)
-    _write_marker(root, marker, None)
-    _clear_task(root, STAGE0, split)
-    (root / "datasets" / STAGE0 / split).mkdir(parents=True, exist_ok=True)
-    records = []
-    with _Progress(progress) as bar:
-        job = bar.add(STAGE0, num_samples)
-        for i in range(num_samples):
-            img, qa, meta = stage0.sample(sample_rng(seed, STAGE0, split, i), image_size)
-            rel = f"{STAGE0}/{split}/{i}.png"
-            _save_png(img, root / "datasets" / rel)
-            conv = []
-            for t, (q, a) in enumerate(qa):
-                conv.append({"from": "human", "value": f"{IMAGE_TOKEN}\n{q}" if t == 0 else q})
-                conv.append({"from": "gpt", "value": a})
-            records.append({"id": f"{STAGE0}_{split}_{i}", "image": rel, "conversations": conv, "meta": meta})
-            bar.advance(job)
-    write_train_file(root / "instructions" / STAGE0 / f"{split}.json", records)
-    _write_marker(root, marker, params)
+    with build_lock(root):
+        if _is_complete(root, marker, params):  # another process wrote it while we waited
+            return root
+        root.mkdir(parents=True, exist_ok=True)
+        _write_marker(root, marker, None)
+        _clear_task(root, STAGE0, split)
+        (root / "datasets" / STAGE0 / split).mkdir(parents=True, exist_ok=True)
+        records = []
+        with _Progress(progress) as bar:
+            job = bar.add(STAGE0, num_samples)
+            for i in range(num_samples):
+                img, qa, meta = stage0.sample(sample_rng(seed, STAGE0, split, i), image_size)
+                rel = f"{STAGE0}/{split}/{i}.png"
+                _save_png(img, root / "datasets" / rel)
+                conv = []
+                for t, (q, a) in enumerate(qa):
+                    conv.append({"from": "human", "value": f"{IMAGE_TOKEN}\n{q}" if t == 0 else q})
+                    conv.append({"from": "gpt", "value": a})
+                records.append({"id": f"{STAGE0}_{split}_{i}", "image": rel, "conversations": conv, "meta": meta})
+                bar.advance(job)
+        write_train_file(root / "instructions" / STAGE0 / f"{split}.json", records)
+        _write_marker(root, marker, params)
     return root
