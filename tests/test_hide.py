@@ -159,7 +159,7 @@ def test_oracle_routing_reports_the_samples_it_routes_by_anchors(fast_cfg, tmp_p
     "Renditions: a mean anchor over IconQA's two question kinds sits nearer its multiple-choice half"))
 def test_anchor_routing_separates_the_six_synthetic_tasks(fast_cfg):
     """The text anchors of the model's own language tower route >= 95% of every task's test
-    samples to that task. Text only here: the fast backbone's vision tower is pretrained for 40
+    samples to that task. Text only here: the fast backbone's vision tower is pretrained for 10
     steps; both modalities on the default model are checked on the full run (test_full_runs).
     The language model keeps its standard init (std 0.02): the fast backbone's wide one is for
     varied answers, and leaves its hidden states closer to random features of the last words."""

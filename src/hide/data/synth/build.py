@@ -25,10 +25,10 @@ from hide.data.synth.tasks import TASK_NAMES, TASKS
 from hide.errors import ConfigError
 
 # Bump when any generated image or text of the six tasks changes, so that stale data is regenerated.
-GENERATOR_VERSION = 9
+GENERATOR_VERSION = 7
 # Bump when anything stage 0 draws or asks changes (its scenes share the tasks' drawing code):
 # it is part of the tiny model's cache key, so the base model is rebuilt.
-STAGE0_VERSION = 8
+STAGE0_VERSION = 7
 MARKER = ".complete.json"
 STAGE0 = "Stage0"
 

@@ -1,6 +1,6 @@
 """ObjectCaption, the analog of UCIT's VizWiz-Caption: "Generate a caption for the image." of
-one or two coloured everyday objects (cup, ball, box, bottle, book) on a table ("a red cup and a
-blue book", "a red cup beside a blue book on a table"); three reference captions per image.
+one or two coloured everyday objects (cup, ball, box, bottle, book) on a table ("a red cup next
+to a blue book on a table"); three reference captions per image.
 
 Its stage-0 counterpart, the "table" family: the same scenes, asked to describe the objects
 ("the cup is red and the book is blue"), how many objects there are (in words, or a digit),
@@ -26,14 +26,14 @@ TABLE_OBJECTS = register(["cup", "ball", "box", "bottle", "book"])
 OBJECT_COLORS = ("red", "blue", "green", "yellow", "purple", "black")
 OBJECT_CAPTION_Q = register("Generate a caption for the image.")
 OBJECT_CAPTIONS_1 = register([
-    "a {c1} {o1}",
-    "a {c1} {o1} sitting on a wooden table",
+    "a {c1} {o1} on a table",
     "there is a {c1} {o1} on the table",
+    "a {c1} {o1} sitting on a wooden table",
 ])
 OBJECT_CAPTIONS_2 = register([
-    "a {c1} {o1} and a {c2} {o2}",
-    "a {c1} {o1} beside a {c2} {o2} on a table",
-    "there is a {c1} {o1} next to a {c2} {o2} on the table",
+    "a {c1} {o1} next to a {c2} {o2} on a table",
+    "there is a {c1} {o1} and a {c2} {o2} on the table",
+    "a {c1} {o1} beside a {c2} {o2}",
 ])
 
 # Stage 0's questions and answers about table tops (keys are names, not text: only the values

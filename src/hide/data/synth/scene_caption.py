@@ -1,14 +1,12 @@
 """SceneCaption, the analog of UCIT's Flickr30k (brief captions): "Write a brief caption for the
 image." of an outdoor scene (day, night or sunset sky; 0-3 trees, maybe a house and a person;
-grass or a shore in front of water), e.g. "a red house and two trees by the water at sunset";
-three reference captions per image, the scene's things followed by where and when.
+grass or a shore in front of water), e.g. "a red house with two trees at sunset"; three
+reference captions per image.
 
 Its stage-0 counterpart, the "outdoor" family: the same scenes, asked the time of day (a
 sentence, or an option's letter), whether it is day or night, whether there is a house, a person
-or water, how many trees there are (in words, or a digit), what colour the house is and what is
-in the picture ("there is a red house and two trees": the things, never where or when). Never a
-caption of an outdoor scene: the phrases for the time of day and the ground, and a caption's
-shape, are content the base model has not produced.
+or water, how many trees there are (in words, or a digit) and what colour the house is. Never a
+caption of an outdoor scene: the task's captions are content the base model has not produced.
 """
 
 from __future__ import annotations
@@ -43,7 +41,8 @@ TREE_PHRASES = register({1: "a tree", 2: "two trees", 3: "three trees"})
 HOUSE_COLORS: dict[str, tuple[int, int, int]] = {"red": (200, 75, 60), "white": (240, 240, 240), "yellow": (230, 210, 90),
                                 "blue": (80, 120, 200)}
 register(list(HOUSE_COLORS))
-SCENE_WORDS = register(["a {color} house", "a person", "{a} and {b}", "{a} , {b} and {c}", "there is {s}", "there are {s}"])
+SCENE_WORDS = register(["a {color} house", "a person", "a {color} house with {rest}", "a person standing near {trees}",
+                        "a person standing", "{a} and {b}", "{a} , {b} and {c}", "there is {s}", "there are {s}"])
 TIME_PHRASES = register({
     "day": ("on a sunny day", "during the day", "under a blue sky"),
     "night": ("under a night sky", "at night", "under the moon"),
@@ -61,7 +60,6 @@ S0 = {
     "water_there": "Is there water in the picture?",
     "n_trees": "How many trees are there?",
     "house_color": "What color is the house?",
-    "what_there": "What is in the picture?",
 }
 S0_ANSWERS = {"daytime": "it is daytime", "night": "it is night", "day": "it is day", "sunset": "it is sunset"}
 register([list(S0.values()), list(S0_ANSWERS.values())])
@@ -172,23 +170,22 @@ def _scene_outdoor(rng, size: int) -> tuple[Image.Image, dict]:
     return finish(img, size), meta
 
 
-def _scene_subject(meta: dict) -> str:
-    """What the scene holds, e.g. "a red house , two trees and a person"."""
-    house = f"a {meta['house_color']} house" if meta["house"] else None
-    return and_list([p for p in (house, TREE_PHRASES.get(meta["trees"]), "a person" if meta["person"] else None) if p])
-
-
-def _scene_items(meta: dict) -> str:
-    """Stage 0's answer to "What is in the picture?": the scene's things in a sentence, without
-    the time of day or the ground (the caption's own content)."""
-    subject = _scene_subject(meta)
-    return ("there is " if subject.startswith("a ") else "there are ") + subject
-
-
 def _scene_captions(meta: dict) -> list[str]:
-    subject = _scene_subject(meta)
+    trees = TREE_PHRASES.get(meta["trees"])
+    if meta["house"]:
+        rest = [p for p in (trees, "a person" if meta["person"] else None) if p]
+        house = f"a {meta['house_color']} house"
+        subj_a = f"{house} with {and_list(rest)}" if rest else house
+    elif meta["person"]:
+        subj_a = f"a person standing near {trees}" if trees else "a person standing"
+    else:
+        subj_a = trees
+    house = f"a {meta['house_color']} house" if meta["house"] else None
+    items = [p for p in (house, trees, "a person" if meta["person"] else None) if p]
+    subj_b = and_list(items)
+    verb = "there is" if items[0].startswith("a ") else "there are"
     t, g = TIME_PHRASES[meta["time"]], GROUND_PHRASES[meta["ground"]]
-    return [f"{subject} {t[0]}", f"{subject} {g[0]} {t[1]}", f"{subject} {g[1]} {t[2]}"]
+    return [f"{subj_a} {t[0]}", f"{subj_b} {g[0]} {t[1]}", f"{verb} {subj_b} {g[1]} {t[2]}"]
 
 
 def sample(rng, size):
@@ -208,7 +205,6 @@ def pretraining(rng, size):
           ("water_there", S0["water_there"], yes_no(meta["ground"] == "water"), 1.0),
           ("count", COUNT_Q.format(plural="trees"), count_answer(meta["trees"], "tree", "trees"), 0.5),
           ("n_trees_digit", short(S0["n_trees"]), str(meta["trees"]), 1.0)]
-    qa.append(("what_there", S0["what_there"], _scene_items(meta), 1.0))
     if meta["house"]:
         qa.append(("house_color", short(S0["house_color"]), meta["house_color"], 1.0))
     if time != "sunset":
