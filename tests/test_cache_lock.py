@@ -66,3 +66,17 @@ def test_a_benchmark_being_generated_elsewhere_is_waited_for_not_regenerated(tmp
     assert max(p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()) == finished  # complete: reused
     images = sorted((root / "datasets" / "Renditions").rglob("*.png"))
     assert len(images) == 152
+
+
+def test_build_once_builds_what_is_missing_and_nothing_else(tmp_path):
+    from hide.cache import build_once
+
+    target, built = tmp_path / "thing", []
+
+    def build():
+        built.append(1)
+        target.write_text("done")
+
+    assert build_once(target, target.exists, build) is True
+    assert build_once(target, target.exists, build) is False
+    assert built == [1] and target.read_text() == "done"

@@ -38,16 +38,51 @@ def test_single_task_subset(tmp_path):
 
 
 def test_hide_inference_variants(tmp_path):
-    done = _run("hide_inference.py", "--variants", "top:sum_ab", "all:sum_ab", "0:sum_ba", "none:mean", "--out", str(tmp_path))
+    variants = ["top:sum_ab", "all:sum_ab", "0:sum_ba", "none:mean", "all:sum_ab:oracle", "top:sum_ab:top_k=1"]
+    done = _run("hide_inference.py", "--variants", *variants, "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     rows = json.loads((tmp_path / "hide_inference.json").read_text())
     assert len(rows[0]["per_layer"]) == 2 and all(v > 0 for v in rows[0]["per_layer"])
-    assert [r["variant"] for r in rows[1:]] == ["top:sum_ab", "all:sum_ab", "0:sum_ba", "none:mean"]
+    assert [r["variant"] for r in rows[1:]] == variants
     assert all(set(r["scores"]) == {"Renditions", "FigureQA"} for r in rows[1:])
     assert rows[4]["routing_accuracy"] is None  # nothing routed when every layer fuses
     # every layer routed is the run's own final model: its scores are the matrix's last row
     final = json.loads((tmp_path / "run" / "metrics.json").read_text())["matrix"][-1]
     assert [rows[2]["scores"][n] for n in ("Renditions", "FigureQA")] == final
+    # a second call with variants it already holds does not train again
+    again = _run("hide_inference.py", "--variants", "top:sum_ab", "--out", str(tmp_path))
+    assert again.returncode == 0 and "not run again" in again.stdout, again.stderr[-3000:]
+
+    # two runs summarised: a mean and a std per variant
+    other = tmp_path / "other"
+    other.mkdir()
+    shifted = [rows[0]] + [{**r, "Last": r["Last"] + 2.0, "scores": {n: v + 2.0 for n, v in r["scores"].items()}}
+                           for r in rows[1:]]
+    (other / "hide_inference.json").write_text(json.dumps(shifted))
+    done = _run("hide_inference.py", "--summarize", str(tmp_path), str(other), "--out", str(tmp_path / "sum"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "sum" / "hide_inference_summary.json").read_text())
+    assert [r["variant"] for r in summary] == variants
+    for row, run in zip(summary, rows[1:]):
+        assert row["runs"] == 2
+        assert row["Last"][0] == pytest.approx(run["Last"] + 1.0) and row["Last"][1] == pytest.approx(2 ** 0.5)
+    assert "| all:sum_ab:oracle | 2 |" in (tmp_path / "sum" / "hide_inference_summary.md").read_text()
+
+
+def test_hide_inference_variant_syntax():
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        from hide_inference import parse_variant
+    finally:
+        sys.path.pop(0)
+    assert parse_variant("top:sum_ba") == {"task_specific_layers": [-1], "fusion": "sum_ba", "routing": "anchors",
+                                           "top_k": None}
+    assert parse_variant("all", "oracle", 2) == {"task_specific_layers": "all", "fusion": "sum_ab",
+                                                 "routing": "oracle", "top_k": 2}
+    assert parse_variant("0,1:mean:oracle")["routing"] == "oracle"
+    assert parse_variant("top:sum_ab:top_k=1")["top_k"] == 1
+    with pytest.raises(ValueError, match="option"):
+        parse_variant("top:sum_ab:greedy")
 
 
 def test_multirun_sweep_and_comparison_report(tmp_path):

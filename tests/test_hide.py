@@ -112,19 +112,17 @@ def test_batched_generation_with_per_sample_routing_equals_one_by_one(fast_cfg):
     plan = method.prefix_plan(len(items))
     torch.testing.assert_close(plan.mix, weights)
     # routed below the top too: one basis row per distinct routing, exact for one-hot routing
-    method.top_k = 1
-    method.configure_inference([0, 1], method.fusion)
+    method.configure_inference([0, 1], method.fusion, top_k=1)
     method.on_eval_start(module, [0, 1])
     method.before_generate(module, batch)
     plan = method.prefix_plan(len(items))
     assert plan.mix.shape == (len(items), 2) and bool(((plan.mix == 0) | (plan.mix == 1)).all())
     assert len(set(zip(plan.mix.argmax(1).tolist(), batch["task"].tolist()))) == 2  # one basis row per task
     assert module.predict_step(batch, 0) == [module.predict_step(collate([item]), 0)[0] for item in items]
-    method.configure_inference([-1], method.fusion)
-    method.on_eval_start(module, [0, 1])
-    method.top_k = None
     # the experts matter: routing every sample to task 0's expert changes some answers
-    method.routing = "oracle"
+    method.configure_inference([-1], method.fusion, routing="oracle")
+    method.on_eval_start(module, [0, 1])
+    assert method.top_k is None
     forced = collate([(0, r) for _, r in items])
     forced["task"] = torch.zeros_like(forced["task"])
     assert [a for _, _, a in module.predict_step(forced, 0)] != [a for _, _, a in batched]

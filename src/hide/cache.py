@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,8 +39,21 @@ def build_lock(target: str | Path):
             log.info("Waiting for another process building %s", target)
             start = time.monotonic()
             fcntl.flock(fd, fcntl.LOCK_EX)
-            log.info("It finished after %.0f s", time.monotonic() - start)
+            log.info("%s is free after %.0f s", target, time.monotonic() - start)
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def build_once(target: str | Path, is_complete: Callable[[], bool], build: Callable[[], None]) -> bool:
+    """Run `build` unless `is_complete()` says `target` is already there; under `build_lock`, and
+    asked again once the lock is held, since another process may have built it while this one
+    waited. True when this process built it."""
+    if is_complete():
+        return False
+    with build_lock(target):
+        if is_complete():
+            return False
+        build()
+        return True

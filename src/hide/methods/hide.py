@@ -85,6 +85,15 @@ def resolve_layers(spec, num_layers: int) -> list[int]:
     return sorted(layers)
 
 
+def _check_inference(fusion: str, routing: str, top_k: int | None) -> None:
+    if fusion not in FUSION_RULES:
+        raise ConfigError(f"method.fusion={fusion!r}; choose one of {FUSION_RULES}")
+    if routing not in ROUTINGS:
+        raise ConfigError(f"method.routing={routing!r}; choose one of {ROUTINGS}")
+    if top_k is not None and top_k < 1:
+        raise ConfigError(f"method.top_k must be >= 1 or null, got {top_k}")
+
+
 class HiDe(ContinualMethod):
     """Args (besides the LoRA ones of `ContinualMethod`; the scale is s = alpha / rank):
         task_specific_layers: decoder layers whose experts are routed ([-1]: the top one; "all"; []).
@@ -108,14 +117,9 @@ class HiDe(ContinualMethod):
                  text_weight: float = 0.5, top_k: int | None = None, anchor_encoder=None,
                  cka_file: str = "outputs/cka_analysis/cka.json", auto_layers: int = 1, cka_kind: str = "kernel"):
         super().__init__(rank, alpha, dropout, init_std, targets, train_projector)
-        if fusion not in FUSION_RULES:
-            raise ConfigError(f"method.fusion={fusion!r}; choose one of {FUSION_RULES}")
-        if routing not in ROUTINGS:
-            raise ConfigError(f"method.routing={routing!r}; choose one of {ROUTINGS}")
+        _check_inference(fusion, routing, top_k)
         if temperature <= 0:
             raise ConfigError(f"method.temperature must be > 0, got {temperature}")
-        if top_k is not None and top_k < 1:
-            raise ConfigError(f"method.top_k must be >= 1 or null, got {top_k}")
         self.task_specific_layers = task_specific_layers
         self.cka_file, self.auto_layers, self.cka_kind = cka_file, auto_layers, cka_kind
         self.cka_means: list[float] | None = None
@@ -149,7 +153,7 @@ class HiDe(ContinualMethod):
                                                     self.init_std),
             targets=self.targets,
         )
-        self.configure_inference(self.task_specific_layers, self.fusion)
+        self.configure_inference(self.task_specific_layers, self.fusion, self.routing, self.top_k)
         backbone.projector.requires_grad_(self.train_projector)
         self.encoder = self.make_anchor_encoder(backbone)
         # A submodule of the model, so the anchors are in every checkpoint's state_dict.
@@ -157,13 +161,14 @@ class HiDe(ContinualMethod):
             backbone.model.device)
         self.anchors = backbone.model.hide_anchors
 
-    def configure_inference(self, task_specific_layers, fusion: str) -> None:
-        """Which layers route and how the others fuse. Training never depends on it (every layer
-        trains expert t alone), so one training run can be evaluated under every choice
-        (experiments/hide_inference.py); takes effect at the next `on_eval_start`."""
-        if fusion not in FUSION_RULES:
-            raise ConfigError(f"method.fusion={fusion!r}; choose one of {FUSION_RULES}")
-        self.task_specific_layers, self.fusion = task_specific_layers, fusion
+    def configure_inference(self, task_specific_layers, fusion: str, routing: str = "anchors",
+                            top_k: int | None = None) -> None:
+        """Which layers route, how the others fuse, and how the routed layers pick their experts.
+        Training never depends on it (every layer trains expert t alone), so one training run can
+        be evaluated under every choice (experiments/hide_inference.py); takes effect at the next
+        `on_eval_start`."""
+        _check_inference(fusion, routing, top_k)
+        self.task_specific_layers, self.fusion, self.routing, self.top_k = task_specific_layers, fusion, routing, top_k
         if task_specific_layers == "auto":
             self.layers, self.cka_means = layers_from_cka(self.cka_file, self.auto_layers, self.cka_kind,
                                                           self.num_layers, self.num_tasks)

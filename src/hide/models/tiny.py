@@ -41,7 +41,7 @@ from transformers import (
 )
 from transformers.utils import logging as transformers_logging
 
-from hide.cache import build_lock
+from hide.cache import build_once
 from hide.data import synth
 from hide.data.collate import Encoder, TrainCollator
 from hide.data.formats import IMAGE_TOKEN, TrainRecord, load_train_file
@@ -317,14 +317,15 @@ def load_tiny_backbone(cache_dir: str, progress: bool = True, shipped_dir: str |
     the cache, building it there (with stage 0) on first use."""
     spec = tiny_spec(**settings)
     path = tiny_backbone_dir(spec, cache_dir, shipped_dir)
-    if not (path / "stage0.json").exists():
-        with build_lock(path):
-            if not (path / "stage0.json").exists():  # else another process built it while we waited
-                other = sorted(p.name for p in Path(shipped_dir or SHIPPED_DIR).expanduser().glob("tiny-llava-*"))
-                if other:
-                    log.info("The shipped backbone (%s) was built by other settings or another recipe than "
-                             "this run's (%s): building it", ", ".join(other), path.name)
-                _build_tiny(path, spec, progress)
+
+    def build():
+        other = sorted(p.name for p in Path(shipped_dir or SHIPPED_DIR).expanduser().glob("tiny-llava-*"))
+        if other:
+            log.info("The shipped backbone (%s) was built by other settings or another recipe than "
+                     "this run's (%s): building it", ", ".join(other), path.name)
+        _build_tiny(path, spec, progress)
+
+    build_once(path, lambda: (path / "stage0.json").exists(), build)
     with _without_loading_bar():  # a few MB load in milliseconds: a bar would be noise
         return load_pretrained_backbone(str(path), dtype="float32", attn_implementation="sdpa")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hide.cache import build_lock
+from hide.cache import build_once
 from hide.data.formats import (
     IMAGE_TOKEN,
     write_caption_references,
@@ -178,11 +178,8 @@ def generate_benchmark(root, train_per_task: int = 600, test_per_task: int = 200
     root = Path(root).expanduser()
     params = {"version": GENERATOR_VERSION, "train_per_task": train_per_task, "test_per_task": test_per_task,
               "image_size": image_size, "seed": int(seed), "tasks": names}
-    if _is_complete(root, "benchmark", params):
-        return root
-    with build_lock(root):
-        if _is_complete(root, "benchmark", params):  # another process wrote it while we waited
-            return root
+
+    def build():
         root.mkdir(parents=True, exist_ok=True)
         _write_marker(root, "benchmark", None)  # an interrupted regeneration is never taken as complete
         with _Progress(progress) as bar:
@@ -190,6 +187,8 @@ def generate_benchmark(root, train_per_task: int = 600, test_per_task: int = 200
                 if task.NAME in names:
                     _generate_task(root, task, train_per_task, test_per_task, image_size, int(seed), bar)
         _write_marker(root, "benchmark", params)
+
+    build_once(root, lambda: _is_complete(root, "benchmark", params), build)
     return root
 
 
@@ -209,11 +208,8 @@ def generate_stage0(root, num_samples: int = 6000, image_size: int = 64, seed: i
     marker = "stage0" if split == "train" else f"stage0-{split}"
     params = {"version": STAGE0_VERSION, "num_samples": num_samples, "image_size": image_size,
               "seed": int(seed), "split": split}
-    if _is_complete(root, marker, params):
-        return root
-    with build_lock(root):
-        if _is_complete(root, marker, params):  # another process wrote it while we waited
-            return root
+
+    def build():
         root.mkdir(parents=True, exist_ok=True)
         _write_marker(root, marker, None)
         _clear_task(root, STAGE0, split)
@@ -233,4 +229,6 @@ def generate_stage0(root, num_samples: int = 6000, image_size: int = 64, seed: i
                 bar.advance(job)
         write_train_file(root / "instructions" / STAGE0 / f"{split}.json", records)
         _write_marker(root, marker, params)
+
+    build_once(root, lambda: _is_complete(root, marker, params), build)
     return root
