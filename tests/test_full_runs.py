@@ -45,8 +45,8 @@ def test_hide_forgets_less_than_sequential_lora(hide, lora):
     assert abs(hide["BWT"]) < abs(lora["BWT"])
 
 
-@pytest.mark.xfail(strict=True, reason="open (issue 3): on the 4-layer tiny model, fusing the experts of the "
-                   "3 lower layers (published sum_ab) collapses every task; README, 'HiDe on the tiny model'")
+@pytest.mark.xfail(strict=True, reason="on the default proxy HiDe as published is 3.2 points above sequential "
+                   "LoRA on seed 0 (39.3 vs 36.1) and below it on seed 1: docs/results.md")
 def test_hide_beats_sequential_lora_by_10(hide, lora):
     assert hide["Last"] >= lora["Last"] + 10
 
