@@ -26,11 +26,11 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 from hide.analysis.updates import frobenius_update_sizes, functional_update_sizes
 from hide.config import compose_config
 from hide.loop import evaluate, run_continual, score_task
+
+from compare import mean_std  # experiments/compare.py (this script's folder is on sys.path)
 
 DEFAULT_VARIANTS = ["top:sum_ab", "top:sum_ba", "top:mean", "all:sum_ab", "none:sum_ab"]
 
@@ -96,12 +96,8 @@ def summarize(run_dirs: list[Path]) -> tuple[list[dict], str]:
     for run in runs:
         for row in run[1:]:
             by_variant.setdefault(row["variant"], []).append(row)
-
-    def stat(values):
-        return [float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0]
-
-    summary = [{"variant": variant, "runs": len(rows), "Last": stat([r["Last"] for r in rows]),
-                "scores": {n: stat([r["scores"][n] for r in rows]) for n in names}}
+    summary = [{"variant": variant, "runs": len(rows), "Last": mean_std([r["Last"] for r in rows]),
+                "scores": {n: mean_std([r["scores"][n] for r in rows]) for n in names}}
                for variant, rows in by_variant.items()]
     lines = [f"Mean ± sample std over {len(runs)} runs ({', '.join(str(d) for d in run_dirs)}).", "",
              "| routed layers : fusion [: routing] | runs | " + " | ".join(names) + " | Last |",

@@ -18,9 +18,10 @@ from hide.methods.hide import HiDe
 from hide.module import ContinualModule
 
 
-def _setup(fast_cfg, *overrides):
-    """Backbone, datamodule (tasks loaded) and an attached HiDe from the composed configs."""
-    cfg = fast_cfg("method=hide", *overrides)
+def _setup(make_cfg, *overrides):
+    """Backbone, datamodule (tasks loaded) and an attached HiDe from the composed configs
+    (`make_cfg`: the fast_cfg fixture, or another composer of overrides)."""
+    cfg = make_cfg("method=hide", *overrides)
     backbone = instantiate(cfg.model)
     datamodule = instantiate(cfg.data, benchmark=instantiate(cfg.benchmark), seed=0)
     tasks = datamodule.load(backbone)
@@ -161,17 +162,12 @@ def test_anchor_routing_separates_the_six_synthetic_tasks(tmp_path):
     used: its towers are trained for a few steps."""
     from conftest import TEST_CACHE
 
-    cfg = compose_config(["method=hide", f"paths.cache_dir={TEST_CACHE}", "model.progress=false",
-                          "benchmark.train_per_task=40", "benchmark.test_per_task=40", "data.eval_batch_size=40"],
-                         tmp_path)
-    assert cfg.method.image_weight == cfg.method.text_weight == 0.5
-    backbone = instantiate(cfg.model)
-    datamodule = instantiate(cfg.data, benchmark=instantiate(cfg.benchmark), seed=0)
-    tasks = datamodule.load(backbone)
-    assert len(tasks) == 6
-    method = instantiate(cfg.method)
-    method.attach(backbone, len(tasks))
-    module = ContinualModule(backbone, method, max_new_tokens=cfg.benchmark.max_new_tokens)
+    def default_cfg(*overrides):
+        return compose_config([f"paths.cache_dir={TEST_CACHE}", "model.progress=false", *overrides], tmp_path)
+
+    backbone, datamodule, tasks, method, module = _setup(
+        default_cfg, "benchmark.train_per_task=40", "benchmark.test_per_task=40", "data.eval_batch_size=40")
+    assert len(tasks) == 6 and method.image_weight == method.text_weight == 0.5
     for t in range(6):
         datamodule.set_stage(t + 1, [t])
         method.on_task_end(module, t, datamodule.train_dataloader())

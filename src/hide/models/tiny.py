@@ -415,8 +415,7 @@ def main() -> None:
     model.pop("progress", None)
     spec = tiny_spec(**model)
     path = Path(cache_dir).expanduser() / f"tiny-llava-{tiny_cache_key(spec)}"
-    if not (path / "stage0.json").exists():
-        _build_tiny(path, spec, progress=True)
+    build_once(path, lambda: (path / "stage0.json").exists(), lambda: _build_tiny(path, spec, progress=True))
     print(f"built: {path}")
     if args.ship:
         target = Path(shipped_dir or SHIPPED_DIR).expanduser()
