@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.common import BENCH_DIR, machine
-from hide.data.formats import write_json_atomic
+from hide.atomic import write_json_atomic
 
 BENCHMARKS = ("eval_speedup", "hide_routing_overhead", "train_step_overhead", "caption_scoring", "synthetic_run_minutes")
 

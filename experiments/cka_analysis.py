@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 
 from hide.config import compose_config
 from hide.data.collate import EvalCollator
-from hide.loop import run_continual
+from hide.loop import run_sequence
 
 
 def main() -> None:
@@ -57,14 +57,12 @@ def main() -> None:
         cfg = compose_config(["method=lora", *overrides, f"benchmark.select=[{name}]", "benchmark.num_tasks=null",
                               "logger=none"], out / "runs" / name)
 
-        def collect(module, datamodule, make_trainer) -> None:
-            if shared is None:
-                loader = probe_loader(datamodule, 0, args.probe_per_task)
-            else:
-                loader = DataLoader(shared, batch_size=16, shuffle=False, collate_fn=EvalCollator(datamodule.encoder))
-            features.append(decoder_layer_features(module.model, loader))
-
-        metrics = run_continual(cfg, out / "runs" / name, on_finish=collect)
+        run, metrics = run_sequence(cfg, out / "runs" / name)
+        if shared is None:
+            loader = probe_loader(run.datamodule, 0, args.probe_per_task)
+        else:
+            loader = DataLoader(shared, batch_size=16, shuffle=False, collate_fn=EvalCollator(run.datamodule.encoder))
+        features.append(decoder_layer_features(run.module.model, loader))
         print(f"{name}: trained alone, score {metrics['matrix'][1][0]:.1f}; "
               f"{features[-1].shape[1]} probe prompts x {features[-1].shape[0]} layers", flush=True)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hide.data.formats import write_json_atomic
+from hide.atomic import write_json_atomic
 from hide.metrics.continual import METRIC_NAMES
 
 # the order rows and bars are shown in: bounds and baselines first, HiDe, then the upper bound

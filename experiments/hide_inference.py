@@ -28,7 +28,7 @@ from pathlib import Path
 
 from hide.analysis.updates import frobenius_update_sizes, functional_update_sizes
 from hide.config import compose_config
-from hide.loop import evaluate, run_continual, score_task
+from hide.loop import run_sequence, score_task
 
 from compare import mean_std  # experiments/compare.py (this script's folder is on sys.path)
 
@@ -62,29 +62,26 @@ def run_variants(overrides: list[str], out: Path, variants: list[str], test_per_
     Returns the run's metrics and the rows: first the update sizes per decoder layer (Frobenius,
     and functional on `update_samples` test prompts per task), then one row per variant."""
     cfg = compose_config(["method=hide", *overrides, "method.task_specific_layers=all"], out / "run")
-    rows: list[dict] = []
-
-    def evaluate_variants(module, datamodule, make_trainer) -> None:
-        method, tasks = module.method, datamodule.tasks
-        if test_per_task:
-            for task in tasks:
-                task.test = task.test[:test_per_task]
-        trained = list(range(len(tasks)))
-        rows.append({"variant": "update sizes", "per_layer": frobenius_update_sizes(method.adapters),
-                     "functional_per_layer": functional_update_sizes(module.model, method.adapters, datamodule.encoder,
-                                                                     tasks, samples_per_task=update_samples)})
-        routing, top_k = method.routing, method.top_k
-        for variant in variants:
-            method.configure_inference(**parse_variant(variant, routing, top_k))
-            method.on_eval_start(module, trained)
-            predictions = evaluate(make_trainer(), module, datamodule, trained)
-            scores = {tasks[t].name: score_task(tasks[t], predictions[t])["score"] for t in trained}
-            facts = method.eval_facts([t.name for t in tasks])
-            rows.append({"variant": variant, "scores": scores, "Last": sum(scores.values()) / len(scores),
-                         "routing_accuracy": facts.get("routing_accuracy")})
-            print(f"{variant}: Last {rows[-1]['Last']:.1f} {scores}", flush=True)
-
-    metrics = run_continual(cfg, out / "run", on_finish=evaluate_variants)
+    run, metrics = run_sequence(cfg, out / "run")
+    method, module, tasks = run.method, run.module, run.tasks
+    if test_per_task:
+        for task in tasks:
+            task.test = task.test[:test_per_task]
+    trained = list(range(len(tasks)))
+    rows: list[dict] = [{"variant": "update sizes", "per_layer": frobenius_update_sizes(method.adapters),
+                         "functional_per_layer": functional_update_sizes(module.model, method.adapters,
+                                                                         run.datamodule.encoder, tasks,
+                                                                         samples_per_task=update_samples)}]
+    routing, top_k = method.routing, method.top_k
+    for variant in variants:
+        method.configure_inference(**parse_variant(variant, routing, top_k))
+        method.on_eval_start(module, trained)
+        predictions = run.predict(trained)
+        scores = {tasks[t].name: score_task(tasks[t], predictions[t])["score"] for t in trained}
+        facts = method.eval_facts(run.task_names)
+        rows.append({"variant": variant, "scores": scores, "Last": sum(scores.values()) / len(scores),
+                     "routing_accuracy": facts.get("routing_accuracy")})
+        print(f"{variant}: Last {rows[-1]['Last']:.1f} {scores}", flush=True)
     return metrics, rows
 
 

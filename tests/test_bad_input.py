@@ -131,7 +131,7 @@ def test_a_fault_inside_a_constructor_keeps_its_traceback():
     from hydra.errors import InstantiationException
     from omegaconf import OmegaConf
 
-    from hide.loop import build
+    from hide.run import build
 
     faulty = OmegaConf.create({"_target_": "fractions.Fraction", "_args_": ["two thirds"]})  # raises inside __new__
     with pytest.raises(InstantiationException) as info:

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from hide.loop import run_continual
+from hide.loop import run_continual, run_sequence
 
 from conftest import FAST, ROOT
 
@@ -110,12 +110,10 @@ def test_results_do_not_depend_on_whether_the_backbone_was_cached(fast_cfg, tmp_
     cache = tmp_path / "cache"
     weights = []
 
-    def keep(module, datamodule, make_trainer):
-        weights.append([p.detach().clone() for a in module.method.adapters.values() for p in (a.lora_A[0], a.lora_B[0])])
-
-    for run in ("fresh", "cached"):
-        run_continual(fast_cfg("method=lora", "benchmark.num_tasks=1", f"paths.cache_dir={cache}"), tmp_path / run,
-                      on_finish=keep)
+    for name in ("fresh", "cached"):
+        run, _ = run_sequence(fast_cfg("method=lora", "benchmark.num_tasks=1", f"paths.cache_dir={cache}"),
+                              tmp_path / name)
+        weights.append([p.detach().clone() for a in run.method.adapters.values() for p in (a.lora_A[0], a.lora_B[0])])
     assert len(weights) == 2 and weights[0]
     assert all(torch.equal(a, b) for a, b in zip(*weights))
 

@@ -14,6 +14,7 @@ from PIL import Image
 from hide.data.collate import load_image
 from hide.errors import ConfigError
 
+from hide.atomic import write_json_atomic
 from hide.data.formats import (
     DataFormatError,
     TaskSpec,
@@ -25,7 +26,6 @@ from hide.data.formats import (
     load_test_file,
     load_train_file,
     write_caption_references,
-    write_json_atomic,
     write_test_file,
     write_train_file,
 )

@@ -7,28 +7,21 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from hydra.core.global_hydra import GlobalHydra
-from hydra.utils import instantiate
 
 from hide.config import compose_config
 from hide.data.collate import EvalCollator, TrainCollator
 from hide.errors import ConfigError
 from hide.loop import run_continual
+from hide.run import build_run
 from hide.methods.anchors import AnchorBank, OwnTowersEncoder, encode_task_anchors
 from hide.methods.hide import HiDe
-from hide.module import ContinualModule
 
 
 def _setup(make_cfg, *overrides):
     """Backbone, datamodule (tasks loaded) and an attached HiDe from the composed configs
     (`make_cfg`: the fast_cfg fixture, or another composer of overrides)."""
-    cfg = make_cfg("method=hide", *overrides)
-    backbone = instantiate(cfg.model)
-    datamodule = instantiate(cfg.data, benchmark=instantiate(cfg.benchmark), seed=0)
-    tasks = datamodule.load(backbone)
-    method = instantiate(cfg.method)
-    method.attach(backbone, len(tasks))
-    module = ContinualModule(backbone, method, max_new_tokens=cfg.benchmark.max_new_tokens)
-    return backbone, datamodule, tasks, method, module
+    run = build_run(make_cfg("method=hide", *overrides))
+    return run.backbone, run.datamodule, run.tasks, run.method, run.module
 
 
 def test_hide_is_the_default_method(fast_cfg):
@@ -84,10 +77,13 @@ def test_anchors_are_the_exact_means_over_the_training_set(fast_cfg):
 
 
 def _randomise_experts(method, std=0.5):
+    """Every expert's A and B from a generator of its own, so that the test does not depend on the
+    state of the global one."""
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for adapter in method.adapters.values():
             for slot in range(adapter.num_slots):
+                adapter.lora_A[slot].copy_(torch.randn(adapter.lora_A[slot].shape, generator=generator) * 0.01)
                 adapter.lora_B[slot].copy_(torch.randn(adapter.lora_B[slot].shape, generator=generator) * std)
 
 
@@ -283,7 +279,7 @@ def test_own_towers_encoder_encodes_each_instruction_once_per_evaluation(tiny_ba
 
 
 def test_bad_settings_are_named(fast_cfg):
-    from hide.loop import build
+    from hide.run import build
 
     for override, message in [
         ("method.fusion=prod", r"method\.fusion='prod'; choose one of \('sum_ab', 'sum_ba', 'mean'\)"),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import FAST, ROOT
+from conftest import FAST, ROOT, compose_config
 
 # 2 tasks x 16 training samples, batch 8, 3 epochs: 6 optimizer steps per task; a task checkpoint
 # every 3 steps lands mid-epoch (epoch 1, batch 1) and at the task's end.
@@ -168,7 +168,7 @@ def test_resume_refuses_a_run_with_other_settings(tmp_path):
     assert_killed(train(run, "method=lora", kill_at="train_batch:2"))
     proc = train(run, "method=lora", "optim.lr=0.1", resume=str(run))
     assert proc.returncode != 0
-    started = float(next(o for o in FAST if o.startswith("optim.lr=")).split("=")[1])
+    started = compose_config(FAST, tmp_path / "cfg").optim.lr
     assert "was started with other settings" in proc.stderr and f"optim.lr: {started} -> 0.1" in proc.stderr
 
 

@@ -43,5 +43,5 @@ def test_ucit_paper_experiment_is_the_papers_run(tmp_path):
     assert cfg.trainer.strategy._target_.endswith("DDPStrategy")
     assert cfg.data.batch_size * 8 * cfg.trainer.accumulate_grad_batches == 96  # on 8 GPUs
     assert cfg.benchmark.tasks[0].name == "ImageNet-R" and len(cfg.benchmark.tasks) == 6
-    assert cfg.anchor_encoder._target_.endswith("ClipAnchorEncoder")
+    assert cfg.method.anchor_encoder._target_.endswith("ClipAnchorEncoder")
     assert cfg.method._target_.endswith("HiDe") and cfg.method.rank == 8 and cfg.method.alpha / cfg.method.rank == 2

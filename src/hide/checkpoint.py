@@ -27,6 +27,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from hide.atomic import atomic_path
 from hide.errors import HideError
 
 CHECKPOINT_DIR = "checkpoints"
@@ -78,19 +79,10 @@ kill_point.passed = {}
 
 
 def save_atomic(obj, path: Path) -> None:
-    """torch.save through a temporary file, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+    """torch.save through `atomic_path`."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
         kill_point("checkpoint_write")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -185,16 +177,59 @@ def resume_directory(resume, out_dir: Path, cfg: DictConfig) -> Path | None:
 # -- the mid-task checkpoint ------------------------------------------------------------------
 class TaskCheckpoint(pl.Callback):
     """Writes `task.ckpt` every `every_n_steps` optimizer steps and when a stage's training ends
-    (Lightning's `ModelCheckpoint` writes in place, and a kill mid-write would leave a torn file)."""
+    (Lightning's `ModelCheckpoint` writes in place, and a kill mid-write would leave a torn file),
+    and holds what Lightning does not restore by itself: the data position within the epoch and
+    the random generators. Both travel in the checkpoint under "hide", with the stage, its task
+    and whether its training had finished; a fit given the checkpoint continues at the next batch
+    with the generators where the killed run had them."""
 
-    def __init__(self, path: Path, every_n_steps: int | None):
+    def __init__(self, path: Path, every_n_steps: int | None, stage: int = 0, task: int = 0):
         self.path = Path(path)
         self.every_n_steps = every_n_steps
+        self.stage, self.task = stage, task
         self.last_saved = -1
+        self.finished = False
+        self.epoch_batches = 0  # batches trained in the current epoch: the data position
+        self.resume_batches = 0  # batches of the current epoch a resumed fit had trained before
+        self.pending_rng: dict | None = None  # the generators a resumed fit starts from
 
+    # -- the checkpoint's own part ------------------------------------------------------------
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint["hide"] = {"stage": self.stage, "task": self.task, "finished": self.finished,
+                              "data_position": (trainer.current_epoch, self.epoch_batches), "rng": capture_rng()}
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        self.pending_rng = checkpoint["hide"]["rng"]
+        self.resume_batches = checkpoint["hide"]["data_position"][1]
+
+    # -- the data position and the generators -------------------------------------------------
     def on_train_start(self, trainer, pl_module) -> None:
         self.last_saved = trainer.global_step  # a resumed fit starts at a saved step
+        # A resumed fit draws dropout masks from where the checkpointed run stood.
+        if self.pending_rng is not None:
+            restore_rng(self.pending_rng)
+            self.pending_rng = None
+            if self.resume_batches >= trainer.num_training_batches:
+                # The checkpoint closed an epoch. After it, the uninterrupted run started the next
+                # epoch's DataLoader iterator, which draws its base seed from the global generator;
+                # here that iterator was made before the generators were restored: replay the draw.
+                torch.empty((), dtype=torch.int64).random_()
+                self.resume_batches = 0  # and the next epoch starts at its first batch
 
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.epoch_batches, self.resume_batches = self.resume_batches, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        self.epoch_batches += 1
+        # Restarted from a checkpoint that closed an epoch, Lightning 2.6 runs the next epoch
+        # without counting it as started; a checkpoint taken in it would then make a second
+        # restart run that epoch again. Count it (a no-op whenever Lightning already has).
+        for counter in (trainer.fit_loop.epoch_progress.current, trainer.fit_loop.epoch_progress.total):
+            counter.ready = max(counter.ready, trainer.current_epoch + 1)
+            counter.started = max(counter.started, trainer.current_epoch + 1)
+        kill_point("train_batch")
+
+    # -- writing ------------------------------------------------------------------------------
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         if self.every_n_steps and step != self.last_saved and step % self.every_n_steps == 0:
@@ -204,11 +239,10 @@ class TaskCheckpoint(pl.Callback):
         self.save(trainer, finished=True)
 
     def save(self, trainer, finished: bool) -> None:
-        trainer.lightning_module.checkpoint_finished = finished
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        trainer.save_checkpoint(tmp, weights_only=False)  # the loop's state and the generators too
-        if trainer.is_global_zero:
-            kill_point("checkpoint_write")
-            os.replace(tmp, self.path)
+        self.finished = finished
+        with atomic_path(self.path, commit=trainer.is_global_zero) as tmp:
+            trainer.save_checkpoint(tmp, weights_only=False)  # the loop's state and the generators too
+            if trainer.is_global_zero:
+                kill_point("checkpoint_write")
         trainer.strategy.barrier("task_checkpoint")
         self.last_saved = trainer.global_step

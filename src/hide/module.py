@@ -9,7 +9,7 @@ import math
 import pytorch_lightning as pl
 import torch
 
-from hide.checkpoint import capture_rng, kill_point, restore_rng
+from hide.checkpoint import kill_point
 from hide.errors import TrainingDivergedError
 from hide.generation import greedy_answers
 from hide.methods.base import ContinualMethod
@@ -52,15 +52,10 @@ class ContinualModule(pl.LightningModule):
         self.weight_decay = weight_decay
         self.warmup_ratio = warmup_ratio
         self.max_new_tokens = max_new_tokens
-        self.current_task = 0
+        self.stage, self.current_task = 0, 0  # what is training now (the task loop sets them)
         # Checkpoints hold only what the method trains or adds (`ContinualMethod.checkpoint_keys`);
         # the frozen backbone comes from the config.
         self.strict_loading = False
-        self.checkpoint_finished = False
-        self.checkpoint_stage = 0
-        self.epoch_batches = 0  # batches trained in the current epoch: the data position
-        self.resume_batches = 0
-        self.pending_rng: dict | None = None
 
     # -- training ---------------------------------------------------------------------------
     def on_fit_start(self) -> None:
@@ -68,45 +63,9 @@ class ContinualModule(pl.LightningModule):
         # submodule's mode; LoRA dropout must be on while training.
         self.model.train()
 
-    def on_train_start(self) -> None:
-        # A resumed fit draws dropout masks from where the checkpointed run stood.
-        if self.pending_rng is not None:
-            restore_rng(self.pending_rng)
-            self.pending_rng = None
-            if self.resume_batches >= self.trainer.num_training_batches:
-                # The checkpoint closed an epoch. After it, the uninterrupted run started the next
-                # epoch's DataLoader iterator, which draws its base seed from the global generator;
-                # here that iterator was made before the generators were restored: replay the draw.
-                torch.empty((), dtype=torch.int64).random_()
-                self.resume_batches = 0  # and the next epoch starts at its first batch
-
-    def on_train_epoch_start(self) -> None:
-        self.epoch_batches, self.resume_batches = self.resume_batches, 0
-
-    def on_train_batch_start(self, batch, batch_idx: int) -> None:
-        self.epoch_batches += 1
-        # Restarted from a checkpoint that closed an epoch, Lightning 2.6 runs the next epoch
-        # without counting it as started; a checkpoint taken in it would then make a second
-        # restart run that epoch again. Count it (a no-op whenever Lightning already has).
-        for counter in (self.trainer.fit_loop.epoch_progress.current, self.trainer.fit_loop.epoch_progress.total):
-            counter.ready = max(counter.ready, self.current_epoch + 1)
-            counter.started = max(counter.started, self.current_epoch + 1)
-        kill_point("train_batch")
-
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         keep = {f"model.{k}" for k in self.method.checkpoint_keys(self.model)}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
-        checkpoint["hide"] = {
-            "stage": self.checkpoint_stage,
-            "task": self.current_task,
-            "finished": self.checkpoint_finished,
-            "data_position": (self.trainer.current_epoch, self.epoch_batches),
-            "rng": capture_rng(),
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.pending_rng = checkpoint["hide"]["rng"]
-        self.resume_batches = checkpoint["hide"]["data_position"][1]
 
     def answer_outputs(self, batch: dict):
         """The model's outputs on a training batch; `.loss` is the answer-token cross-entropy."""
@@ -130,7 +89,7 @@ class ContinualModule(pl.LightningModule):
             task = names[self.current_task] if self.current_task < len(names) else self.current_task
             raise TrainingDivergedError(
                 f"Non-finite loss ({loss.item()}) at optimizer step {self.global_step} of task {task!r} (stage "
-                f"{self.checkpoint_stage}), batch {batch_idx} with record ids {list(batch['ids'])}. The run stopped "
+                f"{self.stage}), batch {batch_idx} with record ids {list(batch['ids'])}. The run stopped "
                 f"before this step changed any weight, and the checkpoints written before it are intact. Lower "
                 f"optim.lr (or raise trainer.gradient_clip_val), or check these records."
             )

@@ -9,7 +9,7 @@ import io
 import os
 from pathlib import Path
 
-from hide.data.formats import write_json_atomic
+from hide.atomic import atomic_path, write_json_atomic
 from hide.errors import ScoringError
 from hide.metrics.continual import METRIC_NAMES, continual_metrics
 
@@ -80,9 +80,8 @@ class ContinualResults:
         for stage, row in enumerate(self.matrix):
             label = "base" if stage == 0 else self.tasks[stage - 1]
             writer.writerow([label] + ["" if v is None else f"{v:.2f}" for v in row])
-        tmp = self.out_dir / ".matrix.csv.tmp"
-        tmp.write_text(buffer.getvalue())
-        os.replace(tmp, self.out_dir / "matrix.csv")
+        with atomic_path(self.out_dir / "matrix.csv") as tmp:
+            tmp.write_text(buffer.getvalue())
         return path
 
     def heatmap(self, title: str = "") -> Path:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 from PIL import Image
 
+from hide.atomic import write_json_atomic
 from hide.errors import ConfigError, HideError
 
 IMAGE_TOKEN = "<image>"
@@ -74,22 +74,6 @@ class TaskData:
     train: list[TrainRecord]
     test: list[TestRecord]
     references: dict[str, list[str]] | None = field(default=None)
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = None) -> None:
-    """Write JSON through a temporary file and a rename, so that a crash never leaves a torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=indent)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_train_file(path: str | os.PathLike, records: list[dict]) -> None:

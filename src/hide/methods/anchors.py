@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hide.data.collate import left_padded_positions
-from hide.distributed import world_size
+from hide.distributed import global_rank, world_size
 from hide.errors import ConfigError
 from hide.models.lora import adapters_disabled
 
@@ -83,19 +83,12 @@ def routing_weights(similarity: torch.Tensor, temperature: float = 0.1, top_k: i
     return torch.softmax(logits, dim=-1)
 
 
-def data_parallel_shard() -> tuple[int, int]:
-    """(rank, world size) of the running data-parallel group, (0, 1) without one."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 @torch.no_grad()
 def encode_task_anchors(bank: AnchorBank, task: int, batches, encoder) -> int:
     """Add task's anchors to `bank` from every batch of its training loader: each data-parallel rank
     encodes every world-th batch, and the sums and counts are all-reduced, so every rank ends with
     the same exact means. Returns the number of samples encoded (all ranks)."""
-    rank, world = data_parallel_shard()
+    rank, world = global_rank(), world_size()
     device = bank.image_sum.device
     image_sum = torch.zeros_like(bank.image_sum[task])
     text_sum = torch.zeros_like(bank.text_sum[task])

@@ -18,7 +18,8 @@ from hide.models.lora import LLAMA_LINEARS, LoRALinear, inject_lora
 class ContinualMethod:
     """Base class. Subclasses override the hooks they need.
 
-    Args:
+    Args (conf/adapter/lora.yaml, which every method's config includes; a subclass takes its own
+    arguments and passes these on):
         rank, alpha, dropout, init_std: the LoRA adapters on every language-model linear
             (scale s = alpha / rank; see `LoRALinear`).
         targets: names of the linears that get adapters.

@@ -23,7 +23,6 @@ from pytorch_lightning.utilities import move_data_to_device
 
 from hide.methods.base import ContinualMethod
 from hide.errors import ConfigError
-from hide.models.lora import LLAMA_LINEARS
 
 MODES = ("separate", "online")
 
@@ -57,11 +56,8 @@ def ewc_penalty(params: dict[str, torch.Tensor], anchors: list[tuple[dict, dict]
 class EWC(ContinualMethod):
     name = "ewc"
 
-    def __init__(self, rank: int = 8, alpha: float = 16.0, dropout: float = 0.05, init_std: float | None = None,
-                 targets: tuple[str, ...] = LLAMA_LINEARS, train_projector: bool = True,
-                 ewc_lambda: float = 1e5, mode: str = "online", gamma: float = 1.0,
-                 fisher_batches: int | None = 50):
-        super().__init__(rank, alpha, dropout, init_std, targets, train_projector)
+    def __init__(self, ewc_lambda: float = 1e5, mode: str = "online", gamma: float = 1.0, fisher_batches: int | None = 50, **lora):
+        super().__init__(**lora)
         if mode not in MODES:
             raise ConfigError(f"method.mode={mode!r}; choose one of {MODES}")
         if ewc_lambda < 0 or not 0 <= gamma <= 1:

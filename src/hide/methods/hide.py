@@ -41,7 +41,7 @@ from hide.methods.base import ContinualMethod
 from hide.models.backbone import Backbone
 from hide.errors import ConfigError
 from hide.generation import PrefixPlan
-from hide.models.lora import FUSION_RULES, LLAMA_LINEARS, MultiExpertLoRALinear, decoder_layer_index, inject_lora
+from hide.models.lora import FUSION_RULES, MultiExpertLoRALinear, decoder_layer_index, inject_lora
 
 ROUTINGS = ("anchors", "oracle")
 
@@ -95,7 +95,8 @@ def _check_inference(fusion: str, routing: str, top_k: int | None) -> None:
 
 
 class HiDe(ContinualMethod):
-    """Args (besides the LoRA ones of `ContinualMethod`; the scale is s = alpha / rank):
+    """Args (besides the LoRA ones of `ContinualMethod`, whose init_std is 0.01 here, the published
+    init; the scale is s = alpha / rank):
         task_specific_layers: decoder layers whose experts are routed ([-1]: the top one; "all"; []).
         fusion: how the other layers fuse their experts: sum_ab (published), sum_ba, mean.
         fold_fused: add the fused update into a copy of W at evaluation (one matmul per forward).
@@ -110,13 +111,12 @@ class HiDe(ContinualMethod):
 
     name = "hide"
 
-    def __init__(self, rank: int = 8, alpha: float = 16.0, dropout: float = 0.05, init_std: float | None = 0.01,
-                 targets: tuple[str, ...] = LLAMA_LINEARS, train_projector: bool = True,
-                 task_specific_layers=(-1,), fusion: str = "sum_ab", fold_fused: bool = True,
+    def __init__(self, task_specific_layers=(-1,), fusion: str = "sum_ab", fold_fused: bool = True,
                  routing: str = "anchors", temperature: float = 0.1, image_weight: float = 0.5,
                  text_weight: float = 0.5, top_k: int | None = None, anchor_encoder=None,
-                 cka_file: str = "outputs/cka_analysis/cka.json", auto_layers: int = 1, cka_kind: str = "kernel"):
-        super().__init__(rank, alpha, dropout, init_std, targets, train_projector)
+                 cka_file: str = "outputs/cka_analysis/cka.json", auto_layers: int = 1, cka_kind: str = "kernel",
+                 **lora):
+        super().__init__(**{"init_std": 0.01, **lora})  # the published init unless set
         _check_inference(fusion, routing, top_k)
         if temperature <= 0:
             raise ConfigError(f"method.temperature must be > 0, got {temperature}")

@@ -22,7 +22,6 @@ from torch.func import functional_call
 
 from hide.methods.base import ContinualMethod
 from hide.errors import ConfigError
-from hide.models.lora import LLAMA_LINEARS
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
@@ -41,10 +40,8 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 class LwF(ContinualMethod):
     name = "lwf"
 
-    def __init__(self, rank: int = 8, alpha: float = 16.0, dropout: float = 0.05, init_std: float | None = None,
-                 targets: tuple[str, ...] = LLAMA_LINEARS, train_projector: bool = True,
-                 distill_weight: float = 1.0, temperature: float = 2.0):
-        super().__init__(rank, alpha, dropout, init_std, targets, train_projector)
+    def __init__(self, distill_weight: float = 1.0, temperature: float = 2.0, **lora):
+        super().__init__(**lora)
         if distill_weight < 0 or temperature <= 0:
             raise ConfigError(f"method.distill_weight must be >= 0 and method.temperature > 0; "
                              f"got {distill_weight}, {temperature}")

@@ -14,17 +14,16 @@ from __future__ import annotations
 from hide.methods.base import ContinualMethod
 from hide.models.backbone import Backbone
 from hide.errors import ConfigError
-from hide.models.lora import LLAMA_LINEARS, MoELoRALinear, inject_lora
+from hide.models.lora import MoELoRALinear, inject_lora
 
 
 class MoELoRA(ContinualMethod):
     name = "moelora"
 
-    def __init__(self, rank: int = 8, alpha: float = 16.0, dropout: float = 0.05, init_std: float | None = None,
-                 targets: tuple[str, ...] = LLAMA_LINEARS, train_projector: bool = True, num_experts: int = 4):
-        super().__init__(rank, alpha, dropout, init_std, targets, train_projector)
-        if num_experts < 1 or rank % num_experts:
-            raise ConfigError(f"method.rank={rank} must be a multiple of method.num_experts={num_experts}")
+    def __init__(self, num_experts: int = 4, **lora):
+        super().__init__(**lora)
+        if num_experts < 1 or self.rank % num_experts:
+            raise ConfigError(f"method.rank={self.rank} must be a multiple of method.num_experts={num_experts}")
         self.num_experts = num_experts
 
     def attach(self, backbone: Backbone, num_tasks: int) -> None:

@@ -18,7 +18,7 @@ import torch
 
 from hide.methods.base import ContinualMethod
 from hide.errors import ConfigError
-from hide.models.lora import LLAMA_LINEARS, LoRALinear
+from hide.models.lora import LoRALinear
 
 
 def orthogonality_loss(A_current: torch.Tensor, A_earlier: list[torch.Tensor]) -> torch.Tensor:
@@ -32,10 +32,8 @@ def orthogonality_loss(A_current: torch.Tensor, A_earlier: list[torch.Tensor]) -
 class OLoRA(ContinualMethod):
     name = "olora"
 
-    def __init__(self, rank: int = 8, alpha: float = 16.0, dropout: float = 0.05, init_std: float | None = None,
-                 targets: tuple[str, ...] = LLAMA_LINEARS, train_projector: bool = True,
-                 orthogonal_weight: float = 0.05):
-        super().__init__(rank, alpha, dropout, init_std, targets, train_projector)
+    def __init__(self, orthogonal_weight: float = 0.05, **lora):
+        super().__init__(**lora)
         if orthogonal_weight < 0:
             raise ConfigError(f"method.orthogonal_weight must be >= 0, got {orthogonal_weight}")
         self.orthogonal_weight = orthogonal_weight

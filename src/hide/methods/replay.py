@@ -14,7 +14,6 @@ import random
 
 from hide.methods.base import ContinualMethod
 from hide.errors import ConfigError
-from hide.models.lora import LLAMA_LINEARS
 
 
 def draw_buffer(records: list, size: int, seed: int, task_index: int) -> list:
@@ -28,10 +27,8 @@ def draw_buffer(records: list, size: int, seed: int, task_index: int) -> list:
 class Replay(ContinualMethod):
     name = "replay"
 
-    def __init__(self, rank: int = 8, alpha: float = 16.0, dropout: float = 0.05, init_std: float | None = None,
-                 targets: tuple[str, ...] = LLAMA_LINEARS, train_projector: bool = True,
-                 buffer_per_task: int = 60, seed: int = 0):
-        super().__init__(rank, alpha, dropout, init_std, targets, train_projector)
+    def __init__(self, buffer_per_task: int = 60, seed: int = 0, **lora):
+        super().__init__(**lora)
         if buffer_per_task < 0:
             raise ConfigError(f"method.buffer_per_task must be >= 0, got {buffer_per_task}")
         self.buffer_per_task = buffer_per_task
