@@ -72,8 +72,10 @@ def prepared_hide(backbone, anchor_encoder=None) -> HiDe:
 
 def generate(model, tokenizer, batch, new_tokens: int, method: HiDe | None = None):
     """The task loop's generation (`ContinualModule.generate`), `new_tokens` for every row."""
-    plan = method.prefix_plan(batch["input_ids"].shape[0]) if method is not None else None
-    return greedy_answers(model, tokenizer, batch, new_tokens, prefix_plan=plan, stop_at_eos=False)
+    if method is None:
+        return greedy_answers(model, tokenizer, batch, new_tokens, stop_at_eos=False)
+    with method.answering(None, batch) as plan:
+        return greedy_answers(model, tokenizer, batch, new_tokens, prefix_plan=plan, stop_at_eos=False)
 
 
 def measure(backbone, label: str, n: int, repeats: int, new_tokens: int = 32, anchor_encoder=None) -> dict:
@@ -86,7 +88,6 @@ def measure(backbone, label: str, n: int, repeats: int, new_tokens: int = 32, an
         if hasattr(method.encoder, "clear_cache"):
             method.encoder.clear_cache()  # one evaluation: a fresh instruction cache
         for batch in batches:
-            method.before_generate(None, batch)
             generate(model, tokenizer, batch, new_tokens, method)
 
     @torch.no_grad()

@@ -12,7 +12,7 @@ from torch import nn
 from hide.loop import run_continual
 from hide.methods.ewc import EWC, diagonal_fisher, ewc_penalty
 from hide.methods.lwf import LwF, distillation_loss
-from hide.methods.olora import orthogonality_loss
+from hide.methods.olora import OLoRALinear, orthogonality_loss
 from hide.methods.replay import Replay, draw_buffer
 from hide.models.lora import LoRALinear, MoELoRALinear, adapters_disabled
 
@@ -39,16 +39,16 @@ def test_fisher_is_the_mean_squared_gradient_of_a_toy_model():
 
 def test_ewc_penalty_equals_the_hand_sum_over_tasks():
     theta = {"a": torch.tensor([1.0, 2.0]), "b": torch.tensor([[3.0]])}
-    anchors = [({"a": torch.tensor([0.5, 2.0]), "b": torch.tensor([[1.0]])},
-                {"a": torch.tensor([0.0, 0.0]), "b": torch.tensor([[1.0]])}),
-               ({"a": torch.tensor([1.0, 0.0]), "b": torch.tensor([[0.25]])},
-                {"a": torch.tensor([2.0, 5.0]), "b": torch.tensor([[5.0]])})]
+    consolidated = [({"a": torch.tensor([0.5, 2.0]), "b": torch.tensor([[1.0]])},
+                     {"a": torch.tensor([0.0, 0.0]), "b": torch.tensor([[1.0]])}),
+                    ({"a": torch.tensor([1.0, 0.0]), "b": torch.tensor([[0.25]])},
+                     {"a": torch.tensor([2.0, 5.0]), "b": torch.tensor([[5.0]])})]
     # task 1: 0.5*1 + 2*4 + 1*4 = 12.5 ; task 2: 1*1 + 0 + 0.25*4 = 2
-    assert ewc_penalty(theta, anchors).item() == pytest.approx(14.5)
+    assert ewc_penalty(theta, consolidated).item() == pytest.approx(14.5)
     assert ewc_penalty(theta, []).item() == 0.0
 
 
-def test_ewc_online_mode_decays_and_keeps_one_anchor():
+def test_ewc_online_mode_decays_and_keeps_one_pair():
     method = EWC(mode="online", gamma=0.5)
     model = nn.Linear(2, 1, bias=False)
 
@@ -74,8 +74,8 @@ def test_ewc_online_mode_decays_and_keeps_one_anchor():
         method.on_task_end(module, 1, [])
     finally:
         ewc_module.diagonal_fisher = original
-    assert len(method.anchors) == 1
-    fisher, star = method.anchors[0]
+    assert len(method.consolidated) == 1
+    fisher, star = method.consolidated[0]
     torch.testing.assert_close(fisher["weight"], torch.full_like(model.weight, 0.5 * 1 + 2))
     torch.testing.assert_close(star["weight"], model.weight.detach())
 
@@ -95,7 +95,7 @@ def test_olora_loss_is_the_l1_of_the_products():
 
 def test_merged_slots_add_the_earlier_experts():
     torch.manual_seed(0)
-    layer = LoRALinear(nn.Linear(6, 5), rank=2, alpha=4, num_slots=3, init_std=0.1)
+    layer = OLoRALinear(nn.Linear(6, 5), rank=2, alpha=4, num_slots=3, init_std=0.1)
     for B in layer.lora_B:
         nn.init.normal_(B)
     x = torch.randn(3, 6)
@@ -235,21 +235,21 @@ def test_olora_freezes_earlier_slots_uses_them_and_penalises_overlap(fast_cfg, t
     # one slot per linear trains per task; all T are stored
     assert metrics["params_stored"] == metrics["params_trainable"] + method.expert_parameters()
 
-def test_ewc_anchors_after_each_task_and_penalty_zero_at_the_anchor(fast_cfg, tmp_path, monkeypatch):
+def test_ewc_reference_weights_after_each_task_and_penalty_zero_at_them(fast_cfg, tmp_path, monkeypatch):
     from hide.methods.ewc import EWC
 
     seen = {}
     _capture(monkeypatch, EWC, "on_task_end", lambda self, module, t: seen.update(method=self, module=module))
     run_continual(fast_cfg("method=ewc", "method.mode=separate", "method.fisher_batches=2"), tmp_path)
     method, module = seen["method"], seen["module"]
-    assert len(method.anchors) == 2
-    fisher, star = method.anchors[-1]
+    assert len(method.consolidated) == 2
+    fisher, star = method.consolidated[-1]
     params = EWC.trainable(module.model)
     assert set(fisher) == set(params) and all((f >= 0).all() for f in fisher.values())
     assert sum(f.sum().item() for f in fisher.values()) > 0
-    # the latest anchor is the current model: its own term is exactly zero
-    assert ewc_penalty(params, [method.anchors[-1]]).item() == 0.0
-    assert ewc_penalty(params, [method.anchors[0]]).item() > 0
+    # the latest reference weights are the current model: its own term is exactly zero
+    assert ewc_penalty(params, [method.consolidated[-1]]).item() == 0.0
+    assert ewc_penalty(params, [method.consolidated[0]]).item() > 0
 
 
 def test_lwf_teacher_is_the_previous_state_without_touching_the_model(fast_cfg, tmp_path, monkeypatch):

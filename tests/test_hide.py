@@ -73,7 +73,7 @@ def test_anchors_are_the_exact_means_over_the_training_set(fast_cfg):
     assert int(method.anchors.count[1]) == len(tasks[1].train) == 16
     torch.testing.assert_close(image_mean[0], image.double().mean(0).float(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(text_mean[0], text.double().mean(0).float(), rtol=1e-5, atol=1e-6)
-    assert "hide_anchors.count" in {k.split("model.", 1)[-1] for k in module.state_dict()}
+    assert torch.equal(method.state_dict()["anchors"]["count"], method.anchors.count)  # saved with the method
 
 
 def _randomise_experts(method, std=0.5):
@@ -100,21 +100,22 @@ def test_batched_generation_with_per_sample_routing_equals_one_by_one(fast_cfg):
     items = items[::2] + items[1::2]  # interleave the tasks in one batch
     batch = collate(items)
     batched = module.predict_step(batch, 0)
-    weights = method.routed[next(iter(method.routed))].routing_weights
+    with method.answering(module, batch):  # the routing the batch was answered with
+        weights = method.routed[next(iter(method.routed))].routing_weights
     assert weights.argmax(-1).tolist() == batch["task"].tolist()  # each sample routed to its own task
     one_by_one = [module.predict_step(collate([item]), 0)[0] for item in items]
     assert batched == one_by_one
     assert len({answer for _, _, answer in batched}) >= 4  # rows answer differently: a row mix-up would show
     # dense routing with the top layer routed: the prompt prefix runs as one row per expert,
     # mixed by each row's weights (the equality with one-by-one above covers it)
-    method.before_generate(module, batch)
-    plan = method.prefix_plan(len(items))
+    with method.answering(module, batch) as plan:
+        pass
     torch.testing.assert_close(plan.mix, weights)
     # routed below the top too: one basis row per distinct routing, exact for one-hot routing
     method.configure_inference([0, 1], method.fusion, top_k=1)
     method.on_eval_start(module, [0, 1])
-    method.before_generate(module, batch)
-    plan = method.prefix_plan(len(items))
+    with method.answering(module, batch) as plan:
+        pass
     assert plan.mix.shape == (len(items), 2) and bool(((plan.mix == 0) | (plan.mix == 1)).all())
     assert len(set(zip(plan.mix.argmax(1).tolist(), batch["task"].tolist()))) == 2  # one basis row per task
     assert module.predict_step(batch, 0) == [module.predict_step(collate([item]), 0)[0] for item in items]
@@ -134,8 +135,8 @@ def test_oracle_routing_is_one_hot_on_the_true_task(fast_cfg):
         method.on_task_end(module, t, datamodule.train_dataloader())
     method.on_eval_start(module, [0, 1])
     batch = EvalCollator(datamodule.encoder)([(1, tasks[1].test[0]), (0, tasks[0].test[0])])
-    method.before_generate(module, batch)
-    weights = next(iter(method.routed.values())).routing_weights
+    with method.answering(module, batch):
+        weights = next(iter(method.routed.values())).routing_weights
     assert torch.equal(weights, torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
 
 
@@ -170,7 +171,8 @@ def test_anchor_routing_separates_the_six_synthetic_tasks(tmp_path):
     method.on_eval_start(module, list(range(6)))
     for t in range(6):
         for batch in datamodule.test_dataloader(t):
-            method.before_generate(module, batch)
+            with method.answering(module, batch):
+                pass
     facts = method.eval_facts([task.name for task in tasks])
     assert min(facts["routing_accuracy"].values()) >= 95, (facts["routing_accuracy"], facts["routing_confusion"])
     GlobalHydra.instance().clear()

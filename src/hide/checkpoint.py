@@ -3,9 +3,9 @@
 Two checkpoints live in `<run dir>/checkpoints/`, each written to a temporary file and renamed into
 place, so a kill in the middle of a write leaves the previous file, never a torn one:
 
-- `run_state.pt`, after every stage's evaluation: what the method trained or added (adapters,
-  projector, HiDe's anchors: `ContinualMethod.checkpoint_keys`), the method's own state (EWC's
-  Fisher, replay's finished tasks: `ContinualMethod.state_dict`), the results so far, the random
+- `run_state.pt`, after every stage's evaluation: what the method trained (adapters, projector:
+  `ContinualMethod.checkpoint_keys`), the method's own state (EWC's Fisher, replay's finished
+  tasks, per-task anchors: `ContinualMethod.state_dict`), the results so far, the random
   number generators and the time spent. A resumed run restores it and skips the finished stages.
 - `task.ckpt`, every `checkpoint.every_n_steps` optimizer steps while a stage trains and once when
   its training ends: a Lightning checkpoint (the same trained state, the optimizer, the learning

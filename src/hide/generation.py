@@ -8,9 +8,9 @@ bench/eval_speedup.py), so not repeating it is the largest saving left after bat
 is laid out `[prefix | padding | rest of the prompt]`, with the padding masked and the positions
 counted over real tokens only, so every row sees exactly the tokens and positions it would alone.
 
-Rows whose adapters act differently (HiDe routes each sample to its own mixture of experts) get
+Rows whose adapters act differently (a method that routes each sample to its own mixture of experts) get
 the prefix once below the first layer that differs and as a small batch of basis rows (one per
-expert) from there on, mixed per row: the method says how (`ContinualMethod.prefix_plan`).
+expert) from there on, mixed per row: the method says how (`ContinualMethod.answering`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class PrefixPlan:
     cache then has 1 row, copied to every row of the batch, or `basis` rows, mixed per row:
     row r's keys and values are `mix[r] @ basis rows`. One-hot rows of `mix` pick a basis row;
     dense rows are exact only where keys and values are affine in the mixture (the method
-    decides; HiDe's routed top layer is)."""
+    decides; a routed top layer is)."""
 
     mix: torch.Tensor  # (rows, basis)
     context: Callable[[], AbstractContextManager] = nullcontext

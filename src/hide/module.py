@@ -110,12 +110,13 @@ class ContinualModule(pl.LightningModule):
 
     # -- evaluation -------------------------------------------------------------------------
     def generate(self, batch: dict) -> list[str]:
-        """Greedy answers for a left-padded batch, decoded and stripped."""
-        return greedy_answers(self.model, self.backbone.tokenizer, batch, self.max_new_tokens,
-                              prefix_plan=self.method.prefix_plan(batch["input_ids"].shape[0]))
+        """Greedy answers for a left-padded batch, decoded and stripped, in the method's context
+        for it (`ContinualMethod.answering`)."""
+        with self.method.answering(self, batch) as prefix_plan:
+            return greedy_answers(self.model, self.backbone.tokenizer, batch, self.max_new_tokens,
+                                  prefix_plan=prefix_plan)
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> list[tuple[int, str, str]]:
         kill_point("predict_batch")
-        self.method.before_generate(self, batch)
         texts = self.generate(batch)
         return list(zip(batch["task"].tolist(), batch["ids"], texts))

@@ -123,7 +123,7 @@ class TrainCollator:
                                                       [record.id for _, record in items]),
             "task": torch.tensor([task for task, _ in items], dtype=torch.long),
             "ids": [record.id for _, record in items],
-            # the first instruction alone (no system prompt, no answer): HiDe's text feature
+            # the first instruction alone (no system prompt, no answer): the anchor encoders' text feature
             "instructions": [record.turns[0].instruction for _, record in items],
         }
 

@@ -175,7 +175,7 @@ class ContinualDataModule(pl.LightningDataModule):
 
     def full_train_dataloader(self) -> DataLoader:
         """Every training item of the stage, in the single-process order (for end-of-task work that
-        every rank does alike or shards itself, e.g. HiDe's anchors, EWC's Fisher)."""
+        every rank does alike or shards itself, e.g. per-task anchors, EWC's Fisher)."""
         return DataLoader(self.stage_items(), batch_size=self.batch_size, shuffle=True, generator=self._train_generator(),
                           collate_fn=TrainCollator(self.encoder), num_workers=self.num_workers)
 

@@ -1,4 +1,4 @@
-"""On-disk formats of UCIT (see shared/spec/protocol.md), read and written by one module.
+"""On-disk formats of UCIT (docs/protocol.md), read and written by one module.
 
 Train file:   JSON list of {"id", "image", "conversations": [{"from": "human"|"gpt", "value"}, ...]}
 Test file:    JSON list of {"question_id", "image", "text", "answer"}

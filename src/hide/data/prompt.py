@@ -1,4 +1,4 @@
-"""The LLaVA-1.5 "vicuna_v1" conversation template (shared/spec/protocol.md).
+"""The LLaVA-1.5 "vicuna_v1" conversation template (docs/protocol.md).
 
     {SYSTEM} USER: <image>\n{q1} ASSISTANT: {a1}</s>USER: {q2} ASSISTANT: {a2}</s>...
 

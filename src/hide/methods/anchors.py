@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch import nn
 
 from hide.data.collate import left_padded_positions
 from hide.distributed import global_rank, world_size
@@ -25,23 +24,30 @@ from hide.errors import ConfigError
 from hide.models.lora import adapters_disabled
 
 
-class AnchorBank(nn.Module):
-    """Per-task sums of image and text features and their counts, as buffers: they are part of
-    the state_dict (saved and restored with checkpoints) and follow the model across devices, but
-    keep their dtype when the model is cast (`.to(torch.bfloat16)`, Lightning's "bf16-true")."""
+class AnchorBank:
+    """Per-task sums of image and text features and their counts: fp32 and int64 whatever the
+    model's dtype (`to` moves them between devices and never casts them), saved with the method's
+    state (`state_dict`), not with the model's weights."""
 
     def __init__(self, num_tasks: int, image_dim: int, text_dim: int):
-        super().__init__()
-        self.register_buffer("image_sum", torch.zeros(num_tasks, image_dim, dtype=torch.float32))
-        self.register_buffer("text_sum", torch.zeros(num_tasks, text_dim, dtype=torch.float32))
-        self.register_buffer("count", torch.zeros(num_tasks, dtype=torch.int64))
+        self.image_sum = torch.zeros(num_tasks, image_dim, dtype=torch.float32)
+        self.text_sum = torch.zeros(num_tasks, text_dim, dtype=torch.float32)
+        self.count = torch.zeros(num_tasks, dtype=torch.int64)
 
-    def _apply(self, fn, recurse=True):
-        # Move with the model, but never change dtype: exact sums need fp32 and the count int64.
-        for name, buffer in self._buffers.items():
-            moved = fn(buffer)
-            self._buffers[name] = moved if moved.dtype == buffer.dtype else buffer.to(device=moved.device)
+    def to(self, *args, **kwargs) -> "AnchorBank":
+        """Move to the device among the arguments (a dtype among them is ignored: exact sums
+        need fp32 and the counts int64)."""
+        device = next((a for a in [*args, kwargs.get("device")] if isinstance(a, (str, torch.device))), None)
+        if device is not None:
+            self.image_sum, self.text_sum, self.count = (t.to(device) for t in (self.image_sum, self.text_sum, self.count))
         return self
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"image_sum": self.image_sum.clone(), "text_sum": self.text_sum.clone(), "count": self.count.clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for name in ("image_sum", "text_sum", "count"):
+            setattr(self, name, state[name].to(getattr(self, name)))
 
     @torch.no_grad()
     def add(self, task: int, image_features: torch.Tensor, text_features: torch.Tensor) -> None:
@@ -66,7 +72,7 @@ class AnchorBank(nn.Module):
     def similarity(self, image_features: torch.Tensor, text_features: torch.Tensor, tasks: list[int],
                    image_weight: float = 0.5, text_weight: float = 0.5) -> torch.Tensor:
         """(batch, len(tasks)): weighted cosine similarities of each sample to each task's anchors."""
-        image_anchor, text_anchor = self.means(tasks)
+        image_anchor, text_anchor = (a.to(image_features.device) for a in self.means(tasks))
         image_cos = F.normalize(image_features.float(), dim=-1) @ F.normalize(image_anchor, dim=-1).T
         text_cos = F.normalize(text_features.float(), dim=-1) @ F.normalize(text_anchor, dim=-1).T
         return image_weight * image_cos + text_weight * text_cos
@@ -84,14 +90,15 @@ def routing_weights(similarity: torch.Tensor, temperature: float = 0.1, top_k: i
 
 
 @torch.no_grad()
-def encode_task_anchors(bank: AnchorBank, task: int, batches, encoder) -> int:
+def encode_task_anchors(bank: AnchorBank, task: int, batches, encoder, device: torch.device | None = None) -> int:
     """Add task's anchors to `bank` from every batch of its training loader: each data-parallel rank
-    encodes every world-th batch, and the sums and counts are all-reduced, so every rank ends with
-    the same exact means. Returns the number of samples encoded (all ranks)."""
+    encodes every world-th batch, and the sums and counts are all-reduced (on `device`, the
+    model's: NCCL reduces CUDA tensors; default the bank's), so every rank ends with the same
+    exact means. Returns the number of samples encoded (all ranks)."""
     rank, world = global_rank(), world_size()
-    device = bank.image_sum.device
-    image_sum = torch.zeros_like(bank.image_sum[task])
-    text_sum = torch.zeros_like(bank.text_sum[task])
+    device = device or bank.image_sum.device
+    image_sum = torch.zeros_like(bank.image_sum[task], device=device)
+    text_sum = torch.zeros_like(bank.text_sum[task], device=device)
     count = torch.zeros((), dtype=torch.int64, device=device)
     for index, batch in enumerate(batches):
         if index % world != rank:
@@ -116,7 +123,7 @@ class OwnTowersEncoder:
       hidden_states index; -1: the last; None: the middle one, ceil(layers / 2)). The tiny ViT's
       last layer is pretrained on per-patch labels and counts, and its mean routes IconQA to 92%;
       after 2 layers it routes every task to 100% (measured on held-out training samples and on
-      the test sets; README, "HiDe on the tiny model").
+      the test sets; `tests/test_hide.py` checks the default on the shipped backbone).
     - text: the base language model's (adapters off) final hidden state of the instruction's
       last token, on the instruction alone: the analogue of CLIP's pooled text output. The mean
       of input embeddings routes IconQA's count questions to ClevrMath (41%).
@@ -129,7 +136,7 @@ class OwnTowersEncoder:
         layers = backbone.vision_tower.config.num_hidden_layers
         self.image_layer = image_layer = math.ceil(layers / 2) if image_layer is None else image_layer
         if not -layers - 1 <= image_layer <= layers:
-            raise ConfigError(f"anchor_encoder.image_layer={image_layer}: the vision tower has hidden states 0..{layers}")
+            raise ConfigError(f"method.anchor_encoder.image_layer={image_layer}: the vision tower has hidden states 0..{layers}")
         self.image_dim = backbone.vision_tower.config.hidden_size
         self.text_dim = backbone.language_model.config.hidden_size
         # The text feature is a forward of the whole language model, so within one evaluation

@@ -7,6 +7,8 @@ optimisation, evaluation, metrics) is shared, so methods differ only where they 
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 import torch
 from torch import nn
 
@@ -48,15 +50,16 @@ class ContinualMethod:
         """Freeze the backbone, then inject this method's adapters and unfreeze what trains."""
         backbone.model.requires_grad_(False)
         slots = self.num_slots(num_tasks)
-        self.adapters = inject_lora(
-            backbone.language_model,
-            lambda linear, _: LoRALinear(linear, self.rank, self.alpha, slots, self.dropout, self.init_std),
-            targets=self.targets,
-        )
+        self.adapters = inject_lora(backbone.language_model, lambda linear, _: self.make_layer(linear, slots),
+                                    targets=self.targets)
         for layer in self.adapters.values():
             layer.lora_A.requires_grad_(True)
             layer.lora_B.requires_grad_(True)
         backbone.projector.requires_grad_(self.train_projector)
+
+    def make_layer(self, linear: nn.Linear, num_slots: int) -> LoRALinear:
+        """The adapter layer that replaces `linear`."""
+        return LoRALinear(linear, self.rank, self.alpha, num_slots, self.dropout, self.init_std)
 
     # -- the schedule -----------------------------------------------------------------------
     def stages(self, num_tasks: int) -> list[list[int] | None]:
@@ -82,14 +85,12 @@ class ContinualMethod:
     def on_eval_start(self, module, trained_tasks: list[int]) -> None:
         """Before generating answers (e.g. set up routing or fused weights)."""
 
-    def before_generate(self, module, batch: dict) -> None:
-        """Before each evaluation batch is answered (e.g. per-sample routing weights)."""
-
-    def prefix_plan(self, batch_size: int) -> PrefixPlan | None:
-        """For the batch about to be answered, how generation may run the prompt prefix that its
-        rows share once for all of them (`hide.generation.PrefixPlan`). None: every row's adapters
-        act alike, which holds unless the method sets per-sample state."""
-        return None
+    def answering(self, module, batch: dict) -> AbstractContextManager[PrefixPlan | None]:
+        """The context in which one evaluation batch is answered (e.g. per-sample routing weights
+        that hold for this call only); it gives how generation may run the prompt prefix that
+        the batch's rows share once for all of them (`hide.generation.PrefixPlan`), or None when
+        every row's adapters act alike."""
+        return nullcontext(None)
 
     def eval_facts(self, task_names: list[str]) -> dict:
         """Facts about the evaluation just finished, recorded in metrics.json (e.g. routing accuracy)."""
@@ -98,7 +99,8 @@ class ContinualMethod:
     # -- checkpoints (hide.checkpoint) ------------------------------------------------------
     def checkpoint_modules(self, model: nn.Module) -> list[nn.Module]:
         """The modules a checkpoint saves: the adapters (not the frozen linears they wrap) and the
-        projector. Methods that add state to the model (HiDe's anchors) add their modules."""
+        projector. A method that adds modules of its own to the model adds them here; state kept
+        outside the model (EWC's Fisher, anchors) goes in `state_dict`."""
         return [*self.adapters.values(), model.model.multi_modal_projector]
 
     def checkpoint_keys(self, model: nn.Module) -> set[str]:

@@ -2,7 +2,8 @@
 
 One LoRA adapter (and the projector) trains on every task, as in sequential LoRA. After each task
 the diagonal Fisher information of every trainable parameter is estimated as the mean squared
-gradient of the training loss over that task's data, and the parameters are anchored:
+gradient of the training loss over that task's data, and the parameters are held near their
+values at that point (the reference weights theta*):
 
     penalty = lambda * sum_k F_k (theta - theta*_k)^2
 
@@ -44,10 +45,10 @@ def diagonal_fisher(model: torch.nn.Module, loss_fn, batches, params: dict[str, 
     return {n: f / count for n, f in fisher.items()}
 
 
-def ewc_penalty(params: dict[str, torch.Tensor], anchors: list[tuple[dict, dict]]) -> torch.Tensor:
-    """sum over (F, theta*) in anchors of sum F (theta - theta*)^2."""
+def ewc_penalty(params: dict[str, torch.Tensor], consolidated: list[tuple[dict, dict]]) -> torch.Tensor:
+    """sum over (F, theta*) in consolidated of sum F (theta - theta*)^2."""
     total = next(iter(params.values())).new_zeros((), dtype=torch.float32)
-    for fisher, star in anchors:
+    for fisher, star in consolidated:
         for n, p in params.items():
             total = total + (fisher[n] * (p.float() - star[n]) ** 2).sum()
     return total
@@ -66,16 +67,17 @@ class EWC(ContinualMethod):
         self.mode = mode
         self.gamma = gamma
         self.fisher_batches = fisher_batches
-        self.anchors: list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] = []
+        # (Fisher, reference weights) per finished task, or one running pair in online mode
+        self.consolidated: list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] = []
 
     @staticmethod
     def trainable(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
         return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
     def extra_loss(self, module, batch: dict, outputs) -> torch.Tensor | None:
-        if not self.anchors or self.ewc_lambda == 0:
+        if not self.consolidated or self.ewc_lambda == 0:
             return None
-        return self.ewc_lambda * ewc_penalty(self.trainable(module.model), self.anchors)
+        return self.ewc_lambda * ewc_penalty(self.trainable(module.model), self.consolidated)
 
     def on_task_end(self, module, task_index: int, train_loader) -> None:
         model = module.model
@@ -93,21 +95,21 @@ class EWC(ContinualMethod):
             fisher = diagonal_fisher(model, lambda _, batch: module.answer_outputs(batch).loss, batches(), params)
         model.train(was_training)
         star = {n: p.detach().float().clone() for n, p in params.items()}
-        if self.mode == "online" and self.anchors:
-            previous, _ = self.anchors[0]
+        if self.mode == "online" and self.consolidated:
+            previous, _ = self.consolidated[0]
             fisher = {n: self.gamma * previous[n] + fisher[n] for n in fisher}
-            self.anchors = [(fisher, star)]
+            self.consolidated = [(fisher, star)]
         else:
-            self.anchors.append((fisher, star))
+            self.consolidated.append((fisher, star))
 
     def state_dict(self) -> dict:
-        return {"anchors": self.anchors}
+        return {"consolidated": self.consolidated}
 
     def load_state_dict(self, state: dict) -> None:
-        self.anchors = state["anchors"]
+        self.consolidated = state["consolidated"]
 
     def stored_parameters(self, model, num_tasks: int) -> int:
-        """The adapter and projector, plus a Fisher and an anchor copy of them per kept anchor
+        """The adapter and projector, plus a Fisher and a reference copy of them per kept pair
         (one in online mode, one per task in separate mode): what training further needs."""
         kept = 1 if self.mode == "online" else num_tasks
         return self.trainable_parameters(model) * (1 + 2 * kept)

@@ -1,5 +1,5 @@
 """HiDe (HiDe-LLaVA, Guo et al., ACL 2025): hierarchical decoupling of task-specific and
-task-general knowledge. Spec: shared/spec/hide-method.md.
+task-general knowledge. The method as implemented: docs/method.md.
 
 Training task t: every language-model linear holds one LoRA expert per task and uses only
 expert t (earlier experts are frozen and stay bit-for-bit unchanged); the projector trains on
@@ -41,7 +41,7 @@ from hide.methods.base import ContinualMethod
 from hide.models.backbone import Backbone
 from hide.errors import ConfigError
 from hide.generation import PrefixPlan
-from hide.models.lora import FUSION_RULES, MultiExpertLoRALinear, decoder_layer_index, inject_lora
+from hide.models.lora import FUSION_RULES, MultiExpertLoRALinear, decoder_layer_index, routed_by
 
 ROUTINGS = ("anchors", "oracle")
 
@@ -142,24 +142,17 @@ class HiDe(ContinualMethod):
     def num_slots(self, num_tasks: int) -> int:
         return num_tasks
 
+    def make_layer(self, linear: nn.Linear, num_slots: int) -> MultiExpertLoRALinear:
+        return MultiExpertLoRALinear(linear, self.rank, self.alpha, num_slots, self.dropout, self.init_std)
+
     def attach(self, backbone: Backbone, num_tasks: int) -> None:
-        backbone.model.requires_grad_(False)
+        super().attach(backbone, num_tasks)  # one expert slot per task in every linear
         self.num_layers = backbone.language_model.config.num_hidden_layers
         self.decoder_layers = backbone.language_model.layers
         self.num_tasks = num_tasks
-        self.adapters = inject_lora(
-            backbone.language_model,
-            lambda linear, _: MultiExpertLoRALinear(linear, self.rank, self.alpha, num_tasks, self.dropout,
-                                                    self.init_std),
-            targets=self.targets,
-        )
         self.configure_inference(self.task_specific_layers, self.fusion, self.routing, self.top_k)
-        backbone.projector.requires_grad_(self.train_projector)
         self.encoder = self.make_anchor_encoder(backbone)
-        # A submodule of the model, so the anchors are in every checkpoint's state_dict.
-        backbone.model.hide_anchors = AnchorBank(num_tasks, self.encoder.image_dim, self.encoder.text_dim).to(
-            backbone.model.device)
-        self.anchors = backbone.model.hide_anchors
+        self.anchors = AnchorBank(num_tasks, self.encoder.image_dim, self.encoder.text_dim)
 
     def configure_inference(self, task_specific_layers, fusion: str, routing: str = "anchors",
                             top_k: int | None = None) -> None:
@@ -192,7 +185,7 @@ class HiDe(ContinualMethod):
         was_training = module.model.training
         module.model.eval()
         batches = (move_data_to_device(batch, module.model.device) for batch in train_loader)
-        encode_task_anchors(self.anchors, task_index, batches, self.encoder)
+        encode_task_anchors(self.anchors, task_index, batches, self.encoder, module.model.device)
         module.model.train(was_training)
 
     # -- inference --------------------------------------------------------------------------
@@ -208,9 +201,22 @@ class HiDe(ContinualMethod):
         if hasattr(self.encoder, "clear_cache"):
             self.encoder.clear_cache()
 
-    def before_generate(self, module, batch: dict) -> None:
+    @contextmanager
+    def answering(self, module, batch: dict):
+        """Per-sample routing weights for this batch, set on the routed layers for this call only;
+        gives the prefix plan for them."""
+        weights = self.routing_weights_for(batch)
+        if weights is None:
+            yield None
+            return
+        with routed_by(self.routed.values(), weights):
+            yield self.prefix_plan(len(weights), weights)
+
+    def routing_weights_for(self, batch: dict) -> torch.Tensor | None:
+        """(batch, trained tasks) routing weights, or None when nothing routes (no task-specific
+        layers, or no expert trained yet); counts how often the anchors pick each sample's task."""
         if not self.routed or not self.trained:
-            return  # nothing to route: no task-specific layers, or no expert trained yet
+            return None
         image, text = self.encoder.encode(batch)
         similarity = self.anchors.similarity(image, text, self.trained, self.image_weight, self.text_weight)
         weights = routing_weights(similarity, self.temperature, self.top_k)
@@ -229,18 +235,19 @@ class HiDe(ContinualMethod):
                 # no expert of its own yet (the full schedule scores every task at every stage):
                 # the anchors route it, and metrics.json counts it
                 self.oracle_fallbacks[task] += 1
-        for adapter in self.routed.values():
-            adapter.set_routing_weights(weights)
+        return weights
 
-    def prefix_plan(self, batch_size: int) -> PrefixPlan | None:
+    def prefix_plan(self, batch_size: int, weights: torch.Tensor | None = None) -> PrefixPlan | None:
         """The prompt prefix under per-sample routing: the layers below the first routed one act
         alike for every row, so it runs once up to there and as basis rows from there on. When
         the routed layer is the top one only (the default), that layer's keys and values are
         affine in the routing weights (W x + sum_e w_e B_e A_e x with sum_e w_e = 1), so one basis
         row per expert, mixed by each row's weights, is exact. Otherwise one basis row per
-        distinct routing (exact for any layers; one-hot routing gives few)."""
+        distinct routing (exact for any layers; one-hot routing gives few). `weights`: the batch's
+        routing (default: what the routed layers hold now)."""
         adapters = list(self.routed.values())
-        weights = adapters[0].routing_weights if adapters and adapters[0].mode == "routed" else None
+        if weights is None and adapters and adapters[0].mode == "routed":
+            weights = adapters[0].routing_weights
         if weights is None:
             return None
         routed_layers = {decoder_layer_index(name) for name in self.routed}
@@ -268,16 +275,12 @@ class HiDe(ContinualMethod):
                 kwargs["hidden_states"] = hidden.expand(len(basis), *hidden.shape[1:]).contiguous()
             return args, kwargs
 
-        batch_weights = [adapter.routing_weights for adapter in adapters]
         handle = first_routed.register_forward_pre_hook(widen, with_kwargs=True)
-        for adapter in adapters:
-            adapter.set_routing_weights(basis)
         try:
-            yield
+            with routed_by(adapters, basis):
+                yield
         finally:
             handle.remove()
-            for adapter, previous in zip(adapters, batch_weights):
-                adapter.set_routing_weights(previous)
 
     def eval_facts(self, task_names: list[str]) -> dict:
         """Routing accuracy (%) per trained task: how often the anchors' most similar task is the
@@ -312,8 +315,12 @@ class HiDe(ContinualMethod):
         return facts
 
     # -- checkpoints ------------------------------------------------------------------------
-    def checkpoint_modules(self, model: nn.Module) -> list[nn.Module]:
-        return super().checkpoint_modules(model) + [self.anchors]
+    def state_dict(self) -> dict:
+        """The anchors (every expert is in the model's adapters)."""
+        return {"anchors": self.anchors.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.anchors.load_state_dict(state["anchors"])
 
     # -- reporting --------------------------------------------------------------------------
     def run_facts(self) -> dict:

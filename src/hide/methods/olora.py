@@ -21,6 +21,23 @@ from hide.errors import ConfigError
 from hide.models.lora import LoRALinear
 
 
+class OLoRALinear(LoRALinear):
+    """A `LoRALinear` whose `merged_slots` (the earlier tasks' frozen experts) add to every output,
+    as if merged into W: y = W x + s B_k A_k dropout(x) + s sum_{j in merged} B_j A_j x."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.merged_slots: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        if self.disabled:
+            return out
+        for slot in self.merged_slots:  # no dropout, no gradient wanted
+            out = out + self.scale * (x @ self.lora_A[slot].T @ self.lora_B[slot].T)
+        return out
+
+
 def orthogonality_loss(A_current: torch.Tensor, A_earlier: list[torch.Tensor]) -> torch.Tensor:
     """sum_j sum |A_current A_j^T| over the earlier experts' A_j (0 when there are none)."""
     total = A_current.new_zeros(())
@@ -42,9 +59,12 @@ class OLoRA(ContinualMethod):
     def num_slots(self, num_tasks: int) -> int:
         return num_tasks
 
+    def make_layer(self, linear, num_slots: int) -> OLoRALinear:
+        return OLoRALinear(linear, self.rank, self.alpha, num_slots, self.dropout, self.init_std)
+
     def on_task_start(self, module, task_index: int) -> None:
         self.current = task_index
-        layer: LoRALinear
+        layer: OLoRALinear
         for layer in self.adapters.values():
             layer.active_slot = task_index
             layer.merged_slots = list(range(task_index))

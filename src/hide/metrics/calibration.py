@@ -6,7 +6,7 @@ band the proxy should sit in:
     R1  mean zero-shot score / mean multitask score                      (each task's ratio < 0.8 too)
     R2  sequential LoRA: MFT - Last                                       (points)
     R3  sequential LoRA: (Last - zero-shot) / (MFT - zero-shot)          (the share of the gain kept)
-    R4  HiDe with every layer fused, Last / with every layer expanded, Last
+    R4  per-task experts fused in every layer, Last / routed in every layer, Last (one training)
     R5  every task trained alone reaches >= 50 and >= 2 x its chance level
 
 Zero-shot is the mean of the base model's row (row 0 of any run's matrix), MFT and Last those of
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from hide.metrics.continual import continual_metrics
 
-# LLaVA-1.5-7B on UCIT (HiDe paper, MCITlib and an independent MCITlib LoRA-FT rerun): the value
+# LLaVA-1.5-7B on UCIT (the HiDe-LLaVA paper, MCITlib and an independent MCITlib LoRA-FT rerun): the value
 # each statistic takes there, and the band a proxy should sit in (None: no bound on that side).
 SEVEN_B = {"R1": 0.37, "R2": 13.9, "R3": 0.6, "R4": 0.91}
 BANDS = {"R1": (0.25, 0.50), "R2": (6.0, 25.0), "R3": (0.35, 0.85), "R4": (0.80, None)}

@@ -1,17 +1,15 @@
 """LoRA adapter layers (the math) and their injection into a language model (where they go).
 
-`LoRALinear` holds one (A, B) pair per expert slot so that methods that add an expert per task
-(HiDe, O-LoRA) and methods with one adapter (sequential LoRA) share one layer class:
+`LoRALinear` holds one (A, B) pair per expert slot, so that methods that add an expert per task
+and methods with one adapter (sequential LoRA) share one layer class:
 
     y = W x + s * B_k A_k dropout(x),   s = alpha / rank,   k = the active slot.
 
-`merged_slots` adds frozen earlier experts to every output (O-LoRA keeps its earlier tasks' slots
-in the forward pass). `MoELoRALinear` is CoIN's MoELoRA: the rank split over experts mixed per
-token by a softmax router. `MultiExpertLoRALinear` adds HiDe's two inference modes over the
-trained experts:
+`MoELoRALinear` is CoIN's MoELoRA: the rank split over experts mixed per token by a softmax
+router. `MultiExpertLoRALinear` adds two inference modes over the trained experts:
 
-    routed (task-specific layers):  y = W x + s * sum_t w_t B_t A_t x   (w: one row per sample)
-    fused (task-general layers):    y = W x + s * B_f A_f x             (`fuse_experts`)
+    routed:  y = W x + s * sum_t w_t B_t A_t x   (w: one row per sample)
+    fused:   y = W x + s * B_f A_f x             (`fuse_experts`)
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ LLAMA_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
 class LoRALinear(nn.Module):
     """A frozen linear layer plus `num_slots` low-rank experts, one of which is active.
 
-    `init_std`: A ~ N(0, init_std^2) (HiDe's published init uses 0.01); None gives the
+    `init_std`: A ~ N(0, init_std^2) (0.01 in the per-task-expert method's publication); None gives the
     Kaiming-uniform init of nn.Linear (and of peft), which scales with the input width.
     B starts at zero, so a fresh expert leaves the layer's output unchanged.
     """
@@ -53,7 +51,6 @@ class LoRALinear(nn.Module):
         for slot in range(num_slots):
             self.reset_slot(slot)
         self.active_slot = 0
-        self.merged_slots: list[int] = []  # frozen experts added to every output (O-LoRA's earlier tasks)
         self.disabled = False  # see `adapters_disabled`
 
     @property
@@ -75,10 +72,7 @@ class LoRALinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.disabled:
             return self.base(x)
-        out = self.base(x) + self.delta(x, self.active_slot)
-        for slot in self.merged_slots:  # as if merged into W: no dropout, no gradient wanted
-            out = out + self.scale * (x @ self.lora_A[slot].T @ self.lora_B[slot].T)
-        return out
+        return self.base(x) + self.delta(x, self.active_slot)
 
 
 class MoELoRALinear(nn.Module):
@@ -131,7 +125,7 @@ FUSION_RULES = ("sum_ab", "sum_ba", "mean")
 def fuse_experts(A: list[torch.Tensor], B: list[torch.Tensor], rule: str) -> tuple[torch.Tensor, torch.Tensor]:
     """One low-rank pair (A_f, B_f) whose product B_f A_f is the fused update of experts 1..T:
 
-        sum_ab: (sum_i B_i)(sum_j A_j)        HiDe's published rule, cross terms B_i A_j included
+        sum_ab: (sum_i B_i)(sum_j A_j)        the published rule, cross terms B_i A_j included
         sum_ba: sum_i B_i A_i                 no cross terms (A_f, B_f concatenate the experts: rank T*r)
         mean:   (sum_i B_i / T)(sum_j A_j / T)
 
@@ -235,6 +229,22 @@ class MultiExpertLoRALinear(LoRALinear):
         for column in self._weighted_columns:
             out = out + per_sample[..., column] * self.delta(x, self.slots[column])
         return out
+
+
+@contextmanager
+def routed_by(layers, weights: torch.Tensor):
+    """Within the block the routed `layers` mix their experts by `weights` (one row per sample);
+    after it they hold the routing they had before (none, outside a call): routing lasts one
+    call, it is not state a layer keeps."""
+    layers = list(layers)
+    previous = [layer.routing_weights for layer in layers]
+    for layer in layers:
+        layer.set_routing_weights(weights)
+    try:
+        yield
+    finally:
+        for layer, weights_before in zip(layers, previous):
+            layer.set_routing_weights(weights_before)
 
 
 @contextmanager

@@ -203,7 +203,7 @@ def pretrain_vision(backbone: Backbone, records: list[TrainRecord], steps: int, 
     role CLIP pretraining plays for LLaVA-1.5's vision tower. The dense labels give each patch
     token the identity of its own cell (measured: "What shape is this?" 65% -> 93%, Renditions
     trained alone 45 -> 91). Neither they nor the counts taught the language model to count one
-    kind among several (stayed near 50%; README, "How the benchmark became learnable")."""
+    kind among several (stayed near 50%; docs/benchmark.md)."""
     import numpy as np
     from PIL import Image
 
