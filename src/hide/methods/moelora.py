@@ -11,10 +11,11 @@ Args (besides the LoRA ones of `ContinualMethod`; s = alpha / rank):
 
 from __future__ import annotations
 
-from hide.methods.base import ContinualMethod
-from hide.models.backbone import Backbone
+from torch import nn
+
 from hide.errors import ConfigError
-from hide.models.lora import MoELoRALinear, inject_lora
+from hide.methods.base import ContinualMethod
+from hide.models.lora import MoELoRALinear
 
 
 class MoELoRA(ContinualMethod):
@@ -26,15 +27,6 @@ class MoELoRA(ContinualMethod):
             raise ConfigError(f"method.rank={self.rank} must be a multiple of method.num_experts={num_experts}")
         self.num_experts = num_experts
 
-    def attach(self, backbone: Backbone, num_tasks: int) -> None:
-        backbone.model.requires_grad_(False)
-        self.adapters = inject_lora(
-            backbone.language_model,
-            lambda linear, _: MoELoRALinear(linear, self.rank, self.alpha, self.num_experts, self.dropout,
-                                            self.init_std),
-            targets=self.targets,
-        )
-        for layer in self.adapters.values():
-            for p in (layer.lora_A, layer.lora_B, *layer.router.parameters()):
-                p.requires_grad_(True)
-        backbone.projector.requires_grad_(self.train_projector)
+    def make_layer(self, linear: nn.Linear, num_slots: int) -> MoELoRALinear:
+        """Experts and router train on every task (the base attach leaves the router trainable)."""
+        return MoELoRALinear(linear, self.rank, self.alpha, self.num_experts, self.dropout, self.init_std)
