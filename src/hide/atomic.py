@@ -24,7 +24,7 @@ def atomic_path(path: str | os.PathLike, commit: bool = True) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        if commit and tmp.exists():
+        if commit:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, path)

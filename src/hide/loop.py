@@ -11,27 +11,13 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from hide.checkpoint import CheckpointError, TaskCheckpoint, load_checkpoint, load_trained_state, restore_rng
+from hide.checkpoint import RUN_STATE, CheckpointError, TaskCheckpoint, load_checkpoint, load_trained_state, restore_rng
 from hide.console import quiet_library_chatter
 from hide.data.formats import TaskData
-from hide.errors import ConfigError
 from hide.metrics.captions import score_captions
 from hide.metrics.qa import exact_match_score
 from hide.record import RunRecord
-from hide.run import EVAL_SCHEDULES, Run, build_run
-
-
-def tasks_to_evaluate(schedule: str, stage: int, num_tasks: int) -> list[int]:
-    """Which tasks are scored after `stage` (0 = the base model). `full` scores every task at every
-    stage; `seen` only the tasks trained so far; `seen_next` those plus the next one (and the base
-    model on every task), which still gives FWT."""
-    if schedule == "full" or (schedule == "seen_next" and stage == 0) or stage == num_tasks:
-        return list(range(num_tasks))
-    if schedule == "seen":
-        return list(range(stage))
-    if schedule == "seen_next":
-        return list(range(min(stage + 1, num_tasks)))
-    raise ConfigError(f"eval.schedule={schedule!r}; choose one of {EVAL_SCHEDULES}")
+from hide.run import Run, build_run, tasks_to_evaluate
 
 
 def score_task(task: TaskData, predictions: dict[str, str]) -> dict:
@@ -100,8 +86,8 @@ def train_stage(run: Run, record: RunRecord, stage: int) -> None:
     saved = load_checkpoint(path) if path.exists() else None
     resume_from = saved["hide"] if saved is not None else None
     if resume_from is not None and resume_from["stage"] != stage:
-        raise CheckpointError(f"{path} is from stage {resume_from['stage']}, but {path.parent / 'run_state.pt'} "
-                              f"says stage {stage} is next: the checkpoints disagree; delete {path} to redo stage {stage}")
+        raise CheckpointError(f"{path} is from stage {resume_from['stage']}, but {RUN_STATE} says "
+                              f"stage {stage} is next: the checkpoints disagree; delete {path} to redo stage {stage}")
     if resume_from is not None and resume_from["finished"]:
         # the stage's training had ended: take its weights and generators, skip the fit
         load_trained_state(run.module, {k.removeprefix("model."): v for k, v in saved["state_dict"].items()}, path)

@@ -41,7 +41,7 @@ class PhaseTimer:
 
 
 class RunRecord:
-    """The run directory of one config: `open` picks it (a fresh one, or the run that
+    """The run directory of one config: the constructor picks it (a fresh one, or the run that
     `cfg.resume` continues), `start` sets up the results of a built run and restores what a
     killed run had finished, `stage_done` writes a stage's results and the state to resume from,
     `finish` writes the final files."""

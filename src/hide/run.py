@@ -87,8 +87,7 @@ def build_run(cfg: DictConfig, timer=None) -> Run:
     benchmark = build(cfg.benchmark, "benchmark")
     datamodule: ContinualDataModule = build(cfg.data, "data", benchmark=benchmark, seed=cfg.seed)
     method = build(cfg.method, "method")
-    if cfg.eval.schedule not in EVAL_SCHEDULES:
-        raise ConfigError(f"eval.schedule={cfg.eval.schedule!r}; choose one of {EVAL_SCHEDULES}")
+    tasks_to_evaluate(cfg.eval.schedule, 0, 1)  # a bad eval.schedule fails here, not after training
     with timed("backbone"):
         backbone = build(cfg.model, "model")
     with timed("data"):
@@ -101,6 +100,19 @@ def build_run(cfg: DictConfig, timer=None) -> Run:
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c is not None]
     return Run(cfg=cfg, benchmark=benchmark, datamodule=datamodule, method=method, backbone=backbone,
                module=module, tasks=tasks, loggers=loggers)
+
+
+def tasks_to_evaluate(schedule: str, stage: int, num_tasks: int) -> list[int]:
+    """Which tasks are scored after `stage` (0 = the base model). `full` scores every task at every
+    stage; `seen` only the tasks trained so far; `seen_next` those plus the next one (and the base
+    model on every task), which still gives FWT."""
+    if schedule == "full" or (schedule == "seen_next" and stage == 0) or stage == num_tasks:
+        return list(range(num_tasks))
+    if schedule == "seen":
+        return list(range(stage))
+    if schedule == "seen_next":
+        return list(range(min(stage + 1, num_tasks)))
+    raise ConfigError(f"eval.schedule={schedule!r}; choose one of {EVAL_SCHEDULES}")
 
 
 def build(node: DictConfig, key: str, **kwargs):
