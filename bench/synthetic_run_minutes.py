@@ -1,6 +1,6 @@
 """The default `python train.py` (HiDe, six synthetic tasks, the tiny model) on this machine, with
 its phase breakdown from timing.json: as a user's second run sees it (model and data cached), and,
-with --fresh, as a first run on a new machine sees it (the stage-0 build of the tiny model and the
+with --fresh, as a first run on a new machine sees it (the backbone's build of the tiny model and the
 benchmark generation included, in an empty cache). Goal: at most 10 minutes."""
 
 from __future__ import annotations

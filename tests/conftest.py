@@ -10,7 +10,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from hide.config import CONF, ROOT, compose_config  # noqa: F401  (CONF, ROOT: used by tests)
 # Built models and generated data for tests are cached beside the repo's own cache, keyed by
-# their settings, so that a second test session skips the stage-0 build.
+# their settings, so that a second test session skips the backbone's build.
 TEST_CACHE = Path(os.environ.get("HIDE_TEST_CACHE", ROOT / ".cache" / "test"))
 
 # The real code paths in seconds: conf/debug/fast.yaml (a tiny-tiny backbone, two small tasks).

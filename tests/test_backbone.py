@@ -17,7 +17,7 @@ def test_tiny_is_a_real_llava_loaded_from_its_cache(tiny_backbone):
     model = tiny_backbone.model
     assert isinstance(model, LlavaForConditionalGeneration)
     path = Path(model.config._name_or_path)
-    assert (path / "config.json").exists() and (path / "stage0.json").exists()
+    assert (path / "config.json").exists() and (path / "build.json").exists()
     assert tiny_backbone.image_seq_length == model.config.image_seq_length
     again = load_pretrained_backbone(str(path))
     for (name, a), (_, b) in zip(model.state_dict().items(), again.model.state_dict().items()):

@@ -1,4 +1,4 @@
-"""Cache keys follow the content: a change to the generated data, the stage-0 mixture or the build
+"""Cache keys follow the content: a change to the generated data, the pretraining mixture or the build
 recipe without a new version in the key fails here (hide.fingerprints)."""
 
 import pytest
@@ -7,7 +7,7 @@ from hide import fingerprints
 from hide.data import synth
 from hide.models import tiny
 
-VERSION_OF = {"benchmark": "hide.data.synth.build.GENERATOR_VERSION", "stage0": "hide.data.synth.build.STAGE0_VERSION",
+VERSION_OF = {"benchmark": "hide.data.synth.build.GENERATOR_VERSION", "mixture": "hide.data.synth.build.MIXTURE_VERSION",
               "recipe": "hide.models.tiny.RECIPE_VERSION"}
 
 
@@ -16,7 +16,7 @@ def today():
     return fingerprints.current()
 
 
-@pytest.mark.parametrize("kind", ["benchmark", "stage0", "recipe"])
+@pytest.mark.parametrize("kind", ["benchmark", "mixture", "recipe"])
 def test_each_fingerprint_matches_its_pinned_version(kind, today):
     pinned = fingerprints.pinned()[kind]
     assert pinned["version"] == today[kind]["version"], (
@@ -29,13 +29,13 @@ def test_each_fingerprint_matches_its_pinned_version(kind, today):
 
 
 def test_the_fingerprints_see_a_change_of_content(monkeypatch):
-    benchmark, stage0 = fingerprints.benchmark_fingerprint(samples=1), fingerprints.stage0_fingerprint(samples=20)
+    benchmark, mixture = fingerprints.benchmark_fingerprint(samples=1), fingerprints.mixture_fingerprint(samples=20)
     monkeypatch.setattr(synth.renditions, "RENDITION_SIZE", (0.5, 0.8))  # Renditions draws smaller objects
     assert fingerprints.benchmark_fingerprint(samples=1) != benchmark
-    assert fingerprints.stage0_fingerprint(samples=20) != stage0  # stage 0 draws the same single shapes
+    assert fingerprints.mixture_fingerprint(samples=20) != mixture  # the mixture draws the same single shapes
     monkeypatch.undo()
-    monkeypatch.setattr(synth.stage0, "STAGE0_TURNS", 2)
-    assert fingerprints.stage0_fingerprint(samples=20) != stage0
+    monkeypatch.setattr(synth.mixture, "MIXTURE_TURNS", 2)
+    assert fingerprints.mixture_fingerprint(samples=20) != mixture
     assert fingerprints.benchmark_fingerprint(samples=1) == benchmark
 
 
@@ -64,5 +64,5 @@ def test_the_backbone_key_holds_the_versions(monkeypatch):
     monkeypatch.setattr(tiny, "RECIPE_VERSION", tiny.RECIPE_VERSION + 1)
     assert tiny.tiny_cache_key(spec) != key
     monkeypatch.undo()
-    monkeypatch.setattr(synth, "STAGE0_VERSION", synth.STAGE0_VERSION + 1)
+    monkeypatch.setattr(synth, "MIXTURE_VERSION", synth.MIXTURE_VERSION + 1)
     assert tiny.tiny_cache_key(spec) != key

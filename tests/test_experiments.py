@@ -16,14 +16,14 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
-def test_stage0_skills(tmp_path):
-    done = _run("stage0_skills.py", "--samples", "24", "--out", str(tmp_path))
+def test_mixture_skills(tmp_path):
+    done = _run("mixture_skills.py", "--samples", "24", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = json.loads((tmp_path / "stage0_skills.json").read_text())
+    rows = json.loads((tmp_path / "mixture_skills.json").read_text())
     assert sum(r["n"] for r in rows) == 24
     assert all(0 <= r["accuracy"] <= 100 and 0 < r["majority"] <= 100 for r in rows)
     assert len({r["kind"] for r in rows}) == len(rows) >= 5
-    table = (tmp_path / "stage0_skills.md").read_text()
+    table = (tmp_path / "mixture_skills.md").read_text()
     assert all(f"| {r['kind']} |" in table for r in rows)
 
 

@@ -136,7 +136,7 @@ def test_prefix_plan_with_per_row_experts_equals_hugging_face_one_by_one(fast_cf
         set_routing(weights[i:i + 1])
         reference += _hf_one_by_one(model, tokenizer, collate, [item], 8)
     set_routing(weights)
-    plan = method.prefix_plan(len(items))
+    plan = method.prefix_plan(weights)
     assert plan.mix.shape == (len(items), 3)
     assert greedy_answers(model, tokenizer, batch, 8, prefix_plan=plan) == reference
     assert len(set(reference)) >= len(items) // 2
@@ -148,6 +148,6 @@ def test_prefix_plan_with_per_row_experts_equals_hugging_face_one_by_one(fast_cf
         alike += _hf_one_by_one(model, tokenizer, collate, [item], 8)
     assert alike != reference
     set_routing(weights)
-    swapped = method.prefix_plan(len(items))
+    swapped = method.prefix_plan(weights)
     swapped = PrefixPlan(swapped.mix.roll(1, dims=0), swapped.context)
     assert greedy_answers(model, tokenizer, batch, 8, prefix_plan=swapped) != reference

@@ -1,4 +1,4 @@
-"""The synthetic six-task benchmark and the stage-0 mixture: determinism, layout, idempotency,
+"""The synthetic six-task benchmark and the pretraining mixture: determinism, layout, idempotency,
 closed vocabulary, answer formats and the answers' agreement with the generated scenes."""
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ def bench(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stage0(tmp_path_factory) -> Path:
-    return sy.generate_stage0(tmp_path_factory.mktemp("stage0"), num_samples=40, image_size=SIZE, progress=False)
+def mixture(tmp_path_factory) -> Path:
+    return sy.generate_mixture(tmp_path_factory.mktemp("mixture"), num_samples=40, image_size=SIZE, progress=False)
 
 
 def test_task_list():
@@ -136,12 +136,12 @@ def test_marker_and_idempotency(tmp_path):
     mtimes = {p: p.stat().st_mtime_ns for p in files}
     _gen(root)
     assert {p: p.stat().st_mtime_ns for p in files} == mtimes
-    # stage 0 in the same root keeps its own entry and leaves the benchmark's alone
-    sy.generate_stage0(root, num_samples=5, image_size=SIZE, progress=False)
-    assert set(json.loads((root / sy.MARKER).read_text())) == {"benchmark", "stage0"}
+    # the mixture in the same root keeps its own entry and leaves the benchmark's alone
+    sy.generate_mixture(root, num_samples=5, image_size=SIZE, progress=False)
+    assert set(json.loads((root / sy.MARKER).read_text())) == {"benchmark", "mixture"}
     marker_mtime = (root / sy.MARKER).stat().st_mtime_ns
     _gen(root)
-    sy.generate_stage0(root, num_samples=5, image_size=SIZE, progress=False)
+    sy.generate_mixture(root, num_samples=5, image_size=SIZE, progress=False)
     assert (root / sy.MARKER).stat().st_mtime_ns == marker_mtime
     assert {p: p.stat().st_mtime_ns for p in files if p.name != sy.MARKER} == {
         p: t for p, t in mtimes.items() if p.name != sy.MARKER}
@@ -156,7 +156,7 @@ def test_marker_and_idempotency(tmp_path):
     assert json.loads((root / sy.MARKER).read_text())["benchmark"]["test_per_task"] == 2
 
 
-def _all_texts(root: Path, stage0_root: Path) -> list[str]:
+def _all_texts(root: Path, mixture_root: Path) -> list[str]:
     texts = []
     for spec in sy.SYNTH_TASKS:
         for r in _load(root, spec["name"], "train.json"):
@@ -165,16 +165,16 @@ def _all_texts(root: Path, stage0_root: Path) -> list[str]:
             texts += [r["text"], r["answer"]]
         if spec["references_file"]:
             texts += [a["caption"] for a in _load(root, spec["name"], spec["references_file"])["annotations"]]
-    for r in _load(stage0_root, "Stage0", "train.json"):
+    for r in _load(mixture_root, sy.MIXTURE, "train.json"):
         texts += [c["value"].replace("<image>", "") for c in r["conversations"]]
     return texts
 
 
-def test_vocabulary_covers_generated_text(bench, stage0):
+def test_vocabulary_covers_generated_text(bench, mixture):
     vocab = sy.vocabulary()
     assert vocab == sorted(set(vocab)) and all(TOKEN.fullmatch(w) for w in vocab)
     words = set(vocab)
-    for text in _all_texts(bench, stage0):
+    for text in _all_texts(bench, mixture):
         assert set(TOKEN.findall(text)) <= words, (text, set(TOKEN.findall(text)) - words)
     # many more samples than the files hold, drawn small, to reach the rarer branches
     for task in sy.TASKS:
@@ -184,7 +184,7 @@ def test_vocabulary_covers_generated_text(bench, stage0):
             for t in [text, answer] + (refs or []):
                 assert set(TOKEN.findall(t)) <= words, (name, t)
     for i in range(400):
-        _, qa, _ = sy.stage0.sample(sy.build.sample_rng(0, "Stage0", "train", i), 8)
+        _, qa, _ = sy.mixture.sample(sy.build.sample_rng(0, sy.MIXTURE_STREAM, "train", i), 8)
         for q, a in qa:
             assert set(TOKEN.findall(q + " " + a)) <= words, (q, a)
 
@@ -348,14 +348,14 @@ def test_captions_describe_the_scene(bench):
         assert ("tree" in r["answer"]) == (m["trees"] > 0)
 
 
-def test_stage0(stage0):
-    records = _load(stage0, "Stage0", "train.json")
+def test_mixture(mixture):
+    records = _load(mixture, sy.MIXTURE, "train.json")
     assert len(records) == 40
-    assert json.loads((stage0 / sy.MARKER).read_text())["stage0"]["num_samples"] == 40
+    assert json.loads((mixture / sy.MARKER).read_text())["mixture"]["num_samples"] == 40
     turns = {len(r["conversations"]) for r in records}
-    assert turns <= {4, 6} and 6 in turns  # STAGE0_TURNS questions, fewer where a family has fewer
+    assert turns <= {4, 6} and 6 in turns  # MIXTURE_TURNS questions, fewer where a family has fewer
     task_instructions = set()
-    for task in sy.TASKS:  # stage 0 never asks a task's question
+    for task in sy.TASKS:  # the mixture never asks a task's question
         for i in range(30):
             task_instructions.add(task.sample(sy.build.sample_rng(0, task.NAME, "train", i), 8)[1])
     for r in records:
@@ -365,20 +365,20 @@ def test_stage0(stage0):
         assert sum(c["value"].count("<image>") for c in conv) == 1
         for c in conv[::2]:
             assert c["value"].replace("<image>\n", "") not in task_instructions
-        assert (stage0 / "datasets" / r["image"]).is_file()
+        assert (mixture / "datasets" / r["image"]).is_file()
 
 
-STAGE0_TARGETS = {"shapes": 0.35, "bars": 0.15, "icons": 0.12, "clevr": 0.15, "table": 0.12, "outdoor": 0.11}
+FAMILY_TARGETS = {"shapes": 0.35, "bars": 0.15, "icons": 0.12, "clevr": 0.15, "table": 0.12, "outdoor": 0.11}
 ORDINAL = {"first": 0, "second": 1, "third": 2, "fourth": 3}
 
 
-UNNAMED = [c for c in sy.SHAPES if c not in sy.renditions.NAMED_IN_STAGE0]
-DIGIT_ANSWERS = {  # stage-0 questions answered with a digit, and the count they give
+UNNAMED = [c for c in sy.SHAPES if c not in sy.renditions.NAMED_IN_MIXTURE]
+DIGIT_ANSWERS = {  # mixture questions answered with a digit, and the count they give
     "n_shapes_digit": lambda m: len(m["shapes"]), "n_bars_digit": lambda m: len(m["heights"]),
     "n_objects_digit": lambda m: len(m["objects"]), "n_trees_digit": lambda m: m["trees"],
     "n_kinds": lambda m: sum(n > 0 for n in m["counts"].values()),
 }
-MC_ANSWERS = {  # stage-0 multiple-choice questions, and whether the chosen option is right
+MC_ANSWERS = {  # mixture multiple-choice questions, and whether the chosen option is right
     "shape_color_mc": lambda option, m: option == m["color"],
     "nth_color_mc": lambda option, m, q: option == m["colors"][ORDINAL[re.search(r"the (\w+) bar", q).group(1)]],
     "which_on_table": lambda option, m: option in [o["kind"] for o in m["objects"]],
@@ -390,8 +390,8 @@ MC_ANSWERS = {  # stage-0 multiple-choice questions, and whether the chosen opti
 }
 
 
-def _check_stage0_formats(key, question, answer, meta, formats):
-    """Stage 0 teaches the tasks' answer formats on questions of its own, and every such answer is
+def _check_mixture_formats(key, question, answer, meta, formats):
+    """The mixture teaches the tasks' answer formats on questions of its own, and every such answer is
     right; it never names a class it keeps for Renditions, nor captions a table top or an outdoor
     scene (the caption tasks' content)."""
     assert not any(re.search(rf"\b{c}\b", question + " " + answer) for c in UNNAMED), (question, answer)
@@ -412,14 +412,14 @@ def _check_stage0_formats(key, question, answer, meta, formats):
         formats["word"] += 1
 
 
-def test_stage0_mixture_and_answers():
+def test_mixture_families_and_answers():
     n = 2000
     families, asked, is_shape_yes, single, named, named_asked = {}, {}, 0, 0, 0, 0
     formats = {"digit": 0, "letter": 0, "caption": 0, "word": 0}
     for i in range(n):
-        _, qa, m = sy.stage0.sample(sy.build.sample_rng(0, "Stage0", "train", i), 8)
+        _, qa, m = sy.mixture.sample(sy.build.sample_rng(0, sy.MIXTURE_STREAM, "train", i), 8)
         single += m.get("layout") == "single"
-        named += m.get("layout") == "single" and m["class"] in sy.renditions.NAMED_IN_STAGE0
+        named += m.get("layout") == "single" and m["class"] in sy.renditions.NAMED_IN_MIXTURE
         families[m["family"]] = families.get(m["family"], 0) + 1
         assert len(m["asked"]) == len(qa)
         for key in set(m["asked"]):
@@ -431,7 +431,7 @@ def test_stage0_mixture_and_answers():
                 assert a == f"this is {sy.texts.art(m['class'])} {m['class']}"
             elif key == "shape_name":
                 assert q == "What shape is in the image?" + sy.texts.SINGLE_WORD and a == m["class"]
-                assert m["layout"] == "single" and m["class"] in sy.renditions.NAMED_IN_STAGE0
+                assert m["layout"] == "single" and m["class"] in sy.renditions.NAMED_IN_MIXTURE
             elif key == "is_shape":
                 x = re.fullmatch(r"Is the shape an? (\w+)\?", q).group(1)
                 assert a == ("yes" if x == m["class"] else "no")
@@ -447,7 +447,7 @@ def test_stage0_mixture_and_answers():
                 color = re.fullmatch(r"How many (\w+) objects are there\?", q).group(1)
                 k = sum(o["color"] == color for o in m["objects"])
                 assert a == ("zero" if k == 0 else sy.NUMBER_WORDS[k])
-            _check_stage0_formats(key, q, a, m, formats)
+            _check_mixture_formats(key, q, a, m, formats)
             if m["family"] == "bars":
                 assert m["columns"] == sorted(set(m["columns"])) and len(m["columns"]) == len(m["colors"])
             if m["family"] == "icons":
@@ -457,9 +457,9 @@ def test_stage0_mixture_and_answers():
                 assert all(r + 2 <= sy.GRID and c + 2 <= sy.GRID for r, c in blocks)
                 for j, (r1, c1) in enumerate(blocks):  # 2x2-cell blocks that do not overlap
                     assert all(abs(r1 - r2) >= 2 or abs(c1 - c2) >= 2 for r2, c2 in blocks[j + 1:])
-    for family, target in STAGE0_TARGETS.items():
+    for family, target in FAMILY_TARGETS.items():
         assert abs(families.get(family, 0) / n - target) < 0.03, (family, families)
-    # nearly every single shape of a class stage 0 names is named, in a sentence or in one word
+    # nearly every single shape of a class the mixture names is named, in a sentence or in one word
     assert named_asked >= 0.9 * named and 0.11 <= named_asked / n <= 0.17, (named_asked, named)
     assert asked["what_shape"] >= 0.7 * named and asked["shape_name"] >= 0.4 * named, asked
     assert asked["is_shape"] > 0 and asked["highest"] > 0 and asked["how_many_color"] > 0
@@ -491,11 +491,11 @@ def test_bad_arguments(tmp_path, kwargs):
     assert not (tmp_path / sy.MARKER).exists()
 
 
-def test_stage0_cell_labels_follow_the_layouts():
+def test_mixture_cell_labels_follow_the_layouts():
     seen = set()
     for i in range(300):
-        _, _, m = sy.stage0.sample(sy.build.sample_rng(0, "Stage0", "train", i), 32)
-        cells = sy.stage0_cell_labels(m)
+        _, _, m = sy.mixture.sample(sy.build.sample_rng(0, sy.MIXTURE_STREAM, "train", i), 32)
+        cells = sy.mixture_cell_labels(m)
         family, layout = m["family"], m.get("layout")
         seen.add(family if family != "shapes" else layout)
         if family in ("table", "outdoor"):
@@ -525,19 +525,19 @@ def test_stage0_cell_labels_follow_the_layouts():
     assert seen == {"icons", "clevr", "single", "blocks", "bars", "table", "outdoor"}
 
 
-def test_stage0_bar_cell_labels_exact():
+def test_mixture_bar_cell_labels_exact():
     meta = {"family": "bars", "columns": [0, 1], "heights": [0.5, 0.125], "colors": ["red", "blue"]}
-    cells = sy.stage0_cell_labels(meta)
+    cells = sy.mixture_cell_labels(meta)
     assert cells[0::4] == ["empty", "empty", "bar4", "bar4"]
     assert cells[1::4] == ["empty", "empty", "empty", "bar2"]
     assert cells[2::4] == cells[3::4] == ["empty"] * 4
 
 
-def test_stage0_counts():
+def test_mixture_counts():
     seen = set()
     for i in range(200):
-        _, _, m = sy.stage0.sample(sy.build.sample_rng(0, "Stage0", "train", i), 32)
-        counts = sy.stage0_counts(m)
+        _, _, m = sy.mixture.sample(sy.build.sample_rng(0, sy.MIXTURE_STREAM, "train", i), 32)
+        counts = sy.mixture_counts(m)
         if m["family"] == "icons":
             assert counts == {**{f"icons {k}": m["counts"].get(k, 0) for k in sy.ICON_KINDS},
                               "icons total": len(m["cells"])}

@@ -9,7 +9,7 @@ from transformers import CLIPImageProcessorPil
 from hide.data import synth
 from hide.data.formats import load_train_file
 from hide.models.backbone import Backbone
-from hide.models.tiny import _patch_cells, build_model, build_tokenizer, pretrain_vision, train_stage0
+from hide.models.tiny import _patch_cells, build_model, build_tokenizer, pretrain_vision, pretrain_language
 
 VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
 TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
@@ -24,19 +24,19 @@ def _changed(before, module):
     return [k for k, v in module.state_dict().items() if not torch.equal(before[k], v)]
 
 
-def _backbone_and_stage0(root, patch_size: int, num_samples: int):
-    """A random-init 32-px backbone and a stage-0 mixture written under `root`."""
+def _backbone_and_mixture(root, patch_size: int, num_samples: int):
+    """A random-init 32-px backbone and a pretraining mixture written under `root`."""
     torch.manual_seed(0)
     tokenizer = build_tokenizer()
     model = build_model(tokenizer, 32, patch_size, VISION, TEXT)
     processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    synth.generate_stage0(root, num_samples=num_samples, image_size=32, seed=0, progress=False)
-    records = load_train_file(root / "instructions" / "Stage0" / "train.json", root / "datasets")
+    synth.generate_mixture(root, num_samples=num_samples, image_size=32, seed=0, progress=False)
+    records = load_train_file(root / "instructions" / synth.MIXTURE / "train.json", root / "datasets")
     return Backbone(model, tokenizer, processor, "tiny"), records
 
 
 def test_pretraining_phases(tmp_path):
-    backbone, records = _backbone_and_stage0(tmp_path, patch_size=16, num_samples=48)
+    backbone, records = _backbone_and_mixture(tmp_path, patch_size=16, num_samples=48)
 
     vision, language = _snapshot(backbone.vision_tower), _snapshot(backbone.language_model)
     losses = pretrain_vision(backbone, records, steps=4, batch_size=8, lr=1e-3, seed=0, progress=False)
@@ -46,9 +46,9 @@ def test_pretraining_phases(tmp_path):
 
     vision, language = _snapshot(backbone.vision_tower), _snapshot(backbone.language_model)
     projector = _snapshot(backbone.projector)
-    train_stage0(backbone, records, epochs=1, batch_size=16, lr=1e-3, warmup_ratio=0.1, weight_decay=0.0,
+    pretrain_language(backbone, records, epochs=1, batch_size=16, lr=1e-3, warmup_ratio=0.1, weight_decay=0.0,
                  seed=0, train_vision=False, progress=False)
-    assert not _changed(vision, backbone.vision_tower), "stage 0 keeps the vision tower frozen"
+    assert not _changed(vision, backbone.vision_tower), "language pretraining keeps the vision tower frozen"
     assert _changed(language, backbone.language_model) and _changed(projector, backbone.projector)
 
 
@@ -62,15 +62,15 @@ def test_patch_cells_follow_the_layout_grid():
 def test_dense_vision_pretraining(tmp_path):
     """With per-cell labels (None for free scenes) and counts, the extra heads add to every
     step's loss; a label list that does not match the records is refused."""
-    backbone, records = _backbone_and_stage0(tmp_path, patch_size=8, num_samples=24)
-    path = tmp_path / "instructions" / "Stage0" / "train.json"
-    labels = [synth.stage0_cell_labels(r["meta"]) for r in json.loads(path.read_text())]
+    backbone, records = _backbone_and_mixture(tmp_path, patch_size=8, num_samples=24)
+    path = tmp_path / "instructions" / synth.MIXTURE / "train.json"
+    labels = [synth.mixture_cell_labels(r["meta"]) for r in json.loads(path.read_text())]
     assert any(c is None for c in labels) and any(c is not None for c in labels)
 
     vision = _snapshot(backbone.vision_tower)
     plain = pretrain_vision(backbone, records, steps=6, batch_size=8, lr=1e-3, seed=0, progress=False)
     backbone.vision_tower.load_state_dict(vision)
-    counts = [synth.stage0_counts(r["meta"]) for r in json.loads(path.read_text())]
+    counts = [synth.mixture_counts(r["meta"]) for r in json.loads(path.read_text())]
     dense = pretrain_vision(backbone, records, steps=6, batch_size=8, lr=1e-3, seed=0, progress=False,
                             cell_labels=labels, dense_weight=1.0, counts=counts)
     assert all(torch.isfinite(torch.tensor(dense)))
@@ -124,10 +124,10 @@ def test_rebuilding_reproduces_the_shipped_backbone(tmp_path):
     settings = _model_settings(compose_config([], tmp_path / "run"))
     spec = tiny_spec(**settings)
     shipped = SHIPPED_DIR / f"tiny-llava-{tiny_cache_key(spec)}"
-    assert (shipped / "stage0.json").is_file(), f"no shipped backbone for the default settings in {SHIPPED_DIR}"
+    assert (shipped / "build.json").is_file(), f"no shipped backbone for the default settings in {SHIPPED_DIR}"
     rebuilt = tmp_path / shipped.name
     _build_tiny(rebuilt, spec, progress=False)
-    ours, theirs = (json.loads((d / "stage0.json").read_text()) for d in (rebuilt, shipped))
+    ours, theirs = (json.loads((d / "build.json").read_text()) for d in (rebuilt, shipped))
     if theirs["built_on"] == build_machine():
         from safetensors.torch import load_file
 

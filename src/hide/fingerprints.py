@@ -2,13 +2,13 @@
 
 Generated data and built backbones are cached (and the default backbone is shipped) under keys
 that hold a version number: `hide.data.synth.GENERATOR_VERSION` (the six tasks' data),
-`STAGE0_VERSION` (the stage-0 mixture) and `hide.models.tiny.RECIPE_VERSION` (how the tiny
+`MIXTURE_VERSION` (the pretraining mixture) and `hide.models.tiny.RECIPE_VERSION` (how the tiny
 backbone is built). A change of content under an unchanged version would silently reuse a stale
 cache, so each version is pinned to a fingerprint of what it produces, in fingerprints.json:
 
 - benchmark: every task's first samples (instruction, answer, references, pixels) at a small size;
-- stage0: the first stage-0 conversations (questions, answers, family, pixels);
-- recipe: the code that builds the backbone (tokenizer, model, vision pretraining, stage-0
+- mixture: the first mixture conversations (questions, answers, family, pixels);
+- recipe: the code that builds the backbone (tokenizer, model, vision pretraining, pretraining
   training, the prompt and the collator), as syntax trees without docstrings, so that comments
   and wording do not count.
 
@@ -57,13 +57,13 @@ def benchmark_fingerprint(samples: int = 4) -> str:
     return _digest(parts)
 
 
-def stage0_fingerprint(samples: int = 60) -> str:
+def mixture_fingerprint(samples: int = 60) -> str:
     from hide.data import synth
 
     parts = []
     for i in range(samples):
-        image, qa, meta = synth.stage0.sample(synth.build.sample_rng(SEED, synth.STAGE0, "train", i), SIZE)
-        parts += [[meta["family"], qa, [synth.stage0.states_a_fact(q) for q, _ in qa]], _pixels(image)]
+        image, qa, meta = synth.mixture.sample(synth.build.sample_rng(SEED, synth.MIXTURE_STREAM, "train", i), SIZE)
+        parts += [[meta["family"], qa, [synth.mixture.states_a_fact(q) for q, _ in qa]], _pixels(image)]
     return _digest(parts)
 
 
@@ -88,7 +88,7 @@ def recipe_fingerprint() -> str:
     from hide.module import cosine_with_warmup
 
     return code_fingerprint([tiny.build_tokenizer, tiny.build_model, tiny.pretrain_vision, tiny._QuestionPooledHead,
-                             tiny._patch_cells, tiny.train_stage0, tiny._build_tiny, prompt, collate.Encoder,
+                             tiny._patch_cells, tiny.pretrain_language, tiny._build_tiny, prompt, collate.Encoder,
                              collate.TrainCollator, cosine_with_warmup])
 
 
@@ -98,7 +98,7 @@ def current() -> dict:
     from hide.models import tiny
 
     return {"benchmark": {"version": synth.GENERATOR_VERSION, "fingerprint": benchmark_fingerprint()},
-            "stage0": {"version": synth.STAGE0_VERSION, "fingerprint": stage0_fingerprint()},
+            "mixture": {"version": synth.MIXTURE_VERSION, "fingerprint": mixture_fingerprint()},
             "recipe": {"version": tiny.RECIPE_VERSION, "fingerprint": recipe_fingerprint()}}
 
 

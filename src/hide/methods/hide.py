@@ -1,32 +1,23 @@
 """HiDe (HiDe-LLaVA, Guo et al., ACL 2025): hierarchical decoupling of task-specific and
-task-general knowledge. The method as implemented: docs/method.md.
+task-general knowledge; the method as implemented and where it departs from the published code
+(dropout off at evaluation, per-sample routing, only trained tasks in the softmax, exact anchor
+sums, the task-specific layers a setting): docs/method.md.
 
-Training task t: every language-model linear holds one LoRA expert per task and uses only
-expert t (earlier experts are frozen and stay bit-for-bit unchanged); the projector trains on
-every task. After training, the task's anchors are stored: exact means of an image feature and an
-instruction-text feature over its whole training set.
-
-Inference after tasks 1..T:
-- task-specific layers (default: the top decoder layer) mix the experts per sample with
-  w = softmax(sim / temperature), sim_t = w_img cos(f_img, a_img_t) + w_txt cos(f_txt, a_txt_t);
-- every other layer (task-general) fuses the experts into one (`fuse_experts`: sum_ab, sum_ba, mean).
-
-Where the published code is wrong we follow the spec: dropout off at evaluation, routing per
-sample (not per batch), only trained tasks in the softmax, fp32/int64 anchor sums, and the
-task-specific layers are a setting.
-
-Ablations are config swaps: `method.task_specific_layers=all` (expand every layer, no fusion),
-`method.task_specific_layers=[]` (fuse every layer, no expansion), `method.fusion=sum_ba|mean`,
-`method.routing=oracle` (the true task picks the expert: routing error vs expert quality; a
-sample of a task not trained yet has no expert of its own and is routed by the anchors, counted in
-metrics.json under `routed_by_anchors_under_oracle`),
-`method.task_specific_layers=auto` (the layers the CKA analysis finds least similar across tasks).
+Training task t: every language-model linear trains expert t alone (earlier experts frozen); the
+projector trains on every task; after it, the task's anchors (exact means of an image and an
+instruction-text feature over its training set) are stored. Inference after tasks 1..T: the
+task-specific layers (default: the top one) mix the experts per sample by
+w = softmax(sim / temperature), sim_t = w_img cos(f_img, a_img_t) + w_txt cos(f_txt, a_txt_t);
+every other layer fuses them into one (`fuse_experts`). Ablations are config swaps
+(`task_specific_layers=all|[]|auto`, `fusion=sum_ba|mean`, `top_k`, `routing=oracle`: the true
+task picks the expert; a sample of a task not trained yet is routed by the anchors and counted in
+metrics.json under `routed_by_anchors_under_oracle`).
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -123,20 +114,13 @@ class HiDe(ContinualMethod):
         self.task_specific_layers = task_specific_layers
         self.cka_file, self.auto_layers, self.cka_kind = cka_file, auto_layers, cka_kind
         self.cka_means: list[float] | None = None
-        self.fusion = fusion
-        self.fold_fused = fold_fused
-        self.routing = routing
-        self.temperature = temperature
-        self.image_weight = image_weight
-        self.text_weight = text_weight
-        self.top_k = top_k
+        self.fusion, self.fold_fused, self.routing, self.top_k = fusion, fold_fused, routing, top_k
+        self.temperature, self.image_weight, self.text_weight = temperature, image_weight, text_weight
         self.make_anchor_encoder = anchor_encoder or OwnTowersEncoder
         self.routed: dict[str, MultiExpertLoRALinear] = {}
         self.fused: dict[str, MultiExpertLoRALinear] = {}
         self.trained: list[int] = []
-        self.routing_counts: dict[int, list[int]] = {}
-        self.routing_confusion: dict[int, dict[int, int]] = {}
-        self.oracle_fallbacks: dict[int, int] = {}  # oracle routing: samples of untrained tasks, per task
+        self.routing_picks: Counter = Counter()  # (sample's task, task of its most similar anchors) -> n
 
     # -- set-up -----------------------------------------------------------------------------
     def num_slots(self, num_tasks: int) -> int:
@@ -195,9 +179,7 @@ class HiDe(ContinualMethod):
             adapter.use_routed(self.trained)
         for adapter in self.fused.values():
             adapter.use_fused(self.trained, self.fusion, self.fold_fused)
-        self.routing_counts = defaultdict(lambda: [0, 0])
-        self.routing_confusion = defaultdict(lambda: defaultdict(int))
-        self.oracle_fallbacks = defaultdict(int)
+        self.routing_picks = Counter()
         if hasattr(self.encoder, "clear_cache"):
             self.encoder.clear_cache()
 
@@ -210,7 +192,7 @@ class HiDe(ContinualMethod):
             yield None
             return
         with routed_by(self.routed.values(), weights):
-            yield self.prefix_plan(len(weights), weights)
+            yield self.prefix_plan(weights)
 
     def routing_weights_for(self, batch: dict) -> torch.Tensor | None:
         """(batch, trained tasks) routing weights, or None when nothing routes (no task-specific
@@ -220,36 +202,26 @@ class HiDe(ContinualMethod):
         image, text = self.encoder.encode(batch)
         similarity = self.anchors.similarity(image, text, self.trained, self.image_weight, self.text_weight)
         weights = routing_weights(similarity, self.temperature, self.top_k)
-        chosen = similarity.argmax(-1).tolist()
-        true_tasks = batch["task"].tolist()
-        for row, (task, pick) in enumerate(zip(true_tasks, chosen)):
-            self.routing_confusion[task][self.trained[pick]] += 1
-            if task in self.trained:
-                counts = self.routing_counts[task]
-                counts[0] += int(self.trained[pick] == task)
-                counts[1] += 1
-                if self.routing == "oracle":
+        chosen = [self.trained[pick] for pick in similarity.argmax(-1).tolist()]
+        self.routing_picks.update(zip(batch["task"].tolist(), chosen))
+        if self.routing == "oracle":
+            # a task not trained yet has no expert of its own (the full schedule scores every task
+            # at every stage): the anchors route it, and metrics.json counts it
+            for row, task in enumerate(batch["task"].tolist()):
+                if task in self.trained:
                     weights[row] = 0.0
                     weights[row, self.trained.index(task)] = 1.0
-            elif self.routing == "oracle":
-                # no expert of its own yet (the full schedule scores every task at every stage):
-                # the anchors route it, and metrics.json counts it
-                self.oracle_fallbacks[task] += 1
         return weights
 
-    def prefix_plan(self, batch_size: int, weights: torch.Tensor | None = None) -> PrefixPlan | None:
+    def prefix_plan(self, weights: torch.Tensor) -> PrefixPlan:
         """The prompt prefix under per-sample routing: the layers below the first routed one act
         alike for every row, so it runs once up to there and as basis rows from there on. When
         the routed layer is the top one only (the default), that layer's keys and values are
         affine in the routing weights (W x + sum_e w_e B_e A_e x with sum_e w_e = 1), so one basis
         row per expert, mixed by each row's weights, is exact. Otherwise one basis row per
         distinct routing (exact for any layers; one-hot routing gives few). `weights`: the batch's
-        routing (default: what the routed layers hold now)."""
+        routing."""
         adapters = list(self.routed.values())
-        if weights is None and adapters and adapters[0].mode == "routed":
-            weights = adapters[0].routing_weights
-        if weights is None:
-            return None
         routed_layers = {decoder_layer_index(name) for name in self.routed}
         ones = torch.ones(len(weights), dtype=weights.dtype, device=weights.device)
         if routed_layers == {self.num_layers - 1} and torch.allclose(weights.sum(-1), ones):
@@ -287,31 +259,22 @@ class HiDe(ContinualMethod):
         sample's own (reported under oracle routing too, where it is not used), and the confusion
         counts {true task: {picked task: n}}."""
         # under DDP each rank routed its own shard of the test sets: sum the counts of all ranks
-        counts, confusion = defaultdict(lambda: [0, 0]), defaultdict(lambda: defaultdict(int))
-        fallbacks = defaultdict(int)
-        for rank_counts, rank_confusion, rank_fallbacks in gather_objects(
-                (dict(self.routing_counts), {t: dict(p) for t, p in self.routing_confusion.items()},
-                 dict(self.oracle_fallbacks))):
-            for t, (right, total) in rank_counts.items():
-                counts[t][0] += right
-                counts[t][1] += total
-            for t, picks in rank_confusion.items():
-                for p, n in picks.items():
-                    confusion[t][p] += n
-            for t, n in rank_fallbacks.items():
-                fallbacks[t] += n
-        self.routing_counts, self.routing_confusion, self.oracle_fallbacks = counts, confusion, fallbacks
-        if not self.routing_counts:
+        self.routing_picks = sum(gather_objects(self.routing_picks), Counter())
+        confusion: dict[int, dict[int, int]] = {}
+        for (task, picked), n in sorted(self.routing_picks.items()):
+            confusion.setdefault(task, {})[picked] = n
+        own = {t: 100.0 * picks.get(t, 0) / sum(picks.values()) for t, picks in confusion.items() if t in self.trained}
+        if not own:
             return {}
         facts = {
-            "routing_accuracy": {task_names[t]: 100.0 * right / total
-                                 for t, (right, total) in sorted(self.routing_counts.items())},
-            "routing_confusion": {task_names[t]: {task_names[p]: n for p, n in sorted(picks.items())}
-                                  for t, picks in sorted(self.routing_confusion.items())},
+            "routing_accuracy": {task_names[t]: accuracy for t, accuracy in own.items()},
+            "routing_confusion": {task_names[t]: {task_names[p]: n for p, n in picks.items()}
+                                  for t, picks in confusion.items()},
         }
         if self.routing == "oracle":
             # the oracle has no expert for a task not yet trained: how many of its samples the anchors routed
-            facts["routed_by_anchors_under_oracle"] = {task_names[t]: n for t, n in sorted(fallbacks.items())}
+            facts["routed_by_anchors_under_oracle"] = {task_names[t]: sum(picks.values())
+                                                        for t, picks in confusion.items() if t not in self.trained}
         return facts
 
     # -- checkpoints ------------------------------------------------------------------------

@@ -1,16 +1,16 @@
 """The tiny offline LLaVA (`model=tiny`): built from a config, pretrained on a generic synthetic
-"stage-0" mixture (not any continual task, as LLaVA-1.5 had its own pretraining and instruction
-tuning before continual tuning), saved with `save_pretrained` to a cache directory keyed by its
+mixture of conversations (`hide.data.synth.mixture`; not any continual task, as LLaVA-1.5 had its
+own pretraining and instruction tuning before continual tuning), saved with `save_pretrained` to a cache directory keyed by its
 config, and from then on loaded with `from_pretrained` like any llava-hf checkpoint.
 
 Two phases, each deterministic by seed and shown with a progress bar:
-1. `pretrain_vision`: the ViT answers stage-0's questions, names what each layout cell holds and
-   gives its image's object counts, through throw-away heads (the role CLIP pretraining plays
-   for LLaVA's vision tower);
-2. `train_stage0`: projector and language model are instruction-tuned on the same conversations
+1. `pretrain_vision`: the ViT answers the mixture's questions, names what each layout cell
+   holds and gives its image's object counts, through throw-away heads (the role CLIP
+   pretraining plays for LLaVA's vision tower);
+2. `pretrain_language`: projector and language model are instruction-tuned on the same conversations
    with the vision tower frozen, as in LLaVA-1.5.
 
-A random-init model cannot learn the tasks through LoRA alone: stage 0 is what gives its vision
+A random-init model cannot learn the tasks through LoRA alone: pretraining is what gives its vision
 tower the shapes, colours, bars and counts that the tasks ask about.
 """
 
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", IMAGE_TOKEN]
 WORD_PATTERN = r"\w+|[^\w\s]"
-# Bump when the tokenizer, the stage-0 mixture or the training recipe changes meaning,
+# Bump when the tokenizer, the pretraining mixture or the training recipe changes meaning,
 # so that stale cached models are not reused.
 RECIPE_VERSION = 4
 # Built backbones that ship with the repository (the default config's), one folder per cache key.
@@ -121,11 +121,11 @@ def _progress() -> Progress:
     )
 
 
-def train_stage0(backbone: Backbone, records: list[TrainRecord], epochs: int, batch_size: int, lr: float,
-                 warmup_ratio: float, weight_decay: float, seed: int, train_vision: bool = False,
-                 progress: bool = True) -> list[float]:
+def pretrain_language(backbone: Backbone, records: list[TrainRecord], epochs: int, batch_size: int, lr: float,
+                      warmup_ratio: float, weight_decay: float, seed: int, train_vision: bool = False,
+                      progress: bool = True) -> list[float]:
     """Instruction tuning of projector and language model (and the vision tower if `train_vision`;
-    LLaVA-1.5 keeps it frozen) on the stage-0 mixture; returns the per-step losses."""
+    LLaVA-1.5 keeps it frozen) on the pretraining mixture; returns the per-step losses."""
     encoder = Encoder(backbone.tokenizer, backbone.image_processor, backbone.image_seq_length)
     collate = TrainCollator(encoder)
     model = backbone.model
@@ -142,7 +142,7 @@ def train_stage0(backbone: Backbone, records: list[TrainRecord], epochs: int, ba
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, warmup_ratio))
     losses: list[float] = []
     with _progress() as bar:
-        job = bar.add_task("stage-0 tuning", total=total, info="", visible=progress)
+        job = bar.add_task("language pretraining", total=total, info="", visible=progress)
         for _ in range(epochs):
             for batch in loader:
                 out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
@@ -156,15 +156,15 @@ def train_stage0(backbone: Backbone, records: list[TrainRecord], epochs: int, ba
                 recent = losses[-20:]
                 bar.update(job, advance=1, info=f"loss {sum(recent) / len(recent):.3f}")
                 if len(losses) % max(1, total // 10) == 0:  # a trace in logs, where no bar is drawn
-                    log.info("stage-0 step %d/%d: loss %.3f", len(losses), total, sum(recent) / len(recent))
+                    log.info("language pretraining step %d/%d: loss %.3f", len(losses), total, sum(recent) / len(recent))
     model.requires_grad_(True)
     model.eval()
     return losses
 
 
 class _QuestionPooledHead(torch.nn.Module):
-    """Answers a stage-0 question from the vision tower's patch features: the question's embedding
-    attends over the patches, and an MLP classifies over every answer string seen in stage 0."""
+    """Answers a mixture question from the vision tower's patch features: the question's embedding
+    attends over the patches, and an MLP classifies over every answer string seen in the mixture."""
 
     def __init__(self, hidden: int, num_questions: int, num_answers: int):
         super().__init__()
@@ -190,7 +190,7 @@ def pretrain_vision(backbone: Backbone, records: list[TrainRecord], steps: int, 
                     seed: int, progress: bool = True, cell_labels: list[list[str] | None] | None = None,
                     dense_weight: float = 1.0, counts: list[dict[str, int] | None] | None = None,
                     count_weight: float = 1.0) -> list[float]:
-    """Supervised pretraining of the vision tower on stage-0's questions, answered by a small
+    """Supervised pretraining of the vision tower on the mixture's questions, answered by a small
     classifier head on its patch features, plus (given `cell_labels`, one list of 16 layout-grid
     cell labels or None per record) a dense loss: a linear head on every patch names what its
     cell holds; and (given `counts`, per record a dict of object counts or None) a counting loss:
@@ -292,16 +292,20 @@ def pretrain_vision(backbone: Backbone, records: list[TrainRecord], steps: int, 
 
 
 def tiny_cache_key(spec: dict) -> str:
-    payload = json.dumps({**spec, "recipe": RECIPE_VERSION, "stage0_data": synth.STAGE0_VERSION,
+    # the payload's field names stay as the shipped backbone's key was computed with: renaming a
+    # setting must not orphan a backbone built by the same settings
+    fields = {("stage0" if name == "language_pretrain" else name): value for name, value in spec.items()}
+    payload = json.dumps({**fields, "recipe": RECIPE_VERSION, "stage0_data": synth.MIXTURE_VERSION,
                           "vocab": synth.vocabulary()}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
 def tiny_spec(image_size: int = 64, patch_size: int = 8, vision: dict | None = None, text: dict | None = None,
-              vision_pretrain: dict | None = None, stage0: dict | None = None, seed: int = 0) -> dict:
+              vision_pretrain: dict | None = None, language_pretrain: dict | None = None, seed: int = 0) -> dict:
     """Every setting a built tiny backbone depends on (its cache key hashes them)."""
     return {"image_size": image_size, "patch_size": patch_size, "vision": dict(vision or {}), "text": dict(text or {}),
-            "vision_pretrain": dict(vision_pretrain or {}), "stage0": dict(stage0 or {}), "seed": seed}
+            "vision_pretrain": dict(vision_pretrain or {}), "language_pretrain": dict(language_pretrain or {}),
+            "seed": seed}
 
 
 def tiny_backbone_dir(spec: dict, cache_dir: str, shipped_dir: str | None = None) -> Path:
@@ -309,12 +313,12 @@ def tiny_backbone_dir(spec: dict, cache_dir: str, shipped_dir: str | None = None
     by these settings and this recipe, else its place in the cache."""
     name = f"tiny-llava-{tiny_cache_key(spec)}"
     shipped = Path(shipped_dir or SHIPPED_DIR).expanduser() / name
-    return shipped if (shipped / "stage0.json").exists() else Path(cache_dir).expanduser() / name
+    return shipped if (shipped / "build.json").exists() else Path(cache_dir).expanduser() / name
 
 
 def load_tiny_backbone(cache_dir: str, progress: bool = True, shipped_dir: str | None = None, **settings) -> Backbone:
     """Load the tiny LLaVA of these settings (`tiny_spec`'s arguments): the shipped one, or from
-    the cache, building it there (with stage 0) on first use."""
+    the cache, building it there (with its pretraining) on first use."""
     spec = tiny_spec(**settings)
     path = tiny_backbone_dir(spec, cache_dir, shipped_dir)
 
@@ -325,7 +329,7 @@ def load_tiny_backbone(cache_dir: str, progress: bool = True, shipped_dir: str |
                      "this run's (%s): building it", ", ".join(other), path.name)
         _build_tiny(path, spec, progress)
 
-    build_once(path, lambda: (path / "stage0.json").exists(), build)
+    build_once(path, lambda: (path / "build.json").exists(), build)
     with _without_loading_bar():  # a few MB load in milliseconds: a bar would be noise
         return load_pretrained_backbone(str(path), dtype="float32", attn_implementation="sdpa")
 
@@ -351,33 +355,33 @@ def _build_tiny(path: Path, spec: dict, progress: bool) -> None:
         size={"shortest_edge": size}, crop_size={"height": size, "width": size}
     )
     backbone = Backbone(model=model, tokenizer=tokenizer, image_processor=image_processor, name="tiny")
-    stage0 = dict(spec["stage0"])
-    num_samples = stage0.pop("num_samples", 6000)
-    data_dir = path.parent / f"stage0-data-v{synth.STAGE0_VERSION}-{num_samples}-{size}-{spec['seed']}"
-    synth.generate_stage0(data_dir, num_samples=num_samples, image_size=size, seed=spec["seed"],
-                          progress=progress)
-    train_file = data_dir / "instructions" / "Stage0" / "train.json"
+    language_pretrain = dict(spec["language_pretrain"])
+    num_samples = language_pretrain.pop("num_samples", 6000)
+    data_dir = path.parent / f"mixture-data-v{synth.MIXTURE_VERSION}-{num_samples}-{size}-{spec['seed']}"
+    synth.generate_mixture(data_dir, num_samples=num_samples, image_size=size, seed=spec["seed"],
+                           progress=progress)
+    train_file = data_dir / "instructions" / synth.MIXTURE / "train.json"
     records = load_train_file(train_file, data_dir / "datasets")
     vision_losses = []
     vision_pretrain = dict(spec["vision_pretrain"])
     if vision_pretrain.get("steps", 0) > 0:
         metas = [r["meta"] for r in json.loads(train_file.read_text())]
-        cell_labels = [synth.stage0_cell_labels(m) for m in metas] if vision_pretrain.pop("dense", False) else None
-        counts = [synth.stage0_counts(m) for m in metas] if vision_pretrain.pop("counts", False) else None
+        cell_labels = [synth.mixture_cell_labels(m) for m in metas] if vision_pretrain.pop("dense", False) else None
+        counts = [synth.mixture_counts(m) for m in metas] if vision_pretrain.pop("counts", False) else None
         # The answer classifier learns facts of the image: not options' letters (which depend on
         # the order of the options in the question) nor captions (thousands of one-off sentences).
-        facts = [TrainRecord(r.id, r.image, [t for t in r.turns if synth.stage0.states_a_fact(t.instruction)])
+        facts = [TrainRecord(r.id, r.image, [t for t in r.turns if synth.mixture.states_a_fact(t.instruction)])
                  for r in records]
         vision_losses = pretrain_vision(backbone, facts, seed=spec["seed"], progress=progress,
                                         cell_labels=cell_labels, counts=counts, **vision_pretrain)
-    losses = train_stage0(backbone, records, seed=spec["seed"], progress=progress, **stage0)
+    losses = pretrain_language(backbone, records, seed=spec["seed"], progress=progress, **language_pretrain)
     # Write beside the final path and rename, so an interrupted build is never mistaken for a model.
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     image_processor.save_pretrained(tmp)
-    with open(tmp / "stage0.json", "w") as f:
+    with open(tmp / "build.json", "w") as f:
         json.dump({"spec": spec, "vision_losses": vision_losses, "losses": losses, "built_on": build_machine()}, f)
     if path.exists():
         shutil.rmtree(path)
@@ -415,7 +419,7 @@ def main() -> None:
     model.pop("progress", None)
     spec = tiny_spec(**model)
     path = Path(cache_dir).expanduser() / f"tiny-llava-{tiny_cache_key(spec)}"
-    build_once(path, lambda: (path / "stage0.json").exists(), lambda: _build_tiny(path, spec, progress=True))
+    build_once(path, lambda: (path / "build.json").exists(), lambda: _build_tiny(path, spec, progress=True))
     print(f"built: {path}")
     if args.ship:
         target = Path(shipped_dir or SHIPPED_DIR).expanduser()

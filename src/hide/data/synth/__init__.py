@@ -15,7 +15,7 @@ caption tasks, `test_coco_refs.json` in COCO format):
 
 The answer formats are shared the way UCIT shares them (letters for FigureQA and IconQA's
 multiple choice, digits for IconQA's counting and ClevrMath), so that learning one task can
-interfere with another. `generate_stage0` writes the base model's own instruction-tuning mixture,
+interfere with another. `generate_mixture` writes the base model's own instruction-tuning mixture,
 as LLaVA-1.5's own instruction data is to UCIT: the same visual primitives under other
 instructions, in sentences ("it is red", number words, yes/no) and in the tasks' answer formats
 (one word, a digit, an option's letter, a one-sentence caption), never a task's own question,
@@ -29,11 +29,11 @@ is always a 4x4 grid over the whole canvas, one icon (75% of a cell) per occupie
 counting images hold one kind of icon (as IconQA's do), its multiple-choice ones three kinds; Renditions
 draws one large object (55-85% of the canvas) near the centre, with strokes of at least
 image_size/16 so that outlines and dots survive the downsampling. The two caption tasks are free
-scenes. Stage 0 uses the same layouts (its multi-shape scenes put shapes in 2x2-cell blocks) and is
+scenes. The mixture uses the same layouts (its multi-shape scenes put shapes in 2x2-cell blocks) and is
 weighted towards what the vision tower learns slowly: single shapes (nearly every one of a class
-stage 0 names is named), bar heights and counts; its multiple-choice questions are weighted up,
-the format a tiny language model learns last. A stage-0 conversation asks up to
-STAGE0_TURNS questions about its image; `stage0_cell_labels` and `stage0_counts` give the vision
+the mixture names is named), bar heights and counts; its multiple-choice questions are weighted up,
+the format a tiny language model learns last. A mixture conversation asks up to
+MIXTURE_TURNS questions about its image; `mixture_cell_labels` and `mixture_counts` give the vision
 tower's dense pretraining what each layout cell holds and how many objects of each kind there are.
 
 Images are drawn at 4x resolution with PIL and downsampled with LANCZOS. Everything is a function
@@ -44,10 +44,10 @@ answers are written as that tokenizer decodes them (punctuation surrounded by sp
 Every record keeps the scene it was drawn from under an extra key "meta" (the loaders ignore it).
 
 One module per task (`renditions`, `figureqa`, `object_caption`, `iconqa`, `clevr_math`,
-`scene_caption`) holds all of it: its words and texts, its scenes, its sampler, its stage-0
+`scene_caption`) holds all of it: its words and texts, its scenes, its sampler, its pretraining
 counterpart family, the vision-pretraining targets of that family's scenes and its chance level,
 under the same names in each (`tasks` lists them). `texts` holds the vocabulary and the words the
-tasks share, `draw` the drawing primitives they share, `stage0` the mixture of the families and
+tasks share, `draw` the drawing primitives they share, `mixture` the mixture of the families and
 `build` the writing of the files.
 """
 
@@ -55,10 +55,11 @@ tasks share, `draw` the drawing primitives they share, `stage0` the mixture of t
 from hide.data.synth.build import (
     GENERATOR_VERSION,
     MARKER,
-    STAGE0,
-    STAGE0_VERSION,
+    MIXTURE,
+    MIXTURE_STREAM,
+    MIXTURE_VERSION,
     generate_benchmark,
-    generate_stage0,
+    generate_mixture,
 )
 from hide.data.synth.clevr_math import (
     CLEVR_ANSWER_RANGE,
@@ -77,7 +78,7 @@ from hide.data.synth.iconqa import (
     ICON_MC_MARGIN,
     ICON_PLURALS,
 )
+from hide.data.synth.mixture import mixture_cell_labels, mixture_counts
 from hide.data.synth.renditions import RENDITION_SIZE, RENDITIONS, SHAPES
-from hide.data.synth.stage0 import stage0_cell_labels, stage0_counts
 from hide.data.synth.tasks import SYNTH_TASKS, TASK_NAMES, TASKS, chance_level
 from hide.data.synth.texts import COLORS, NUMBER_WORDS, vocabulary

@@ -1,5 +1,5 @@
-"""Writing the benchmark and stage 0 to disk: each sample's own random stream, the completion
-marker, the progress bar, `generate_benchmark` and `generate_stage0`."""
+"""Writing the benchmark and the pretraining mixture to disk: each sample's own random stream, the completion
+marker, the progress bar, `generate_benchmark` and `generate_mixture`."""
 
 from __future__ import annotations
 
@@ -20,17 +20,19 @@ from hide.data.formats import (
     write_test_file,
     write_train_file,
 )
-from hide.data.synth import stage0
+from hide.data.synth import mixture
 from hide.data.synth.tasks import TASK_NAMES, TASKS
 from hide.errors import ConfigError
 
 # Bump when any generated image or text of the six tasks changes, so that stale data is regenerated.
 GENERATOR_VERSION = 7
-# Bump when anything stage 0 draws or asks changes (its scenes share the tasks' drawing code):
+# Bump when anything the pretraining mixture draws or asks changes (its scenes share the tasks' drawing code):
 # it is part of the tiny model's cache key, so the base model is rebuilt.
-STAGE0_VERSION = 7
+MIXTURE_VERSION = 7
 MARKER = ".complete.json"
-STAGE0 = "Stage0"
+MIXTURE = "Mixture"  # its folder under datasets/ and instructions/
+# the name that keys the mixture's random streams (`sample_rng`): changing it draws other data
+MIXTURE_STREAM = "Stage0"
 
 _SPLITS = {"train": 0, "test": 1}
 
@@ -58,7 +60,7 @@ def _read_marker(root: Path) -> dict:
 
 
 def _write_marker(root: Path, key: str, params: dict | None) -> None:
-    """The marker holds one entry per generator ('benchmark', 'stage0'), so both can share a root."""
+    """The marker holds one entry per generator ('benchmark', 'mixture'), so both can share a root."""
     marker = _read_marker(root)
     if params is None:
         if key not in marker:
@@ -192,10 +194,10 @@ def generate_benchmark(root, train_per_task: int = 600, test_per_task: int = 200
     return root
 
 
-def generate_stage0(root, num_samples: int = 6000, image_size: int = 64, seed: int = 0,
-                    progress: bool = True, split: str = "train") -> Path:
-    """Write the stage-0 instruction-tuning mixture (`datasets/Stage0/<split>/<n>.png`,
-    `instructions/Stage0/<split>.json`) under `root`, with the same marker logic as
+def generate_mixture(root, num_samples: int = 6000, image_size: int = 64, seed: int = 0,
+                     progress: bool = True, split: str = "train") -> Path:
+    """Write the pretraining mixture, the base model's own instruction data
+    (`datasets/Mixture/<split>/<n>.png`, `instructions/Mixture/<split>.json`) under `root`, with the same marker logic as
     `generate_benchmark` (its own entry in `root/.complete.json`), and return `root`.
     `split="test"` draws held-out conversations from their own random streams (for probing
     what the base model learned)."""
@@ -205,29 +207,29 @@ def generate_stage0(root, num_samples: int = 6000, image_size: int = 64, seed: i
     _check_count("image_size", image_size, 8)
     _check_count("seed", seed, 0)
     root = Path(root).expanduser()
-    marker = "stage0" if split == "train" else f"stage0-{split}"
-    params = {"version": STAGE0_VERSION, "num_samples": num_samples, "image_size": image_size,
+    marker = "mixture" if split == "train" else f"mixture-{split}"
+    params = {"version": MIXTURE_VERSION, "num_samples": num_samples, "image_size": image_size,
               "seed": int(seed), "split": split}
 
     def build():
         root.mkdir(parents=True, exist_ok=True)
         _write_marker(root, marker, None)
-        _clear_task(root, STAGE0, split)
-        (root / "datasets" / STAGE0 / split).mkdir(parents=True, exist_ok=True)
+        _clear_task(root, MIXTURE, split)
+        (root / "datasets" / MIXTURE / split).mkdir(parents=True, exist_ok=True)
         records = []
         with _Progress(progress) as bar:
-            job = bar.add(STAGE0, num_samples)
+            job = bar.add(MIXTURE, num_samples)
             for i in range(num_samples):
-                img, qa, meta = stage0.sample(sample_rng(seed, STAGE0, split, i), image_size)
-                rel = f"{STAGE0}/{split}/{i}.png"
+                img, qa, meta = mixture.sample(sample_rng(seed, MIXTURE_STREAM, split, i), image_size)
+                rel = f"{MIXTURE}/{split}/{i}.png"
                 _save_png(img, root / "datasets" / rel)
                 conv = []
                 for t, (q, a) in enumerate(qa):
                     conv.append({"from": "human", "value": f"{IMAGE_TOKEN}\n{q}" if t == 0 else q})
                     conv.append({"from": "gpt", "value": a})
-                records.append({"id": f"{STAGE0}_{split}_{i}", "image": rel, "conversations": conv, "meta": meta})
+                records.append({"id": f"{MIXTURE}_{split}_{i}", "image": rel, "conversations": conv, "meta": meta})
                 bar.advance(job)
-        write_train_file(root / "instructions" / STAGE0 / f"{split}.json", records)
+        write_train_file(root / "instructions" / MIXTURE / f"{split}.json", records)
         _write_marker(root, marker, params)
 
     build_once(root, lambda: _is_complete(root, marker, params), build)

@@ -3,7 +3,7 @@ cell of the layout grid (70-78% of a cell, jitter at most 8% of a cell), asked "
 cubes. How many objects are left?" or "Add 2 blue spheres. How many objects are there?"; the
 answer is a digit.
 
-Its stage-0 counterpart, the "clevr" family: the same scenes, asked to count a shape or a colour
+Its pretraining counterpart, the "clevr" family: the same scenes, asked to count a shape or a colour
 ("there are two red objects"), how many objects of a colour there are (a bare number word, or a
 digit), how many objects there are (in words, or a digit), whether some object is there, the
 shape of the object of a colour (a sentence, or a word), the colour of the object of a shape
@@ -62,7 +62,7 @@ CLEVR_JITTER = 0.08  # largest offset of an object's centre from its cell's cent
 # Size of the answer range: 2..9 (3-6 objects, less one or plus 1-3).
 CLEVR_ANSWER_RANGE = CLEVR_MAX_OBJECTS + CLEVR_MAX_ADD - (CLEVR_MIN_OBJECTS - 1) + 1
 
-# Stage 0's questions about CLEVR scenes (keys are names, not text: only the values are
+# The mixture's questions about CLEVR scenes (keys are names, not text: only the values are
 # registered for the vocabulary).
 S0 = {
     "clevr_there": "Is there {art} {color} {shape}?",
@@ -72,7 +72,7 @@ S0 = {
     "how_many_color": "How many {color} objects are there?",
 }
 register(list(S0.values()))
-# Bare number words (stage 0's "How many red objects are there?"), "zero" for none.
+# Bare number words (the mixture's "How many red objects are there?"), "zero" for none.
 COUNT_WORDS = register(["zero"]) + NUMBER_WORDS[1:]
 register(["object", "objects", "{color} object", "{color} objects"])
 
@@ -210,7 +210,7 @@ def pretraining(rng, size):
     return img, qa, meta
 
 
-def stage0_cell_labels(meta: dict) -> list[str]:
+def mixture_cell_labels(meta: dict) -> list[str]:
     """Each object's colour and shape in its cell."""
     cells = [EMPTY_CELL] * (GRID * GRID)
     for o in meta["objects"]:
@@ -219,7 +219,7 @@ def stage0_cell_labels(meta: dict) -> list[str]:
     return cells
 
 
-def stage0_counts(meta: dict) -> dict[str, int]:
+def mixture_counts(meta: dict) -> dict[str, int]:
     """How many objects of each colour, of each shape, and in all."""
     objects = meta["objects"]
     counts = {f"clevr {c}": sum(o["color"] == c for o in objects) for c in CLEVR_COLORS}

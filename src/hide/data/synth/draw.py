@@ -16,7 +16,7 @@ from PIL import Image, ImageChops, ImageDraw
 SUPERSAMPLE = 4
 # The layout grid: GRID x GRID cells of image_size / GRID pixels each.
 GRID = 4
-# What `stage0_cell_labels` calls a cell of the layout grid that holds nothing.
+# What `mixture_cell_labels` calls a cell of the layout grid that holds nothing.
 EMPTY_CELL = "empty"
 
 RGB = tuple[int, int, int]

@@ -2,7 +2,7 @@
 bars of distinct colours, each in its own column cell of the layout grid and growing from the
 bottom edge; the options are the bars' colours from left to right, the answer a letter.
 
-Its stage-0 counterpart, the "bars" family: 2-4 bars, asked which is the highest or the lowest
+Its pretraining counterpart, the "bars" family: 2-4 bars, asked which is the highest or the lowest
 ("the second bar from the left"), the colour of the tallest or the shortest, how many bars
 there are (in words, or a digit), a bar's colour by its position (a word, or an option's letter
 among the chart's colours in a shuffled order), their colours from left to right, and for a
@@ -41,7 +41,7 @@ FAMILY = "bars"
 BAR_COLORS = ("red", "blue", "green", "orange", "purple", "pink", "brown", "black")
 TASK_Q = register("Which bar is the tallest?")
 
-# Stage 0's questions and answers about bar charts (keys are names, not text: only the values
+# The mixture's questions and answers about bar charts (keys are names, not text: only the values
 # are registered for the vocabulary).
 S0 = {
     "higher": "Which bar is higher, the left one or the right one?",
@@ -135,7 +135,7 @@ def pretraining(rng, size):
     return img, qa, meta
 
 
-def stage0_cell_labels(meta: dict) -> list[str]:
+def mixture_cell_labels(meta: dict) -> list[str]:
     """How much of a cell its column's bar covers, in quarters ("bar1".."bar4"; "empty")."""
     cells = [EMPTY_CELL] * (GRID * GRID)
     for col, h in zip(meta["columns"], meta["heights"]):
@@ -147,7 +147,7 @@ def stage0_cell_labels(meta: dict) -> list[str]:
     return cells
 
 
-def stage0_counts(meta: dict) -> None:
+def mixture_counts(meta: dict) -> None:
     """None: bars are not counted in the vision tower's pretraining."""
     return None
 

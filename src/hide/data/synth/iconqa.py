@@ -3,7 +3,7 @@ of 1-6 icons of one kind (as IconQA's counting images are), answered with a digi
 choice, "Which icon appears most often?" about a grid of three kinds, answered with a letter.
 Both use the 4x4 layout grid over the whole canvas, one icon (75% of a cell) per occupied cell.
 
-Its stage-0 counterpart, the "icons" family: grids of 1-4 kinds, asked to count one kind ("there
+Its pretraining counterpart, the "icons" family: grids of 1-4 kinds, asked to count one kind ("there
 are three stars"), whether a kind is there, which of two kinds there are more of ("there are
 more stars"), how many kinds there are (a digit), which of three kinds is in the grid (an
 option's letter) and for a one-sentence caption. A digit for one kind's count and the option of
@@ -45,7 +45,7 @@ ICON_COLORS = {"star": (235, 180, 0), "heart": (220, 35, 60), "circle": (35, 95,
                "square": (30, 150, 60), "triangle": (245, 120, 15), "moon": (130, 55, 190)}
 ICON_COUNT_Q = register("How many {plural} are there?") + SINGLE_WORD
 ICON_MC_Q = register("Which icon appears most often?")
-ICON_MAX_COUNT = 5  # per kind, in the multiple-choice grids and in stage 0
+ICON_MAX_COUNT = 5  # per kind, in the multiple-choice grids and in the mixture
 # Counting questions show one kind of icon, 1..ICON_COUNT_MAX of it (as IconQA's counting images do).
 ICON_COUNT_MAX = 6
 ICON_MC_KINDS = 3  # kinds in a "most often" grid; the most frequent leads the next by ICON_MC_MARGIN
@@ -53,7 +53,7 @@ ICON_MC_MARGIN = 2
 # Size of the answer range of the counting questions (1..6).
 ICON_COUNT_RANGE = ICON_COUNT_MAX
 
-# Stage 0's questions and answers about icon grids (keys are names, not text: only the values are
+# The mixture's questions and answers about icon grids (keys are names, not text: only the values are
 # registered for the vocabulary).
 S0 = {"icon_there": "Is there {art} {kind} in the grid?", "more_icons": "Are there more {a} or {b}?",
       "n_kinds": "How many kinds of icons are there?", "which_icon": "Which icon is in the grid?"}
@@ -147,7 +147,7 @@ def pretraining(rng, size):
     return img, qa, meta
 
 
-def stage0_cell_labels(meta: dict) -> list[str]:
+def mixture_cell_labels(meta: dict) -> list[str]:
     """The icon's kind in each occupied cell."""
     cells = [EMPTY_CELL] * (GRID * GRID)
     for row, col, kind in meta["cells"]:
@@ -155,7 +155,7 @@ def stage0_cell_labels(meta: dict) -> list[str]:
     return cells
 
 
-def stage0_counts(meta: dict) -> dict[str, int]:
+def mixture_counts(meta: dict) -> dict[str, int]:
     """How many icons of each kind, and in all."""
     counts = {f"icons {k}": int(meta["counts"].get(k, 0)) for k in ICON_KINDS}
     counts["icons total"] = sum(counts.values())

@@ -2,7 +2,7 @@
 one or two coloured everyday objects (cup, ball, box, bottle, book) on a table ("a red cup next
 to a blue book on a table"); three reference captions per image.
 
-Its stage-0 counterpart, the "table" family: the same scenes, asked to describe the objects
+Its pretraining counterpart, the "table" family: the same scenes, asked to describe the objects
 ("the cup is red and the book is blue"), how many objects there are (in words, or a digit),
 whether some kind of object is there, what colour an object is (a sentence, or a word) and which
 of three kinds of object is on the table (an option's letter). Never a caption of a table top:
@@ -36,7 +36,7 @@ OBJECT_CAPTIONS_2 = register([
     "a {c1} {o1} beside a {c2} {o2}",
 ])
 
-# Stage 0's questions and answers about table tops (keys are names, not text: only the values
+# The mixture's questions and answers about table tops (keys are names, not text: only the values
 # are registered for the vocabulary).
 S0 = {
     "describe": "Describe the objects.",
@@ -157,12 +157,12 @@ def pretraining(rng, size):
     return img, qa, meta
 
 
-def stage0_cell_labels(meta: dict) -> None:
+def mixture_cell_labels(meta: dict) -> None:
     """None: a table top is a free scene, not laid out on the grid."""
     return None
 
 
-def stage0_counts(meta: dict) -> None:
+def mixture_counts(meta: dict) -> None:
     """None: table objects are not counted in the vision tower's pretraining."""
     return None
 

@@ -1,15 +1,15 @@
 """Renditions, the analog of UCIT's ImageNet-R: "What is the object in the image?" about one
 large object (55-85% of the canvas, near the centre) of one of 10 shape classes, drawn in one of
 7 renditions, with strokes of at least image_size/16 so that outlines and dots survive the
-downsampling; the answer is the class, 60% of the time one of the four classes stage 0 never
+downsampling; the answer is the class, 60% of the time one of the four classes the mixture never
 names.
 
-Its stage-0 counterpart, the "shapes" family: two thirds the same single objects, asked "What
+Its pretraining counterpart, the "shapes" family: two thirds the same single objects, asked "What
 shape is this?" ("this is a circle"), in one word "What shape is in the image?", whether it is
 some class, its colour (a word, or an option's letter) and how it is drawn; one third 2-4 shapes
 in 2x2-cell blocks, asked whether a class is there, how many shapes there are (in words, or a
 digit), the largest one's colour, the classes from left to right, and for a one-sentence caption.
-Stage 0 names only six of the ten classes (`NAMED_IN_STAGE0`): the vision tower learns all ten,
+The mixture names only six of the ten classes (`NAMED_IN_MIXTURE`): the vision tower learns all ten,
 but a base model has never said "cross", "diamond", "hexagon" or "arrow" about an image, as
 LLaVA-1.5 had never answered ImageNet-R's class names in its own words; the task's instruction is
 new as well.
@@ -60,12 +60,12 @@ DARK_COLORS = ("red", "blue", "green", "purple", "black", "brown")  # on texture
 MAX_ROTATION = {"circle": 0, "square": 12, "triangle": 25, "star": 36, "cross": 12, "diamond": 12,
                 "hexagon": 30, "heart": 20, "arrow": 180, "moon": 180}
 RENDITIONS_Q = register("What is the object in the image?") + SINGLE_WORD
-NAMED_IN_STAGE0 = ("circle", "square", "triangle", "star", "heart", "moon")
-UNNAMED_SHARE = 0.6  # of the task's samples, drawn from the four classes stage 0 never names
+NAMED_IN_MIXTURE = ("circle", "square", "triangle", "star", "heart", "moon")
+UNNAMED_SHARE = 0.6  # of the task's samples, drawn from the four classes the mixture never names
 RENDITION_SIZE = (0.55, 0.85)  # of the canvas
 RENDITION_JITTER = 0.04  # largest offset of the centre, of the canvas
 
-# Stage 0's questions and answers about shapes (keys are names, not text: only the values are
+# The mixture's questions and answers about shapes (keys are names, not text: only the values are
 # registered for the vocabulary).
 S0 = {
     "shape_there": "Is there {art} {shape} in the picture?",
@@ -122,10 +122,10 @@ def _scene_rendition(rng, size: int, cls: str | None = None) -> tuple[Image.Imag
 
 
 def sample(rng, size):
-    """A class stage 0 never names UNNAMED_SHARE of the time: the base model knows the named six
+    """A class the mixture never names UNNAMED_SHARE of the time: the base model knows the named six
     in every rendition, so with uniform classes it would score 60 before training."""
-    unnamed = [c for c in SHAPES if c not in NAMED_IN_STAGE0]
-    pool = unnamed if rng.random() < UNNAMED_SHARE else list(NAMED_IN_STAGE0)
+    unnamed = [c for c in SHAPES if c not in NAMED_IN_MIXTURE]
+    pool = unnamed if rng.random() < UNNAMED_SHARE else list(NAMED_IN_MIXTURE)
     img, meta = _scene_rendition(rng, size, pool[rng.integers(len(pool))])
     return img, RENDITIONS_Q, meta["class"], None, meta
 
@@ -181,42 +181,42 @@ def _scene_shape_blocks(rng, size: int) -> tuple[Image.Image, dict]:
 
 def pretraining(rng, size):
     """Two thirds single objects drawn exactly as Renditions draws them (its classes, renditions
-    and code), one third 2-4 shapes in 2x2-cell blocks. Only NAMED_IN_STAGE0 classes are named."""
+    and code), one third 2-4 shapes in 2x2-cell blocks. Only NAMED_IN_MIXTURE classes are named."""
     if rng.random() < 2 / 3:
         img, meta = _scene_rendition(rng, size)
         meta = {"layout": "single", **meta}
         cls, color = meta["class"], meta["color"]
         # about a named class, "is it X?" asks its own class half the time
-        ask = cls if cls in NAMED_IN_STAGE0 and rng.random() < 0.5 else \
-            NAMED_IN_STAGE0[rng.integers(len(NAMED_IN_STAGE0))]
+        ask = cls if cls in NAMED_IN_MIXTURE and rng.random() < 0.5 else \
+            NAMED_IN_MIXTURE[rng.integers(len(NAMED_IN_MIXTURE))]
         color_mc, letter = multiple_choice(rng, S0["shape_color"], color, [c for c in RENDITION_COLORS if c != color])
         qa = [("is_shape", S0["is_shape"].format(art=art(ask), shape=ask), yes_no(ask == cls), 2.0),
               ("shape_color", short(S0["shape_color"]), color, 1.0),
               ("shape_color_mc", color_mc, letter, 1.0),
               ("how_drawn", S0["how_drawn"], RENDITION_PHRASES[meta["rendition"]], 1.0)]
-        if cls in NAMED_IN_STAGE0:
+        if cls in NAMED_IN_MIXTURE:
             qa.append(("what_shape", S0["what_shape"], S0_ANSWERS["this_is"].format(art=art(cls), x=cls), 5.0))
             qa.append(("shape_name", short(S0["shape_name"]), cls, 2.0))
         return img, qa, meta
     img, meta = _scene_shape_blocks(rng, size)
     shapes = meta["shapes"]
     classes = [s["class"] for s in shapes]
-    ask = NAMED_IN_STAGE0[rng.integers(len(NAMED_IN_STAGE0))]
+    ask = NAMED_IN_MIXTURE[rng.integers(len(NAMED_IN_MIXTURE))]
     largest = max(shapes, key=lambda s: s["area"])
     named = [S0_ANSWERS["a_shape"].format(art=art(s["color"]), color=s["color"],
-                                          shape=s["class"] if s["class"] in NAMED_IN_STAGE0 else "shape")
+                                          shape=s["class"] if s["class"] in NAMED_IN_MIXTURE else "shape")
              for s in shapes]
     qa = [("shape_there", S0["shape_there"].format(art=art(ask), shape=ask), yes_no(ask in classes), 1.0),
           ("n_shapes", S0["n_shapes"], count_answer(len(shapes), "shape", "shapes"), 0.5),
           ("n_shapes_digit", short(S0["n_shapes"]), str(len(shapes)), 1.0),
           ("largest_color", short(S0["largest_color"]), largest["color"], 1.0),
           ("caption", caption_prompt(rng), and_list(named), 1.0)]
-    if len(shapes) == 2 and all(c in NAMED_IN_STAGE0 for c in classes):
+    if len(shapes) == 2 and all(c in NAMED_IN_MIXTURE for c in classes):
         qa.append(("name_lr", S0["name_lr"], LIST_SEP.join(classes), 1.0))
     return img, qa, meta
 
 
-def stage0_cell_labels(meta: dict) -> list[str] | None:
+def mixture_cell_labels(meta: dict) -> list[str] | None:
     """A single large shape: its class in every cell (the object covers the canvas); shape
     blocks: the class in each of its 2x2 cells."""
     layout = meta.get("layout")
@@ -233,7 +233,7 @@ def stage0_cell_labels(meta: dict) -> list[str] | None:
     return None
 
 
-def stage0_counts(meta: dict) -> None:
+def mixture_counts(meta: dict) -> None:
     """None: shapes are not counted in the vision tower's pretraining."""
     return None
 

@@ -3,7 +3,7 @@ image." of an outdoor scene (day, night or sunset sky; 0-3 trees, maybe a house 
 grass or a shore in front of water), e.g. "a red house with two trees at sunset"; three
 reference captions per image.
 
-Its stage-0 counterpart, the "outdoor" family: the same scenes, asked the time of day (a
+Its pretraining counterpart, the "outdoor" family: the same scenes, asked the time of day (a
 sentence, or an option's letter), whether it is day or night, whether there is a house, a person
 or water, how many trees there are (in words, or a digit) and what colour the house is. Never a
 caption of an outdoor scene: the task's captions are content the base model has not produced.
@@ -50,7 +50,7 @@ TIME_PHRASES = register({
 })
 GROUND_PHRASES = register({"grass": ("on the grass", "in a green field"), "water": ("by the water", "near a lake")})
 
-# Stage 0's questions and answers about outdoor scenes (keys are names, not text: only the values
+# The mixture's questions and answers about outdoor scenes (keys are names, not text: only the values
 # are registered for the vocabulary).
 S0 = {
     "day_night": "Is it day or night?",
@@ -212,12 +212,12 @@ def pretraining(rng, size):
     return img, qa, meta
 
 
-def stage0_cell_labels(meta: dict) -> None:
+def mixture_cell_labels(meta: dict) -> None:
     """None: an outdoor scene is a free scene, not laid out on the grid."""
     return None
 
 
-def stage0_counts(meta: dict) -> None:
+def mixture_counts(meta: dict) -> None:
     """None: trees are not counted in the vision tower's pretraining."""
     return None
 

@@ -2,12 +2,12 @@
 
 Every task module provides the same names:
   NAME, KIND ("qa" or "caption"), SPEC (its entry of SYNTH_TASKS: the files of its UCIT layout)
-  and FAMILY (the name of its stage-0 counterpart);
+  and FAMILY (the name of its pretraining counterpart);
   sample(rng, size) -> (image, instruction, answer, reference captions or None, meta): one
   benchmark sample;
   pretraining(rng, size) -> (image, [(key, question, answer, weight), ...], meta): one scene of
-  its stage-0 family, with the questions a conversation can ask about it;
-  stage0_cell_labels(meta), stage0_counts(meta): the vision tower's dense and counting
+  its mixture family, with the questions a conversation can ask about it;
+  mixture_cell_labels(meta), mixture_counts(meta): the vision tower's dense and counting
   pretraining targets for its family's scenes (None where there are none);
   chance(test_records): its chance level (None for a caption task).
 """

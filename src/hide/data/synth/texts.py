@@ -42,7 +42,7 @@ def _vocabulary() -> tuple[str, ...]:
 
 def vocabulary() -> list[str]:
     """Every token (under `\\w+|[^\\w\\s]`, case kept) that a generated instruction, option, answer,
-    caption, reference or stage-0 text can contain, derived from the word lists and templates.
+    caption, reference or mixture text can contain, derived from the word lists and templates.
     The `<image>` placeholder is not included (it is a special token)."""
     return list(_vocabulary())
 
@@ -102,7 +102,7 @@ def option_chance(task_name: str, test_records, without_options: float | None = 
 
 
 # ---------------------------------------------------------------------------------------------
-# Stage 0's phrasing that several families share (each family's own questions and answers live
+# The mixture's phrasing that several families share (each family's own questions and answers live
 # in the module of its task)
 # ---------------------------------------------------------------------------------------------
 
@@ -133,9 +133,9 @@ def yes_no(flag: bool) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Answer formats stage 0 teaches on its own questions, as LLaVA-1.5's instruction data taught its
+# Answer formats the mixture teaches on its own questions, as LLaVA-1.5's instruction data taught its
 # base model: a single word or phrase (SINGLE_WORD), an option's letter (MC_SUFFIX), a caption in
-# one sentence (asked in words of stage 0's own, never a task's instruction)
+# one sentence (asked in words of the mixture's own, never a task's instruction)
 # ---------------------------------------------------------------------------------------------
 
 CAPTION_PROMPTS = register(["Provide a one-sentence caption for the provided image.",

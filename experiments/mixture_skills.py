@@ -1,10 +1,10 @@
-"""What the base model learned in stage 0: exact match on held-out stage-0 questions, per question kind.
+"""What the base model learned in the mixture: exact match on held-out mixture questions, per question kind.
 
-    python experiments/stage0_skills.py [HYDRA OVERRIDES ...] [--samples N] [--out DIR]
+    python experiments/mixture_skills.py [HYDRA OVERRIDES ...] [--samples N] [--out DIR]
 
-Loads (building it on first use) the backbone of the composed config, draws N held-out stage-0
+Loads (building it on first use) the backbone of the composed config, draws N held-out pretraining
 conversations (their own random streams, never trained on), answers each one's first question
-with batched greedy generation, and writes DIR/stage0_skills.json and .md: accuracy per question
+with batched greedy generation, and writes DIR/mixture_skills.json and .md: accuracy per question
 kind (the "asked" key of the generator), with a majority-answer baseline beside it. Use it to see
 whether a continual task's skill (counting, comparing bars, ...) is in the base model at all.
 """
@@ -39,16 +39,16 @@ def answer_all(backbone, records: list[TestRecord], batch_size: int = 64, max_ne
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=1000)
-    parser.add_argument("--out", default="outputs/stage0_skills")
+    parser.add_argument("--out", default="outputs/mixture_skills")
     args, overrides = parser.parse_known_args()
     out = Path(args.out)
     cfg = compose_config(list(overrides), out)
     backbone = instantiate(cfg.model)
-    data_dir = Path(cfg.paths.cache_dir) / "stage0-probe"
+    data_dir = Path(cfg.paths.cache_dir) / "mixture-probe"
     image_size = cfg.model.get("image_size") or backbone.image_processor.crop_size["height"]
-    synth.generate_stage0(data_dir, num_samples=args.samples, image_size=image_size,
+    synth.generate_mixture(data_dir, num_samples=args.samples, image_size=image_size,
                           seed=cfg.model.get("seed", 0), split="test")
-    path = data_dir / "instructions" / synth.STAGE0 / "test.json"
+    path = data_dir / "instructions" / synth.MIXTURE / "test.json"
     train_records = load_train_file(path, data_dir / "datasets")
     kinds = [meta["asked"][0] for meta in (r["meta"] for r in json.loads(path.read_text()))]
     records = [TestRecord(r.id, r.image, r.turns[0].instruction, r.turns[0].answer) for r in train_records]
@@ -66,10 +66,10 @@ def main() -> None:
                      "majority": 100.0 * majority / len(pairs),
                      "examples": [{"predicted": p, "answer": a} for p, a in pairs[:3]]})
     out.mkdir(parents=True, exist_ok=True)
-    (out / "stage0_skills.json").write_text(json.dumps(rows, indent=2))
+    (out / "mixture_skills.json").write_text(json.dumps(rows, indent=2))
     lines = ["| question kind | n | base model | majority answer |", "|---|---:|---:|---:|"]
     lines += [f"| {r['kind']} | {r['n']} | {r['accuracy']:.1f} | {r['majority']:.1f} |" for r in rows]
-    (out / "stage0_skills.md").write_text("\n".join(lines) + "\n")
+    (out / "mixture_skills.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

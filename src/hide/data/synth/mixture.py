@@ -1,4 +1,4 @@
-"""Stage 0: the base model's own instruction-tuning mixture. Each family is the stage-0
+"""The pretraining mixture: the base model's own instruction data. Each family is the pretraining
 counterpart of one task (its module's `pretraining`): the task's kind of scene under other
 instructions and answer formats (yes/no, "it is red", number words), never the task's own.
 """
@@ -11,14 +11,14 @@ from hide.data.synth.tasks import TASKS
 from hide.data.synth.texts import CAPTION_PROMPTS, COLORS, MC_SUFFIX, multiple_choice, register
 
 # Each family's `pretraining` returns (image, [(key, question, answer, weight), ...], meta); a
-# conversation asks up to STAGE0_TURNS of the questions, drawn without replacement in proportion
+# conversation asks up to MIXTURE_TURNS of the questions, drawn without replacement in proportion
 # to their weights.
 FAMILIES = {task.FAMILY: task for task in TASKS}
-# Share of each family in stage 0: weighted towards what a ViT trained from scratch learns slowly.
-STAGE0_WEIGHTS = {"shapes": 0.35, "bars": 0.15, "icons": 0.12, "clevr": 0.15, "table": 0.12, "outdoor": 0.11}
-# Questions per stage-0 conversation (fewer where a family has fewer). The system prompt and the
+# Share of each family in the mixture: weighted towards what a ViT trained from scratch learns slowly.
+FAMILY_WEIGHTS = {"shapes": 0.35, "bars": 0.15, "icons": 0.12, "clevr": 0.15, "table": 0.12, "outdoor": 0.11}
+# Questions per mixture conversation (fewer where a family has fewer). The system prompt and the
 # image tokens are most of a sequence, so each further question adds supervision for ~12 tokens.
-STAGE0_TURNS = 3
+MIXTURE_TURNS = 3
 # Multiple choice is the format a tiny language model learns last: it has to find the option that
 # says what it knows and answer with that option's letter. So every family's option questions
 # weigh MC_EMPHASIS times their own weight, and a LOOKUP_SHARE of the conversations ends with
@@ -30,13 +30,13 @@ LOOKUP_Q = register("Which option is {x}?")
 
 
 def sample(rng, size):
-    """One stage-0 conversation: a family drawn by STAGE0_WEIGHTS, one of its scenes and up to
-    STAGE0_TURNS of its questions; returns (image, [(question, answer), ...], meta)."""
-    names = list(STAGE0_WEIGHTS)
-    cum = np.cumsum([STAGE0_WEIGHTS[n] for n in names])
+    """One mixture conversation: a family drawn by FAMILY_WEIGHTS, one of its scenes and up to
+    MIXTURE_TURNS of its questions; returns (image, [(question, answer), ...], meta)."""
+    names = list(FAMILY_WEIGHTS)
+    cum = np.cumsum([FAMILY_WEIGHTS[n] for n in names])
     family = names[min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), len(names) - 1)]
     img, qa, meta = FAMILIES[family].pretraining(rng, size)
-    k = min(len(qa), STAGE0_TURNS)
+    k = min(len(qa), MIXTURE_TURNS)
     w = np.array([x[3] * (MC_EMPHASIS if x[1].endswith(MC_SUFFIX) else 1.0) for x in qa], dtype=np.float64)
     picked = [qa[int(i)] for i in rng.choice(len(qa), size=k, replace=False, p=w / w.sum())]
     if rng.random() < LOOKUP_SHARE:
@@ -44,31 +44,31 @@ def sample(rng, size):
         x = names[rng.integers(len(names))]
         question, letter = multiple_choice(rng, LOOKUP_Q.format(x=x), x, [c for c in names if c != x],
                                            k=3 + int(rng.integers(2)))
-        picked = [*picked[:STAGE0_TURNS - 1], ("option_lookup", question, letter, 1.0)]
+        picked = [*picked[:MIXTURE_TURNS - 1], ("option_lookup", question, letter, 1.0)]
     meta = {"family": family, "asked": [x[0] for x in picked], **meta}
     return img, [(q, a) for _, q, a, _ in picked], meta
 
 
-def stage0_cell_labels(meta: dict) -> list[str] | None:
-    """What each cell of the 4x4 layout grid holds in a stage-0 scene (row-major, 16 strings), for
+def mixture_cell_labels(meta: dict) -> list[str] | None:
+    """What each cell of the 4x4 layout grid holds in a mixture scene (row-major, 16 strings), for
     the vision tower's dense pretraining; None for the free scenes (table tops, outdoor scenes).
 
     Icons: the icon's kind; CLEVR objects: colour and shape; shape blocks: the class in each of its
     2x2 cells; a single large shape: its class in every cell (the object covers the canvas); bar
     charts: how much of a cell its column's bar covers, in quarters ("bar1".."bar4"; "empty")."""
     family = FAMILIES.get(meta.get("family"))
-    return family.stage0_cell_labels(meta) if family else None
+    return family.mixture_cell_labels(meta) if family else None
 
 
-def stage0_counts(meta: dict) -> dict[str, int] | None:
-    """How many objects of each kind a stage-0 grid scene holds (zeros included), for the vision
+def mixture_counts(meta: dict) -> dict[str, int] | None:
+    """How many objects of each kind a mixture grid scene holds (zeros included), for the vision
     tower's counting pretraining; None for the other scenes. Icons: per icon kind; CLEVR objects:
     per colour and per shape; both: the total."""
     family = FAMILIES.get(meta.get("family"))
-    return family.stage0_counts(meta) if family else None
+    return family.mixture_counts(meta) if family else None
 
 
 def states_a_fact(question: str) -> bool:
-    """Whether a stage-0 question's answer is a fact of the image alone: not an option's letter
+    """Whether a mixture question's answer is a fact of the image alone: not an option's letter
     (which depends on the order of the options) and not a caption."""
     return not question.endswith(MC_SUFFIX) and question not in CAPTION_PROMPTS
