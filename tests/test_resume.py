@@ -95,8 +95,9 @@ def test_hide_killed_in_training_evaluation_and_checkpoint_write_resumes_to_iden
     assert "continuing from" in proc.stdout
     assert torch.load(run / "checkpoints" / "task.ckpt", weights_only=False)["hide"]["finished"] is True
     # 3. resumed (training is not redone), then killed while writing stage 2's first task checkpoint:
-    #    the run state of stage 1 was written (checkpoint write 1), task.ckpt's temporary file (write 2) was not renamed
-    proc = train(run, "method=hide", kill_at="checkpoint_write:2", resume=str(run))
+    #    the run state and the model of stage 1 were written (checkpoint writes 1 and 2), task.ckpt's
+    #    temporary file (write 3) was not renamed
+    proc = train(run, "method=hide", kill_at="checkpoint_write:3", resume=str(run))
     assert_killed(proc)
     assert "training had finished before the interruption" in proc.stdout
     assert torch.load(run / "checkpoints" / "run_state.pt", weights_only=False)["stage"] == 1

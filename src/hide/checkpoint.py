@@ -7,6 +7,8 @@ place, so a kill in the middle of a write leaves the previous file, never a torn
   `ContinualMethod.checkpoint_keys`), the method's own state (EWC's Fisher, replay's finished
   tasks, per-task anchors: `ContinualMethod.state_dict`), the results so far, the random
   number generators and the time spent. A resumed run restores it and skips the finished stages.
+- `stage<t>.pt`, after stage t's evaluation (unless `checkpoint.keep_stage_models=false`): the
+  model of that stage, its trained state and the method's state, which `hide.load_run` rebuilds.
 - `task.ckpt`, every `checkpoint.every_n_steps` optimizer steps while a stage trains and once when
   its training ends: a Lightning checkpoint (the same trained state, the optimizer, the learning
   rate schedule, the loop's epoch and step) plus the data position and the generators. A resumed
@@ -35,6 +37,10 @@ RUN_STATE = "run_state.pt"
 TASK_CHECKPOINT = "task.ckpt"
 RUN_CONFIG = "config_resolved.yaml"
 NOT_COMPARED = ("resume", "hydra")  # settings a resumed run may change
+
+
+def stage_model_file(stage: int) -> str:
+    return f"stage{stage}.pt"
 
 
 class CheckpointError(HideError, RuntimeError):

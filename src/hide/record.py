@@ -18,7 +18,7 @@ from rich.console import Console
 from hide.atomic import write_json_atomic
 from hide.checkpoint import (CHECKPOINT_DIR, RUN_CONFIG, RUN_STATE, TASK_CHECKPOINT, capture_rng, comparable_config,
                              load_checkpoint, load_trained_state, restore_rng, resume_directory, save_atomic,
-                             trained_state)
+                             stage_model_file, trained_state)
 from hide.distributed import barrier, is_main_process, world_size
 from hide.report import ContinualResults
 
@@ -63,6 +63,7 @@ class RunRecord:
         if not self.resumed and is_main_process():
             shutil.rmtree(self.checkpoints, ignore_errors=True)  # a fresh run in a reused (multirun) directory
             OmegaConf.save(comparable_config(cfg), self.out_dir / RUN_CONFIG)
+        self.keep_stage_models = bool(cfg.get("checkpoint", {}).get("keep_stage_models", True))
         self.done_stage, self.earlier_seconds, self.resumes = -1, {}, 0
         self.results: ContinualResults | None = None
 
@@ -89,6 +90,9 @@ class RunRecord:
             self.results.load_state(state["results"])
             restore_rng(state["rng"])
             self.done_stage, self.earlier_seconds = state["stage"], state["timing"]
+            if not (self.checkpoints / stage_model_file(self.done_stage)).exists() and is_main_process():
+                # killed between the run state's write and the stage model's
+                self.keep_stage_model({k: state[k] for k in ("stage", "trained", "method")})
         if self.resumed:
             count_file = self.checkpoints / "resumes.json"
             self.resumes = (json.loads(count_file.read_text())["resumes"] if count_file.exists() else 0) + 1
@@ -110,12 +114,18 @@ class RunRecord:
             scores = ", ".join(f"{names[t]} {self.results.matrix[stage][t]:.1f}" for t in shown)
             self.console.print(f"[bold]after {'base' if stage == 0 else names[stage - 1]}[/]: {scores}")
             phases = self.timing()  # one reading of the clock for the checkpoint and timing.json
-            save_atomic({"stage": stage, "trained": trained_state(run.module), "method": run.method.state_dict(),
-                         "results": self.results.state(), "rng": capture_rng(), "timing": phases},
+            model = {"stage": stage, "trained": trained_state(run.module), "method": run.method.state_dict()}
+            save_atomic({**model, "results": self.results.state(), "rng": capture_rng(), "timing": phases},
                         self.checkpoints / RUN_STATE)
             self.task_checkpoint.unlink(missing_ok=True)
+            self.keep_stage_model(model)
             self.write_timing(phases)
         barrier()
+
+    def keep_stage_model(self, model: dict) -> None:
+        """The stage's model on its own (`checkpoints/stage<t>.pt`), which `hide.load_run` rebuilds."""
+        if self.keep_stage_models:
+            save_atomic(model, self.checkpoints / stage_model_file(model["stage"]))
 
     def finish(self, run) -> dict:
         """metrics.json, matrix.csv, timing.json and the heatmap; the tables on the console and in

@@ -40,8 +40,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(path: Path, image_processor, record: str = "") -> Image.Image:
-    """The record's image, RGB and padded to a square with the processor's mean colour."""
+def load_image(path: Path | Image.Image, image_processor, record: str = "") -> Image.Image:
+    """The record's image (a file, or an image already in memory), RGB and padded to a square
+    with the processor's mean colour."""
+    if isinstance(path, Image.Image):
+        return _square(to_rgb(path), image_processor)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # sizes are checked at load
@@ -53,6 +56,10 @@ def load_image(path: Path, image_processor, record: str = "") -> Image.Image:
             f"({type(err).__name__}: {err}). Replace the file (a truncated download is the usual cause), or set "
             f"data.on_bad_record=skip, which decodes every image at load and leaves such records out."
         ) from err
+    return _square(image, image_processor)
+
+
+def _square(image: Image.Image, image_processor) -> Image.Image:
     mean = getattr(image_processor, "image_mean", None) or (0.5, 0.5, 0.5)
     return expand2square(image, tuple(int(255 * m) for m in mean))
 

@@ -73,6 +73,15 @@ class OLoRA(ContinualMethod):
                 layer.lora_A[slot].requires_grad_(trains)
                 layer.lora_B[slot].requires_grad_(trains)
 
+    def on_eval_start(self, module, trained_tasks: list[int]) -> None:
+        """The model after the trained tasks: the last one's slot active, the earlier ones merged
+        (as training left it; set here too, so that a model rebuilt from a checkpoint is the same)."""
+        if not trained_tasks:
+            return
+        layer: OLoRALinear
+        for layer in self.adapters.values():
+            layer.active_slot, layer.merged_slots = trained_tasks[-1], list(trained_tasks[:-1])
+
     def extra_loss(self, module, batch: dict, outputs) -> torch.Tensor | None:
         if self.current == 0 or self.orthogonal_weight == 0:
             return None
