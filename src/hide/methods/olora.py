@@ -29,6 +29,12 @@ class OLoRALinear(LoRALinear):
         super().__init__(*args, **kwargs)
         self.merged_slots: list[int] = []
 
+    def low_rank_update(self) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Every slot in use concatenated: s [B_1 .. B_k] [A_1; ..; A_k] = s sum_j B_j A_j."""
+        slots = [*self.merged_slots, self.active_slot]
+        return (torch.cat([self.lora_A[j].detach() for j in slots]),
+                torch.cat([self.lora_B[j].detach() for j in slots], dim=1), self.scale)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = super().forward(x)
         if self.disabled:

@@ -74,6 +74,12 @@ class LoRALinear(nn.Module):
             return self.base(x)
         return self.base(x) + self.delta(x, self.active_slot)
 
+    def low_rank_update(self) -> tuple[torch.Tensor, torch.Tensor, float] | None:
+        """(A, B, s) with y = W x + s B A x at evaluation: what exports write as one LoRA or fold
+        into W. None when no single low-rank product gives the layer's output (a per-sample or
+        per-token mixture)."""
+        return self.lora_A[self.active_slot].detach(), self.lora_B[self.active_slot].detach(), self.scale
+
 
 class MoELoRALinear(nn.Module):
     """CoIN's MoELoRA: the rank split over `num_experts` experts of rank rank / num_experts, mixed
@@ -118,6 +124,9 @@ class MoELoRALinear(nn.Module):
         hidden = hidden * self.gates(x).unsqueeze(-1)
         return self.base(x) + self.scale * torch.einsum("...er,eor->...o", hidden, self.lora_B)
 
+    def low_rank_update(self) -> None:
+        return None  # the router mixes the experts per token
+
 
 FUSION_RULES = ("sum_ab", "sum_ba", "mean")
 
@@ -157,6 +166,7 @@ class MultiExpertLoRALinear(LoRALinear):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.mode = "single"
+        self.fusion = "sum_ab"  # the fused mode's rule (`use_fused`)
         self.slots: list[int] = []
         self.routing_weights: torch.Tensor | None = None
         self._weighted_columns: list[int] = []  # columns of routing_weights with any non-zero weight
@@ -190,16 +200,28 @@ class MultiExpertLoRALinear(LoRALinear):
 
     @torch.no_grad()
     def use_fused(self, slots: list[int], rule: str = "sum_ab", fold: bool = False) -> None:
-        self.mode, self.slots, self.routing_weights = "fused", list(slots), None
+        self.mode, self.slots, self.routing_weights, self.fusion = "fused", list(slots), None, rule
         self._fused = self._folded_weight = None
         if not slots:
             return
-        A_f, B_f = fuse_experts([self.lora_A[i].detach() for i in slots],
-                                [self.lora_B[i].detach() for i in slots], rule)
+        A_f, B_f = self.fused_pair()
         if fold:
             self._folded_weight = self.base.weight + self.scale * (B_f @ A_f)
         else:
             self._fused = (A_f, B_f)
+
+    def fused_pair(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return fuse_experts([self.lora_A[i].detach() for i in self.slots],
+                            [self.lora_B[i].detach() for i in self.slots], self.fusion)
+
+    def low_rank_update(self) -> tuple[torch.Tensor, torch.Tensor, float] | None:
+        if self.mode == "single":
+            return super().low_rank_update()
+        if self.mode == "fused" and self.slots:
+            return (*self.fused_pair(), self.scale)
+        if self.mode == "fused":  # no expert trained yet: W itself
+            return torch.zeros_like(self.lora_A[0]).detach(), torch.zeros_like(self.lora_B[0]).detach(), self.scale
+        return None  # routed: a per-sample mixture
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "single" or self.disabled:
