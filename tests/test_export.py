@@ -96,10 +96,10 @@ def test_merged_export_loads_with_plain_transformers_and_answers_as_the_run_did(
 def test_export_errors_name_the_problem(fast_cfg, tmp_path, capsys):
     moelora = _finished_run(fast_cfg, tmp_path / "moelora", "moelora")
     for fmt in ("peft", "merged"):
-        with pytest.raises(ConfigError, match=f"moelora cannot be exported as {fmt}.*per token.*Formats it supports"):
+        with pytest.raises(ConfigError, match=f"moelora cannot be exported as {fmt}.*per token or per sample.*Formats it supports: none"):
             export_run(moelora, fmt, tmp_path / f"out-{fmt}")
     hide_run = _finished_run(fast_cfg, tmp_path / "hide", "hide")
-    with pytest.raises(ConfigError, match="hide cannot be exported as peft.*per sample"):
+    with pytest.raises(ConfigError, match="hide cannot be exported as peft.*Formats it supports: merged"):
         export_run(hide_run, "peft", tmp_path / "out-hide")
     # an unfinished run: its run state says stage 1 of 2
     lora = _finished_run(fast_cfg, tmp_path / "lora", "lora")
@@ -168,3 +168,26 @@ def test_export_of_the_7b_layout(tmp_path, tiny_backbone):
     merged = LlavaForConditionalGeneration.from_pretrained(tmp_path / "merged").eval()
     with torch.no_grad():
         assert torch.allclose(merged(input_ids=input_ids).logits, logits, atol=1e-4)
+
+
+def test_hide_merged_export_folds_the_fused_layers_and_load_run_routes_as_the_run_did(fast_cfg, tmp_path):
+    """HiDe's fused layers are folded into the checkpoint; its routed layers' experts are peft
+    adapters named by task, beside the anchors; hide.load_run reads the folder back and answers
+    exactly as the run did."""
+    import hide
+    from peft import PeftModel
+    from transformers import LlavaForConditionalGeneration
+
+    run_dir = _finished_run(fast_cfg, tmp_path / "run", "hide")
+    out = export_run(run_dir, "merged", tmp_path / "merged")
+    assert sorted(p.name for p in (out / "experts").iterdir() if p.is_dir()) == ["ObjectCaption", "Renditions"]
+    model = hide.load_run(out)
+    assert model.run is None and model.task_names == ["Renditions", "ObjectCaption"] and model.stage == 2
+    recorded = json.loads((run_dir / "predictions" / "stage2.json").read_text())
+    tasks, _, _ = _test_prompts(fast_cfg)
+    for index, task in enumerate(tasks):
+        assert model.predict_task(task, index) == recorded[task.name]
+    # each expert alone is a standard peft adapter on the merged checkpoint (hard routing)
+    plain = LlavaForConditionalGeneration.from_pretrained(out)
+    expert = PeftModel.from_pretrained(plain, out / "experts" / "Renditions", adapter_name="Renditions")
+    assert any("lora_A" in n for n, _ in expert.named_parameters())

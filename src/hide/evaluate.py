@@ -42,8 +42,9 @@ def load_benchmark_tasks(model: TrainedModel, overrides: list[str]) -> list:
     if problems:
         raise DataFormatError(f"{benchmark.data_dir} cannot be evaluated on (python -m hide.data.check):\n"
                               + format_reports(problems))
-    datamodule = instantiate(model.run.cfg.data, benchmark=benchmark, seed=model.run.cfg.seed)
-    return datamodule.load(model.run.backbone)
+    data = model.run.cfg.data if model.run is not None else cfg.data  # a run's own settings where it has them
+    datamodule = instantiate(data, benchmark=benchmark, seed=0)
+    return datamodule.load(model.module.backbone)
 
 
 def evaluate_run(run_dir, overrides: list[str], stage: int | None = None, out_dir=None) -> dict:
@@ -58,7 +59,7 @@ def evaluate_run(run_dir, overrides: list[str], stage: int | None = None, out_di
         index = model.task_names.index(task.name) if task.name in model.task_names else UNKNOWN_TASK
         predictions[task.name] = model.predict_task(task, index)
         details[task.name] = score_task(task, predictions[task.name])
-    metrics = {"run": str(model.run_dir), "method": model.run.method.name, "stage": model.stage,
+    metrics = {"run": str(model.run_dir), "method": model.module.method.name, "stage": model.stage,
                "trained_on": model.task_names[:model.stage], "overrides": list(overrides), "tasks": names,
                "row": [details[n]["score"] for n in names], "details": details}
     write_json_atomic(out / "predictions.json", predictions)

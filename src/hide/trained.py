@@ -5,28 +5,43 @@
 
 The model is rebuilt from the run's own config (`config_resolved.yaml`) and the stage's saved
 state (`checkpoints/stage<t>.pt`, or `run_state.pt` for the last finished stage), with the
-method's inference in place (HiDe's fused layers and per-sample routing, MoELoRA's router,
-O-LoRA's slots). It answers with the evaluation's prompt, batching and greedy decoding, so its
-answers on the run's own test sets are the run's `predictions/stage<t>.json`.
+method's inference in place (fused layers and per-sample routing, a router, O-LoRA's slots). It
+answers with the evaluation's prompt, batching and greedy decoding, so its answers on the run's
+own test sets are the run's `predictions/stage<t>.json`. A merged export that keeps routed layers
+apart (`python -m hide.export --format merged`) is read back the same way.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from PIL import Image
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from hide.checkpoint import (CHECKPOINT_DIR, RUN_CONFIG, RUN_STATE, CheckpointError, load_checkpoint,
                              load_trained_state, stage_model_file)
 from hide.console import quiet_library_chatter
-from hide.data.collate import EvalCollator
+from hide.data.collate import Encoder, EvalCollator
 from hide.data.formats import TaskData, TestRecord
+from hide.models.backbone import load_pretrained_backbone
+from hide.module import ContinualModule
 from hide.run import Run, build_run
 
 UNKNOWN_TASK = -1  # the task index of a question that belongs to no task of the run
+# Beside a merged export whose method keeps some layers apart (`ContinualMethod.
+# writes_unmerged_layers`): how to rebuild it, each task's expert in those layers as a peft adapter
+# named by the task, and the method's state.
+EXPORT_FILE = "hide_export.json"
+EXPERTS_DIR = "experts"
+METHOD_STATE = "method_state.pt"
 
 
 def run_config(run_dir: Path) -> DictConfig:
@@ -80,16 +95,22 @@ def model_file(run_dir: Path, run: Run, stage: int | None) -> tuple[int, Path]:
 
 @dataclass
 class TrainedModel:
-    """The model of one stage of a finished run; `run` is the rebuilt run (config, method,
-    backbone, its tasks)."""
+    """The model of one stage of a finished run (or of a merged export that keeps routing): the
+    LightningModule with the method's inference in place, and what its prompts are made with.
+    `run` is the rebuilt run (config, benchmark, data) when the model comes from a run directory."""
 
-    run: Run
-    run_dir: Path
+    module: ContinualModule
+    encoder: Encoder
+    task_names: list[str]
     stage: int
+    source: Path
+    eval_batch_size: int
+    make_trainer: Callable[[], pl.Trainer]
+    run: Run | None = None
 
     @property
-    def task_names(self) -> list[str]:
-        return self.run.task_names
+    def run_dir(self) -> Path:
+        return self.source
 
     def predict(self, images: list, instructions: list[str], batch_size: int | None = None) -> list[str]:
         """Greedy answers, one per (image, instruction): an image is a file path or a PIL image;
@@ -105,34 +126,62 @@ class TrainedModel:
     def predict_task(self, task: TaskData, task_index: int = UNKNOWN_TASK,
                      batch_size: int | None = None) -> dict[str, str]:
         """{question_id: answer} on a task's test set. `task_index`: its index among the run's
-        tasks, if it is one of them (HiDe's oracle routing and its routing counts use it)."""
+        tasks, if it is one of them (oracle routing and routing counts use it)."""
         return self._answer([(task_index, r) for r in task.test], batch_size)
 
     def _answer(self, items: list, batch_size: int | None) -> dict[str, str]:
         if not items:
             return {}
-        datamodule = self.run.datamodule
-        loader = DataLoader(items, batch_size=batch_size or datamodule.eval_batch_size, shuffle=False,
-                            collate_fn=EvalCollator(datamodule.encoder))
-        outputs = self.run.trainer().predict(self.run.module, dataloaders=loader, return_predictions=True)
+        loader = DataLoader(items, batch_size=batch_size or self.eval_batch_size, shuffle=False,
+                            collate_fn=EvalCollator(self.encoder))
+        outputs = self.make_trainer().predict(self.module, dataloaders=loader, return_predictions=True)
         return {qid: text for batch in outputs for _, qid, text in batch}
 
 
-def load_run(run_dir, stage: int | None = None, overrides: dict | None = None) -> TrainedModel:
-    """The model of `stage` (0: the base model; None: the last finished stage) of the run in
-    `run_dir`. `overrides`: config settings to change for inference only, as {"dotted.key": value}
-    (e.g. {"data.eval_batch_size": 8, "trainer.accelerator": "cpu"})."""
+def load_run(path, stage: int | None = None, overrides: dict | None = None) -> TrainedModel:
+    """The model of `stage` (0: the base model; None: the last finished stage) of the run in the
+    directory `path`, or the model a merged export with routing (`python -m hide.export`) holds.
+    `overrides`: config settings to change for inference only, as {"dotted.key": value} (e.g.
+    {"data.eval_batch_size": 8, "trainer.accelerator": "cpu"})."""
     quiet_library_chatter()
-    run_dir = Path(run_dir).expanduser()
-    cfg = run_config(run_dir)
+    path = Path(path).expanduser()
+    if (path / EXPORT_FILE).is_file():
+        return load_export(path)
+    cfg = run_config(path)
     for key, value in (overrides or {}).items():
         OmegaConf.update(cfg, key, value, force_add=True)
     run = build_run(cfg)
-    wanted, path = model_file(run_dir, run, stage)
-    state = load_checkpoint(path)
-    load_trained_state(run.module, state["trained"], path)
+    wanted, file = model_file(path, run, stage)
+    state = load_checkpoint(file)
+    load_trained_state(run.module, state["trained"], file)
     run.method.load_state_dict(state["method"])
     trained = sorted({t for s in trained_stages(run)[:wanted] if s for t in s})
     run.method.on_eval_start(run.module, trained)
     run.module.eval()
-    return TrainedModel(run=run, run_dir=run_dir, stage=wanted)
+    return TrainedModel(module=run.module, encoder=run.datamodule.encoder, task_names=run.task_names, stage=wanted,
+                        source=path, eval_batch_size=run.datamodule.eval_batch_size, make_trainer=run.trainer, run=run)
+
+
+def load_export(folder: Path) -> TrainedModel:
+    """A merged export whose method keeps layers apart (`EXPORT_FILE` beside the checkpoint): the
+    merged checkpoint, the method rebuilt from its saved settings, and what it wrote beside it."""
+    saved = json.loads((folder / EXPORT_FILE).read_text())
+    backbone = load_pretrained_backbone(str(folder), dtype=saved["dtype"])
+    method = instantiate(saved["method"])
+    method.attach(backbone, len(saved["tasks"]))
+    with torch.no_grad():
+        for task in saved["trained"]:
+            weights = load_file(folder / EXPERTS_DIR / saved["tasks"][task] / "adapter_model.safetensors")
+            for name in saved["unmerged"]:
+                key = f"base_model.model.model.language_model.{name}"
+                method.adapters[name].lora_A[task].copy_(weights[f"{key}.lora_A.weight"])
+                method.adapters[name].lora_B[task].copy_(weights[f"{key}.lora_B.weight"])
+    method.load_state_dict(torch.load(folder / METHOD_STATE, map_location="cpu", weights_only=False))
+    module = ContinualModule(backbone, method, max_new_tokens=saved["max_new_tokens"])
+    method.on_eval_start(module, saved["trained"])
+    module.eval()
+    encoder = Encoder(backbone.tokenizer, backbone.image_processor, backbone.image_seq_length, saved["max_length"])
+    trainer = saved["trainer"]
+    return TrainedModel(module=module, encoder=encoder, task_names=saved["tasks"], stage=saved["stage"],
+                        source=folder, eval_batch_size=saved["eval_batch_size"],
+                        make_trainer=lambda: instantiate(trainer, logger=False))

@@ -127,9 +127,17 @@ class OwnTowersEncoder:
     - text: the base language model's (adapters off) final hidden state of the instruction's
       last token, on the instruction alone: the analogue of CLIP's pooled text output. The mean
       of input embeddings routes IconQA's count questions to ClevrMath (41%).
+
+    `base_model`: a checkpoint whose towers give the features instead of the backbone's (a merged
+    export's backbone holds the fused updates in its language model).
     """
 
-    def __init__(self, backbone, image_layer: int | None = None, text_cache_mb: float = 64.0):
+    def __init__(self, backbone, image_layer: int | None = None, text_cache_mb: float = 64.0,
+                 base_model: str | None = None):
+        if base_model is not None:
+            from hide.models.backbone import load_pretrained_backbone
+
+            backbone = load_pretrained_backbone(base_model)
         self.vision_tower = backbone.vision_tower
         self.language_model = backbone.language_model
         self.tokenizer = backbone.tokenizer

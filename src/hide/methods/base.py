@@ -121,6 +121,17 @@ class ContinualMethod:
     def load_state_dict(self, state: dict) -> None:
         pass
 
+    # -- exports (hide.export) --------------------------------------------------------------
+    # Whether a merged export may keep the layers that no single weight expresses apart (one
+    # expert slot per task: HiDe's routed layers), written beside the checkpoint as peft adapters
+    # named by task, with the method's state, and rebuilt by `hide.load_run`.
+    writes_unmerged_layers = False
+
+    def export_settings(self, backbone: Backbone) -> dict:
+        """Settings that replace the method's config when a merged export rebuilds it (what the
+        run resolved, what the merged checkpoint no longer holds)."""
+        return {}
+
     # -- reporting --------------------------------------------------------------------------
     def run_facts(self) -> dict:
         """Facts about the attached method recorded once in metrics.json (e.g. HiDe's chosen layers)."""

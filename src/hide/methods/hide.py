@@ -117,8 +117,6 @@ class HiDe(ContinualMethod):
         self.fusion, self.fold_fused, self.routing, self.top_k = fusion, fold_fused, routing, top_k
         self.temperature, self.image_weight, self.text_weight = temperature, image_weight, text_weight
         self.make_anchor_encoder = anchor_encoder or OwnTowersEncoder
-        self.routed: dict[str, MultiExpertLoRALinear] = {}
-        self.fused: dict[str, MultiExpertLoRALinear] = {}
         self.trained: list[int] = []
         self.routing_picks: Counter = Counter()  # (sample's task, task of its most similar anchors) -> n
 
@@ -214,13 +212,10 @@ class HiDe(ContinualMethod):
         return weights
 
     def prefix_plan(self, weights: torch.Tensor) -> PrefixPlan:
-        """The prompt prefix under per-sample routing: the layers below the first routed one act
-        alike for every row, so it runs once up to there and as basis rows from there on. When
-        the routed layer is the top one only (the default), that layer's keys and values are
-        affine in the routing weights (W x + sum_e w_e B_e A_e x with sum_e w_e = 1), so one basis
-        row per expert, mixed by each row's weights, is exact. Otherwise one basis row per
-        distinct routing (exact for any layers; one-hot routing gives few). `weights`: the batch's
-        routing."""
+        """The prompt prefix under per-sample routing `weights`: run once up to the first routed
+        layer, as basis rows from there on. A routed top layer alone is affine in the weights (they
+        sum to 1): one basis row per expert, mixed per row, is exact; otherwise one basis row per
+        distinct routing."""
         adapters = list(self.routed.values())
         routed_layers = {decoder_layer_index(name) for name in self.routed}
         ones = torch.ones(len(weights), dtype=weights.dtype, device=weights.device)
@@ -284,6 +279,15 @@ class HiDe(ContinualMethod):
 
     def load_state_dict(self, state: dict) -> None:
         self.anchors.load_state_dict(state["anchors"])
+
+    # -- exports ----------------------------------------------------------------------------
+    writes_unmerged_layers = True  # a merged export folds the fused layers and keeps the routed ones
+
+    def export_settings(self, backbone: Backbone) -> dict:
+        """The layers this run routed; the own-towers encoder reads the base language model, which
+        a merged checkpoint no longer holds: from the base checkpoint."""
+        towers = {"anchor_encoder": {"base_model": backbone.name}} if isinstance(self.encoder, OwnTowersEncoder) else {}
+        return {"task_specific_layers": list(self.layers), **towers}
 
     # -- reporting --------------------------------------------------------------------------
     def run_facts(self) -> dict:
