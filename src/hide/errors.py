@@ -16,3 +16,16 @@ class TrainingDivergedError(HideError, FloatingPointError):
 
 class ScoringError(HideError, RuntimeError):
     """A score cannot be given with the same definition as the run's other scores."""
+
+
+def exit_status(call, *args) -> int:
+    """A command's exit status: 0 when `call(*args)` returns, 1 after printing a project error's
+    message (it names the file or setting and the fix: no traceback)."""
+    import sys
+
+    try:
+        call(*args)
+    except HideError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0

@@ -27,7 +27,7 @@ from hide.atomic import write_json_atomic
 from hide.config import compose_config
 from hide.data.check import check_benchmark, format_reports
 from hide.data.formats import DataFormatError
-from hide.errors import HideError
+from hide.errors import exit_status
 from hide.loop import score_task
 from hide.run import build
 from hide.trained import UNKNOWN_TASK, TrainedModel, load_run
@@ -82,12 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     stage = next((int(o.split("=", 1)[1]) for o in overrides if o.startswith("stage=")), None)
     out = next((o.split("=", 1)[1] for o in overrides if o.startswith("out=")), None)
     overrides = [o for o in overrides if not o.startswith(("stage=", "out="))]
-    try:
-        evaluate_run(run_dir, overrides, stage, out)
-    except HideError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(evaluate_run, run_dir, overrides, stage, out)
 
 
 if __name__ == "__main__":

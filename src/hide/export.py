@@ -36,7 +36,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from hide.checkpoint import CheckpointError
-from hide.errors import ConfigError, HideError
+from hide.errors import ConfigError, exit_status
 from hide.methods.base import ContinualMethod
 from hide.models.backbone import Backbone
 
@@ -185,12 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--stage", type=int, default=None, help="the stage's model (default: the last)")
     args = parser.parse_args(argv)
-    try:
-        export_run(args.run_dir, args.format, args.out, args.stage)
-    except HideError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(export_run, args.run_dir, args.format, args.out, args.stage)
 
 
 if __name__ == "__main__":
