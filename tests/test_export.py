@@ -1,6 +1,7 @@
 """Exports of a finished run, loaded back by plain transformers and peft, answer as the run did."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -101,18 +102,47 @@ def test_export_errors_name_the_problem(fast_cfg, tmp_path, capsys):
     hide_run = _finished_run(fast_cfg, tmp_path / "hide", "hide")
     with pytest.raises(ConfigError, match="hide cannot be exported as peft.*Formats it supports: merged"):
         export_run(hide_run, "peft", tmp_path / "out-hide")
-    # an unfinished run: its run state says stage 1 of 2
+    # an unfinished run: its run state is the one stage 1 left
     lora = _finished_run(fast_cfg, tmp_path / "lora", "lora")
-    state_file = lora / "checkpoints" / "run_state.pt"
-    state = torch.load(state_file, weights_only=False)
-    torch.save({**state, "stage": 1}, state_file)
+    checkpoints = lora / "checkpoints"
+    state = torch.load(checkpoints / "run_state.pt", weights_only=False)
+    stage1 = torch.load(checkpoints / "stage1.pt", weights_only=False)
+    torch.save({**state, **stage1}, checkpoints / "run_state.pt")
+    (checkpoints / "stage2.pt").unlink()
     with pytest.raises(CheckpointError, match=r"unfinished \(stages 0\.\.1 of 2 done\)"):
         export_run(lora, "peft", tmp_path / "out-unfinished")
-    assert export_run(lora, "peft", tmp_path / "out-stage1", stage=1).is_dir()  # a finished stage exports
+    # a finished stage exports: its own weights
+    from safetensors.torch import load_file
+
+    out = export_run(lora, "peft", tmp_path / "out-stage1", stage=1)
+    exported = load_file(out / "adapter_model.safetensors")
+    name = "model.language_model.layers.0.self_attn.q_proj"
+    assert torch.equal(exported[f"base_model.model.{name}.lora_A.weight"], stage1["trained"][f"{name}.lora_A.0"])
+    with pytest.raises(ConfigError, match="not an empty folder"):
+        export_run(lora, "peft", out, stage=1)
+    zeroshot = _finished_run(fast_cfg, tmp_path / "zeroshot", "zeroshot")
+    with pytest.raises(ConfigError, match="trains no adapters"):
+        export_run(zeroshot, "merged", tmp_path / "out-zeroshot")
     # no checkpoint at all
-    state_file.unlink()
+    (checkpoints / "run_state.pt").unlink()
     assert main([str(lora), "--format", "merged", "--out", str(tmp_path / "out-none")]) == 1
     assert "no finished stage" in capsys.readouterr().err
+
+
+def test_hide_after_one_task_is_one_lora(fast_cfg, tmp_path):
+    """After one task HiDe's routed layers hold one expert with weight 1: a standard peft adapter."""
+    from peft import PeftModel
+    from transformers import AutoTokenizer, LlavaForConditionalGeneration
+
+    run_dir = _finished_run(fast_cfg, tmp_path / "run", "hide")
+    out = export_run(run_dir, "peft", tmp_path / "adapter", stage=1)
+    base_path = json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"]
+    model = PeftModel.from_pretrained(LlavaForConditionalGeneration.from_pretrained(base_path), out).eval()
+    tasks, collate, max_new = _test_prompts(fast_cfg)
+    recorded = json.loads((run_dir / "predictions" / "stage1.json").read_text())
+    for index, task in enumerate(tasks):
+        assert _answers_one_by_one(model, AutoTokenizer.from_pretrained(base_path), [(index, r) for r in task.test],
+                                   collate, max_new) == recorded[task.name]
 
 
 def test_export_of_the_7b_layout(tmp_path, tiny_backbone):
@@ -183,6 +213,15 @@ def test_hide_merged_export_folds_the_fused_layers_and_load_run_routes_as_the_ru
     assert sorted(p.name for p in (out / "experts").iterdir() if p.is_dir()) == ["ObjectCaption", "Renditions"]
     model = hide.load_run(out)
     assert model.run is None and model.task_names == ["Renditions", "ObjectCaption"] and model.stage == 2
+    with pytest.raises(CheckpointError, match="holds the model of stage 2 only"):
+        hide.load_run(out, stage=1)
+    # the fused layers are folded into the checkpoint, the routed (top) layer is the base one
+    from safetensors.torch import load_file
+
+    base_path = json.loads((out / "hide_export.json").read_text())["method"]["anchor_encoder"]["base_model"]
+    merged, base = load_file(out / "model.safetensors"), load_file(Path(base_path) / "model.safetensors")
+    fused, routed = "language_model.model.layers.0.mlp.up_proj.weight", "language_model.model.layers.1.mlp.up_proj.weight"
+    assert not torch.equal(merged[fused], base[fused]) and torch.equal(merged[routed], base[routed])
     recorded = json.loads((run_dir / "predictions" / "stage2.json").read_text())
     tasks, _, _ = _test_prompts(fast_cfg)
     for index, task in enumerate(tasks):

@@ -36,7 +36,7 @@ CHECKPOINT_DIR = "checkpoints"
 RUN_STATE = "run_state.pt"
 TASK_CHECKPOINT = "task.ckpt"
 RUN_CONFIG = "config_resolved.yaml"
-NOT_COMPARED = ("resume", "hydra")  # settings a resumed run may change
+NOT_COMPARED = ("resume", "hydra", "checkpoint")  # settings a resumed run may change (no result depends on them)
 
 
 def stage_model_file(stage: int) -> str:

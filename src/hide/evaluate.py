@@ -1,6 +1,6 @@
 """Score a finished run on a benchmark or task it was not trained on, without training.
 
-    python -m hide.evaluate RUN_DIR [stage=T] BENCHMARK OVERRIDES ...
+    python -m hide.evaluate RUN_DIR [stage=T] [out=DIR] BENCHMARK OVERRIDES ...
     python -m hide.evaluate outputs/hide-ucit/2026-12-02_10-00-00 benchmark=ucit \\
         paths.data_dir=/data/new_tasks 'benchmark.tasks=[{name: ChartQA, kind: qa, train_file: train.json, test_file: test.json}]'
 
@@ -60,7 +60,7 @@ def evaluate_run(run_dir, overrides: list[str], stage: int | None = None, out_di
         predictions[task.name] = model.predict_task(task, index)
         details[task.name] = score_task(task, predictions[task.name])
     metrics = {"run": str(model.run_dir), "method": model.module.method.name, "stage": model.stage,
-               "trained_on": model.task_names[:model.stage], "overrides": list(overrides), "tasks": names,
+               "trained_on": [model.task_names[t] for t in model.trained], "overrides": list(overrides), "tasks": names,
                "row": [details[n]["score"] for n in names], "details": details}
     write_json_atomic(out / "predictions.json", predictions)
     write_json_atomic(out / "metrics.json", metrics, indent=2)
@@ -79,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0 if args and args[0] in ("-h", "--help") else 2
     run_dir, overrides = args[0], args[1:]
-    stage = next((int(o.split("=", 1)[1]) for o in overrides if o.startswith("stage=")), None)
+    stage = next((o.split("=", 1)[1] for o in overrides if o.startswith("stage=")), None)
+    if stage is not None and not stage.isdigit():
+        print(f"error: stage={stage}: give a stage number (0 = the base model)", file=sys.stderr)
+        return 2
+    stage = None if stage is None else int(stage)
     out = next((o.split("=", 1)[1] for o in overrides if o.startswith("out=")), None)
     overrides = [o for o in overrides if not o.startswith(("stage=", "out="))]
     return exit_status(evaluate_run, run_dir, overrides, stage, out)

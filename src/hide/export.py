@@ -48,6 +48,8 @@ def low_rank_updates(method: ContinualMethod, fmt: str) -> dict[str, tuple[torch
     """{name in the language model: (A, B, s)}, the update each adapted linear applies at
     evaluation (None where no single product gives it); an error naming the formats the method
     has when `fmt` cannot hold such a layer."""
+    if not method.adapters:
+        raise ConfigError(f"method {method.name} trains no adapters: its model is the base checkpoint itself")
     updates = {name: layer.low_rank_update() for name, layer in method.adapters.items()}
     mixed = [name for name, update in updates.items() if update is None]
     if mixed and not (fmt == "merged" and method.writes_unmerged_layers):
@@ -67,6 +69,8 @@ def write_peft_adapters(backbone: Backbone, adapters: dict[str, dict[str, tuple]
     `out/<name>/`). The backbone's model is wrapped by peft afterwards."""
     from peft import LoraConfig, get_peft_model
 
+    if not adapters:
+        return
     model = None
     for adapter_name, updates in adapters.items():
         ranks = {name: A.shape[0] for name, (A, _, _) in updates.items()}
@@ -135,15 +139,21 @@ def export_merged(backbone: Backbone, method: ContinualMethod, out: Path, rebuil
 
         if rebuild is None:
             raise ConfigError(f"method {method.name} keeps layers apart in a merged export: give the run's settings")
-        names = rebuild["tasks"]
-        experts = {names[t]: {n: (method.adapters[n].lora_A[t].detach(), method.adapters[n].lora_B[t].detach(),
+        folders = {t: expert_folder(rebuild["tasks"][t]) for t in rebuild["trained"]}
+        experts = {folders[t]: {n: (method.adapters[n].lora_A[t].detach(), method.adapters[n].lora_B[t].detach(),
                                   method.adapters[n].scale) for n in unmerged} for t in rebuild["trained"]}
         write_peft_adapters(backbone, experts, out / EXPERTS_DIR)
         torch.save(method.state_dict(), out / METHOD_STATE)
         settings = OmegaConf.merge(rebuild["method"], method.export_settings(backbone))
-        rebuild = {**rebuild, "method": OmegaConf.to_container(settings), "unmerged": unmerged}
+        rebuild = {**rebuild, "method": OmegaConf.to_container(settings), "unmerged": unmerged,
+                   "experts": {str(t): folder for t, folder in folders.items()}}
         (out / EXPORT_FILE).write_text(json.dumps(rebuild, indent=2))
     return out
+
+
+def expert_folder(task_name: str) -> str:
+    """A task's name as a peft adapter name and folder (no dots, no path separators)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", task_name)
 
 
 def export_run(run_dir, fmt: str, out, stage: int | None = None) -> Path:
@@ -153,22 +163,23 @@ def export_run(run_dir, fmt: str, out, stage: int | None = None) -> Path:
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}; choose one of {FORMATS}")
+    out = Path(out).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out {out} exists and is not an empty folder: give a new one")
     model = load_run(run_dir, stage)
+    if model.run is None:
+        raise ConfigError(f"{run_dir} is an export, not a run directory: export from the run's own directory")
     total = len(model.run.tasks)
     if stage is None and model.stage < total:
         raise CheckpointError(f"{model.run_dir} is unfinished (stages 0..{model.stage} of {total} done): finish it "
                               f"(python train.py ... resume={model.run_dir}) or export a finished stage with --stage")
-    out = Path(out).expanduser()
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"--out {out} exists and is not empty: give a new folder")
     run = model.run
     backbone, method = run.backbone, run.method
     if fmt == "peft":
         export_peft(backbone, method, out)
     else:
-        trained = sorted({t for s in run.method.stages(total)[:model.stage] if s for t in s})
         rebuild = {"method": OmegaConf.to_container(run.cfg.method, resolve=True), "tasks": run.task_names,
-                   "trained": trained, "stage": model.stage, "dtype": str(backbone.model.dtype).removeprefix("torch."),
+                   "trained": model.trained, "stage": model.stage, "dtype": str(backbone.model.dtype).removeprefix("torch."),
                    "max_new_tokens": run.module.max_new_tokens, "max_length": run.datamodule.encoder.max_length,
                    "eval_batch_size": run.datamodule.eval_batch_size,
                    "trainer": {k: v for k, v in OmegaConf.to_container(run.cfg.trainer, resolve=True).items()

@@ -31,6 +31,7 @@ from hide.checkpoint import (CHECKPOINT_DIR, RUN_CONFIG, RUN_STATE, CheckpointEr
 from hide.console import quiet_library_chatter
 from hide.data.collate import Encoder, EvalCollator
 from hide.data.formats import TaskData, TestRecord
+from hide.errors import ConfigError
 from hide.models.backbone import load_pretrained_backbone
 from hide.module import ContinualModule
 from hide.run import Run, build_run
@@ -88,8 +89,9 @@ def model_file(run_dir: Path, run: Run, stage: int | None) -> tuple[int, Path]:
         return wanted, folder / RUN_STATE
     path = folder / stage_model_file(saved)
     if not path.is_file():
-        raise CheckpointError(f"stage={wanted}: {path} does not exist (the run kept only its latest model: "
-                              f"checkpoint.keep_stage_models=false); its last finished stage is {finished}")
+        raise CheckpointError(f"stage={wanted}: {path} does not exist (a run with checkpoint.keep_stage_models=false "
+                              f"keeps only its latest model, or the file was removed); its last finished stage, "
+                              f"{finished}, can be loaded")
     return wanted, path
 
 
@@ -106,6 +108,7 @@ class TrainedModel:
     source: Path
     eval_batch_size: int
     make_trainer: Callable[[], pl.Trainer]
+    trained: list[int]  # the tasks (indices into task_names) the model was trained on
     run: Run | None = None
 
     @property
@@ -146,7 +149,7 @@ def load_run(path, stage: int | None = None, overrides: dict | None = None) -> T
     quiet_library_chatter()
     path = Path(path).expanduser()
     if (path / EXPORT_FILE).is_file():
-        return load_export(path)
+        return load_export(path, stage, overrides)
     cfg = run_config(path)
     for key, value in (overrides or {}).items():
         OmegaConf.update(cfg, key, value, force_add=True)
@@ -159,19 +162,31 @@ def load_run(path, stage: int | None = None, overrides: dict | None = None) -> T
     run.method.on_eval_start(run.module, trained)
     run.module.eval()
     return TrainedModel(module=run.module, encoder=run.datamodule.encoder, task_names=run.task_names, stage=wanted,
-                        source=path, eval_batch_size=run.datamodule.eval_batch_size, make_trainer=run.trainer, run=run)
+                        source=path, eval_batch_size=run.datamodule.eval_batch_size, make_trainer=run.trainer,
+                        trained=trained, run=run)
 
 
-def load_export(folder: Path) -> TrainedModel:
+def load_export(folder: Path, stage: int | None = None, overrides: dict | None = None) -> TrainedModel:
     """A merged export whose method keeps layers apart (`EXPORT_FILE` beside the checkpoint): the
-    merged checkpoint, the method rebuilt from its saved settings, and what it wrote beside it."""
+    merged checkpoint, the method rebuilt from its saved settings, and what it wrote beside it.
+    `overrides`: "trainer.<key>" and "data.eval_batch_size" (the run's own by default)."""
     saved = json.loads((folder / EXPORT_FILE).read_text())
+    if stage not in (None, saved["stage"]):
+        raise CheckpointError(f"stage={stage}: the export in {folder} holds the model of stage {saved['stage']} only")
+    trainer, eval_batch_size = dict(saved["trainer"]), saved["eval_batch_size"]
+    for key, value in (overrides or {}).items():
+        if key.startswith("trainer."):
+            trainer[key.removeprefix("trainer.")] = value
+        elif key == "data.eval_batch_size":
+            eval_batch_size = value
+        else:
+            raise ConfigError(f"{key}: an export's model takes only trainer.* and data.eval_batch_size overrides")
     backbone = load_pretrained_backbone(str(folder), dtype=saved["dtype"])
     method = instantiate(saved["method"])
     method.attach(backbone, len(saved["tasks"]))
     with torch.no_grad():
         for task in saved["trained"]:
-            weights = load_file(folder / EXPERTS_DIR / saved["tasks"][task] / "adapter_model.safetensors")
+            weights = load_file(folder / EXPERTS_DIR / saved["experts"][str(task)] / "adapter_model.safetensors")
             for name in saved["unmerged"]:
                 key = f"base_model.model.model.language_model.{name}"
                 method.adapters[name].lora_A[task].copy_(weights[f"{key}.lora_A.weight"])
@@ -181,7 +196,6 @@ def load_export(folder: Path) -> TrainedModel:
     method.on_eval_start(module, saved["trained"])
     module.eval()
     encoder = Encoder(backbone.tokenizer, backbone.image_processor, backbone.image_seq_length, saved["max_length"])
-    trainer = saved["trainer"]
     return TrainedModel(module=module, encoder=encoder, task_names=saved["tasks"], stage=saved["stage"],
-                        source=folder, eval_batch_size=saved["eval_batch_size"],
-                        make_trainer=lambda: instantiate(trainer, logger=False))
+                        source=folder, eval_batch_size=eval_batch_size,
+                        make_trainer=lambda: instantiate(trainer, logger=False), trained=saved["trained"])

@@ -128,19 +128,20 @@ class OwnTowersEncoder:
       last token, on the instruction alone: the analogue of CLIP's pooled text output. The mean
       of input embeddings routes IconQA's count questions to ClevrMath (41%).
 
-    `base_model`: a checkpoint whose towers give the features instead of the backbone's (a merged
-    export's backbone holds the fused updates in its language model).
+    `base_model`: a checkpoint whose language model gives the text feature instead of the
+    backbone's (a merged export's language model holds the fused updates).
     """
 
     def __init__(self, backbone, image_layer: int | None = None, text_cache_mb: float = 64.0,
                  base_model: str | None = None):
-        if base_model is not None:
-            from hide.models.backbone import load_pretrained_backbone
-
-            backbone = load_pretrained_backbone(base_model)
         self.vision_tower = backbone.vision_tower
         self.language_model = backbone.language_model
         self.tokenizer = backbone.tokenizer
+        if base_model is not None:  # the vision tower is the backbone's own (no adapters touch it)
+            from hide.models.backbone import load_pretrained_backbone
+
+            dtype = str(backbone.model.dtype).removeprefix("torch.")
+            self.language_model = load_pretrained_backbone(base_model, dtype=dtype).language_model.eval()
         layers = backbone.vision_tower.config.num_hidden_layers
         self.image_layer = image_layer = math.ceil(layers / 2) if image_layer is None else image_layer
         if not -layers - 1 <= image_layer <= layers:
@@ -172,6 +173,8 @@ class OwnTowersEncoder:
         run = new or (instructions[:1] if world_size() > 1 else [])
         fresh = {}
         if run:
+            if self.language_model.device != torch.device(device):  # a base model of its own: not moved with the module
+                self.language_model.to(device)
             # left padding: the last column is every row's last token
             tokens = self.tokenizer(run, add_special_tokens=False, padding=True, padding_side="left",
                                     return_tensors="pt").to(device)

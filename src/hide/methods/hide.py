@@ -284,10 +284,11 @@ class HiDe(ContinualMethod):
     writes_unmerged_layers = True  # a merged export folds the fused layers and keeps the routed ones
 
     def export_settings(self, backbone: Backbone) -> dict:
-        """The layers this run routed; the own-towers encoder reads the base language model, which
-        a merged checkpoint no longer holds: from the base checkpoint."""
+        """The layers this run routed; the fused ones are folded in the checkpoint already (no copy
+        of W to fold into); the own-towers encoder reads the base language model, which a merged
+        checkpoint no longer holds: from the base checkpoint."""
         towers = {"anchor_encoder": {"base_model": backbone.name}} if isinstance(self.encoder, OwnTowersEncoder) else {}
-        return {"task_specific_layers": list(self.layers), **towers}
+        return {"task_specific_layers": list(self.layers), "fold_fused": False, **towers}
 
     # -- reporting --------------------------------------------------------------------------
     def run_facts(self) -> dict:

@@ -219,8 +219,10 @@ class MultiExpertLoRALinear(LoRALinear):
             return super().low_rank_update()
         if self.mode == "fused" and self.slots:
             return (*self.fused_pair(), self.scale)
-        if self.mode == "fused":  # no expert trained yet: W itself
+        if not self.slots:  # no expert trained yet: W itself
             return torch.zeros_like(self.lora_A[0]).detach(), torch.zeros_like(self.lora_B[0]).detach(), self.scale
+        if len(self.slots) == 1:  # routed to one expert: its weight is 1 for every sample
+            return self.lora_A[self.slots[0]].detach(), self.lora_B[self.slots[0]].detach(), self.scale
         return None  # routed: a per-sample mixture
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
