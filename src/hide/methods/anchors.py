@@ -115,22 +115,11 @@ def encode_task_anchors(bank: AnchorBank, task: int, batches, encoder, device: t
 
 
 class OwnTowersEncoder:
-    """Anchor features from the backbone's own frozen towers, for the tiny offline model; nothing
-    is downloaded. The projector (trained on every task) and the adapters are left out, so that
-    a task's anchors mean the same thing after later tasks are learned.
-
-    - image: the mean of the vision tower's patch features after `image_layer` layers (its
-      hidden_states index; -1: the last; None: the middle one, ceil(layers / 2)). The tiny ViT's
-      last layer is pretrained on per-patch labels and counts, and its mean routes IconQA to 92%;
-      after 2 layers it routes every task to 100% (measured on held-out training samples and on
-      the test sets; `tests/test_hide.py` checks the default on the shipped backbone).
-    - text: the base language model's (adapters off) final hidden state of the instruction's
-      last token, on the instruction alone: the analogue of CLIP's pooled text output. The mean
-      of input embeddings routes IconQA's count questions to ClevrMath (41%).
-
-    `base_model`: a checkpoint whose language model gives the text feature instead of the
-    backbone's (a merged export's language model holds the fused updates).
-    """
+    """Anchor features from the backbone's own frozen towers (the tiny offline model; why these,
+    measured: docs/method.md). Image: the mean patch feature of vision hidden state `image_layer`
+    (None: the middle one). Text: the base language model's (adapters off) last-token state of
+    the instruction alone, CLIP's pooled text output's analogue. `base_model`: a checkpoint whose
+    language model gives it instead (a merged export's holds the fused updates)."""
 
     def __init__(self, backbone, image_layer: int | None = None, text_cache_mb: float = 64.0,
                  base_model: str | None = None):

@@ -1,17 +1,11 @@
 """HiDe (HiDe-LLaVA, Guo et al., ACL 2025): hierarchical decoupling of task-specific and
-task-general knowledge; the method as implemented and where it departs from the published code
-(dropout off at evaluation, per-sample routing, only trained tasks in the softmax, exact anchor
-sums, the task-specific layers a setting): docs/method.md.
+task-general knowledge; the method as implemented, where it departs from the published code, and
+its ablations: docs/method.md.
 
-Training task t: every language-model linear trains expert t alone (earlier experts frozen); the
-projector trains on every task; after it, the task's anchors (exact means of an image and an
-instruction-text feature over its training set) are stored. Inference after tasks 1..T: the
-task-specific layers (default: the top one) mix the experts per sample by
-w = softmax(sim / temperature), sim_t = w_img cos(f_img, a_img_t) + w_txt cos(f_txt, a_txt_t);
-every other layer fuses them into one (`fuse_experts`). Ablations are config swaps
-(`task_specific_layers=all|[]|auto`, `fusion=sum_ba|mean`, `top_k`, `routing=oracle`: the true
-task picks the expert; a sample of a task not trained yet is routed by the anchors and counted in
-metrics.json under `routed_by_anchors_under_oracle`).
+Training task t: every language-model linear trains expert t alone; after it, the task's anchors
+(exact means of an image and an instruction feature over its training set) are stored. Inference:
+the task-specific layers (default: the top one) mix the experts per sample by anchor similarity
+(`hide.methods.anchors`); every other layer fuses them into one (`fuse_experts`).
 """
 
 from __future__ import annotations
