@@ -17,7 +17,7 @@ from hide.data.formats import TaskData
 from hide.metrics.captions import score_captions
 from hide.metrics.qa import exact_match_score
 from hide.record import RunRecord
-from hide.run import Run, build_run, tasks_to_evaluate
+from hide.run import Run, build_run, tasks_to_evaluate, trained_tasks
 
 
 def score_task(task: TaskData, predictions: dict[str, str]) -> dict:
@@ -66,8 +66,7 @@ def run_sequence(cfg: DictConfig, out_dir) -> tuple[Run, dict]:
 def evaluate_stage(run: Run, record: RunRecord, stage: int) -> None:
     """Score the model after `stage` (0: the base model) on the tasks the schedule asks for."""
     num_tasks = len(run.tasks)
-    trained = sorted({t for s in run.method.stages(num_tasks)[:stage] if s for t in s})
-    run.method.on_eval_start(run.module, trained)
+    run.method.on_eval_start(run.module, trained_tasks(run.method, num_tasks, stage))
     wanted = tasks_to_evaluate(run.cfg.eval.schedule, stage, num_tasks)
     with record.timer("evaluation"):
         predictions = run.predict(wanted)

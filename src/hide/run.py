@@ -102,6 +102,11 @@ def build_run(cfg: DictConfig, timer=None) -> Run:
                module=module, tasks=tasks, loggers=loggers)
 
 
+def trained_tasks(method: ContinualMethod, num_tasks: int, stage: int) -> list[int]:
+    """The tasks the model after `stage` (0 = the base model) was trained on, in order."""
+    return sorted({t for tasks in method.stages(num_tasks)[:stage] if tasks for t in tasks})
+
+
 def tasks_to_evaluate(schedule: str, stage: int, num_tasks: int) -> list[int]:
     """Which tasks are scored after `stage` (0 = the base model). `full` scores every task at every
     stage; `seen` only the tasks trained so far; `seen_next` those plus the next one (and the base

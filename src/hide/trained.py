@@ -34,7 +34,8 @@ from hide.data.formats import TaskData, TestRecord
 from hide.errors import ConfigError
 from hide.models.backbone import load_pretrained_backbone
 from hide.module import ContinualModule
-from hide.run import Run, build_run
+from hide.export import LANGUAGE_MODEL
+from hide.run import Run, build_run, trained_tasks
 
 UNKNOWN_TASK = -1  # the task index of a question that belongs to no task of the run
 # Beside a merged export whose method keeps some layers apart (`ContinualMethod.
@@ -59,20 +60,17 @@ def run_config(run_dir: Path) -> DictConfig:
     return cfg
 
 
-def trained_stages(run: Run) -> list[list[int] | None]:
-    """What each stage 1..T trained on (the method's `stages`)."""
-    return run.method.stages(len(run.tasks))
-
-
-def model_file(run_dir: Path, run: Run, stage: int | None) -> tuple[int, Path]:
-    """The stage whose model is asked for (None: the last finished one) and the file holding it.
-    A stage that trained nothing has the model of the stage before it."""
+def model_file(run_dir: Path, run: Run, stage: int | None) -> tuple[int, Path, dict | None]:
+    """The stage whose model is asked for (None: the last finished one), the file holding it, and
+    that file's content when it is the run state (read here already). A stage that trained
+    nothing has the model of the stage before it."""
     folder = run_dir / CHECKPOINT_DIR
     if not (folder / RUN_STATE).is_file():
         raise CheckpointError(f"{run_dir} has no finished stage ({folder / RUN_STATE} does not exist): the run "
                               f"stopped before its base model was evaluated")
-    finished = int(load_checkpoint(folder / RUN_STATE)["stage"])
-    stages = trained_stages(run)
+    run_state = load_checkpoint(folder / RUN_STATE)
+    finished = int(run_state["stage"])
+    stages = run.method.stages(len(run.tasks))
     last = finished
     while last < len(stages) and stages[last] == []:  # later stages that trained nothing: same model
         last += 1
@@ -86,13 +84,13 @@ def model_file(run_dir: Path, run: Run, stage: int | None) -> tuple[int, Path]:
     while saved > 0 and stages[saved - 1] == []:
         saved -= 1
     if saved == finished:
-        return wanted, folder / RUN_STATE
+        return wanted, folder / RUN_STATE, run_state
     path = folder / stage_model_file(saved)
     if not path.is_file():
         raise CheckpointError(f"stage={wanted}: {path} does not exist (a run with checkpoint.keep_stage_models=false "
                               f"keeps only its latest model, or the file was removed); its last finished stage, "
                               f"{finished}, can be loaded")
-    return wanted, path
+    return wanted, path, None
 
 
 @dataclass
@@ -154,11 +152,11 @@ def load_run(path, stage: int | None = None, overrides: dict | None = None) -> T
     for key, value in (overrides or {}).items():
         OmegaConf.update(cfg, key, value, force_add=True)
     run = build_run(cfg)
-    wanted, file = model_file(path, run, stage)
-    state = load_checkpoint(file)
+    wanted, file, state = model_file(path, run, stage)
+    state = state if state is not None else load_checkpoint(file)
     load_trained_state(run.module, state["trained"], file)
     run.method.load_state_dict(state["method"])
-    trained = sorted({t for s in trained_stages(run)[:wanted] if s for t in s})
+    trained = trained_tasks(run.method, len(run.tasks), wanted)
     run.method.on_eval_start(run.module, trained)
     run.module.eval()
     return TrainedModel(module=run.module, encoder=run.datamodule.encoder, task_names=run.task_names, stage=wanted,
@@ -188,7 +186,7 @@ def load_export(folder: Path, stage: int | None = None, overrides: dict | None =
         for task in saved["trained"]:
             weights = load_file(folder / EXPERTS_DIR / saved["experts"][str(task)] / "adapter_model.safetensors")
             for name in saved["unmerged"]:
-                key = f"base_model.model.model.language_model.{name}"
+                key = f"base_model.model.{LANGUAGE_MODEL}.{name}"  # peft's names of the layer's weights
                 method.adapters[name].lora_A[task].copy_(weights[f"{key}.lora_A.weight"])
                 method.adapters[name].lora_B[task].copy_(weights[f"{key}.lora_B.weight"])
     method.load_state_dict(torch.load(folder / METHOD_STATE, map_location="cpu", weights_only=False))
