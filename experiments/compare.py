@@ -29,7 +29,7 @@ from hide.atomic import write_json_atomic
 from hide.metrics.continual import METRIC_NAMES
 
 # the order rows and bars are shown in: bounds and baselines first, HiDe, then the upper bound
-METHOD_ORDER = ["zeroshot", "lora", "moelora", "olora", "ewc", "lwf", "replay", "hide", "multitask"]
+METHOD_ORDER = ["zeroshot", "lora", "moelora", "olora", "ewc", "lwf", "replay", "reglora", "keeplora", "disco", "hide", "multitask"]
 IGNORED_OVERRIDES = ("seed=", "hydra.", "paths.", "logger", "trainer.enable_progress_bar", "num_threads", "resume=")
 
 

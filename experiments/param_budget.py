@@ -21,7 +21,7 @@ from transformers import LlavaForConditionalGeneration
 from hide.config import compose_config
 from hide.models.backbone import Backbone, llava_1_5_7b_config
 
-METHODS = ["lora", "moelora", "olora", "ewc", "lwf", "replay", "hide", "multitask"]
+METHODS = ["lora", "moelora", "olora", "ewc", "lwf", "replay", "reglora", "keeplora", "disco", "hide", "multitask"]
 
 
 def llava_7b_on_meta() -> Backbone:

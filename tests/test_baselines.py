@@ -12,7 +12,8 @@ from torch import nn
 from hide.loop import run_continual
 from hide.methods.ewc import EWC, diagonal_fisher, ewc_penalty
 from hide.methods.lwf import LwF, distillation_loss
-from hide.methods.olora import OLoRALinear, orthogonality_loss
+from hide.methods.olora import orthogonality_loss
+from hide.models.lora import MergedSlotsLoRALinear
 from hide.methods.replay import Replay, draw_buffer
 from hide.models.lora import LoRALinear, MoELoRALinear, adapters_disabled
 
@@ -95,7 +96,7 @@ def test_olora_loss_is_the_l1_of_the_products():
 
 def test_merged_slots_add_the_earlier_experts():
     torch.manual_seed(0)
-    layer = OLoRALinear(nn.Linear(6, 5), rank=2, alpha=4, num_slots=3, init_std=0.1)
+    layer = MergedSlotsLoRALinear(nn.Linear(6, 5), rank=2, alpha=4, num_slots=3, init_std=0.1)
     for B in layer.lora_B:
         nn.init.normal_(B)
     x = torch.randn(3, 6)

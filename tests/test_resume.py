@@ -134,10 +134,12 @@ def test_killed_after_a_checkpoint_at_an_epoch_boundary(tmp_path, uninterrupted)
     ("ewc", (1, 1)), ("lwf", (1, 1)),
     ("replay", (0, 3)),  # task 1's 16 replayed samples double stage 2's epoch: 4 batches
     ("olora", (1, 1)), ("moelora", (1, 1)),
+    ("reglora", (1, 1)), ("keeplora", (1, 1)), ("disco", (1, 1)),
 ])
 def test_method_state_survives_a_kill_in_the_second_task(method, position, tmp_path, uninterrupted):
-    """Killed at stage 2's 5th batch: the Fisher / teacher / replay buffer / frozen slots of task 1
-    come back from run_state.pt, the adapters and optimizer from step 3 of task 2."""
+    """Killed at stage 2's 5th batch: the Fisher / teacher / replay buffer / frozen slots /
+    recorded positions / protected subspace / anchors of task 1 come back from run_state.pt, the
+    adapters and optimizer from step 3 of task 2."""
     run = tmp_path / "run"
     assert_killed(train(run, f"method={method}", kill_at="train_batch:11"))
     meta = torch.load(run / "checkpoints" / "task.ckpt", weights_only=False)["hide"]

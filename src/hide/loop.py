@@ -56,7 +56,7 @@ def run_sequence(cfg: DictConfig, out_dir) -> tuple[Run, dict]:
         record.console.rule(f"stage {stage}/{len(run.tasks)}: training on {', '.join(names[t] for t in train_on)}")
         module.stage, module.current_task = stage, train_on[-1]
         run.datamodule.set_stage(stage, train_on, method.extra_train_items(run.datamodule.tasks, train_on))
-        method.on_task_start(module, train_on[-1])
+        method.on_task_start(module, train_on[-1], run.datamodule.full_train_dataloader())
         train_stage(run, record, stage)
         method.on_task_end(module, train_on[-1], run.datamodule.full_train_dataloader())
         evaluate_stage(run, record, stage)

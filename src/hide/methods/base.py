@@ -14,7 +14,7 @@ from torch import nn
 
 from hide.generation import PrefixPlan
 from hide.models.backbone import Backbone
-from hide.models.lora import LLAMA_LINEARS, LoRALinear, inject_lora
+from hide.models.lora import LLAMA_LINEARS, LoRALinear, MergedSlotsLoRALinear, inject_lora
 
 
 class ContinualMethod:
@@ -68,8 +68,9 @@ class ContinualMethod:
         return [[t] for t in range(num_tasks)]
 
     # -- hooks ------------------------------------------------------------------------------
-    def on_task_start(self, module, task_index: int) -> None:
-        """Before training on a task (e.g. activate a fresh expert)."""
+    def on_task_start(self, module, task_index: int, train_loader) -> None:
+        """Before training on a task (e.g. activate a fresh expert); `train_loader` gives the
+        stage's training data in a fixed order (e.g. for a gradient estimated before training)."""
 
     def extra_train_items(self, tasks: list, task_indices: list[int]) -> list[tuple[int, object]]:
         """(task index, record) pairs mixed into a stage's training data besides its own tasks (replay)."""
@@ -152,3 +153,48 @@ class ContinualMethod:
     def stored_parameters(self, model: nn.Module, num_tasks: int) -> int:
         """Parameters kept beside the frozen base model after `num_tasks` tasks (adapters and projector)."""
         return self.trainable_parameters(model)
+
+
+class MergedPerTaskSlots(ContinualMethod):
+    """The layout of the methods that train a fresh LoRA per task on the model with every earlier
+    task's LoRA merged in (O-LoRA, RegLoRA, KeepLoRA): one slot per task in every adapted linear
+    (`MergedSlotsLoRALinear`); task t trains slot t, the earlier slots are frozen and act as part
+    of W. Inference uses every trained slot. Subclasses add their loss or their end-of-task step."""
+
+    def __init__(self, **lora):
+        super().__init__(**lora)
+        self.current = 0  # the task being trained
+
+    def num_slots(self, num_tasks: int) -> int:
+        return num_tasks
+
+    def make_layer(self, linear: nn.Linear, num_slots: int) -> MergedSlotsLoRALinear:
+        return MergedSlotsLoRALinear(linear, self.rank, self.alpha, num_slots, self.dropout, self.init_std)
+
+    def on_task_start(self, module, task_index: int, train_loader) -> None:
+        self.current = task_index
+        layer: MergedSlotsLoRALinear
+        for layer in self.adapters.values():
+            layer.active_slot = task_index
+            layer.merged_slots = list(range(task_index))
+            for slot in range(layer.num_slots):
+                trains = slot == task_index
+                layer.lora_A[slot].requires_grad_(trains)
+                layer.lora_B[slot].requires_grad_(trains)
+
+    def on_eval_start(self, module, trained_tasks: list[int]) -> None:
+        """The model after the trained tasks: the last one's slot active, the earlier ones merged
+        (as training left it; set here too, so that a model rebuilt from a checkpoint is the same)."""
+        if not trained_tasks:
+            return
+        layer: MergedSlotsLoRALinear
+        for layer in self.adapters.values():
+            layer.active_slot, layer.merged_slots = trained_tasks[-1], list(trained_tasks[:-1])
+
+    def trainable_parameters(self, model) -> int:
+        """The current task's slot in every adapted linear, plus the projector (at every stage)."""
+        return self.expert_parameters() + self.projector_parameters(model)
+
+    def stored_parameters(self, model, num_tasks: int) -> int:
+        """Every task's slot (a merged model would hold them in W instead) and the projector."""
+        return num_tasks * self.expert_parameters() + self.projector_parameters(model)

@@ -147,7 +147,7 @@ class HiDe(ContinualMethod):
         self.fused = {n: a for n, a in self.adapters.items() if n not in self.routed}
 
     # -- training ---------------------------------------------------------------------------
-    def on_task_start(self, module, task_index: int) -> None:
+    def on_task_start(self, module, task_index: int, train_loader) -> None:
         for adapter in self.adapters.values():
             adapter.use_single(task_index)
             for slot in range(adapter.num_slots):

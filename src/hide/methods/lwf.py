@@ -49,7 +49,7 @@ class LwF(ContinualMethod):
         self.temperature = temperature
         self.teacher: dict[str, torch.Tensor] | None = None
 
-    def on_task_start(self, module, task_index: int) -> None:
+    def on_task_start(self, module, task_index: int, train_loader) -> None:
         # the state reached after the previous task (none before the first)
         trainable = {n: p.detach().clone() for n, p in module.model.named_parameters() if p.requires_grad}
         self.teacher = trainable if task_index > 0 else None

@@ -5,7 +5,8 @@ and methods with one adapter (sequential LoRA) share one layer class:
 
     y = W x + s * B_k A_k dropout(x),   s = alpha / rank,   k = the active slot.
 
-`MoELoRALinear` is CoIN's MoELoRA: the rank split over experts mixed per token by a softmax
+`MergedSlotsLoRALinear` adds the earlier tasks' frozen slots to every output (a LoRA merged per
+task). `MoELoRALinear` is CoIN's MoELoRA: the rank split over experts mixed per token by a softmax
 router. `MultiExpertLoRALinear` adds two inference modes over the trained experts:
 
     routed:  y = W x + s * sum_t w_t B_t A_t x   (w: one row per sample)
@@ -79,6 +80,35 @@ class LoRALinear(nn.Module):
         into W. None when no single low-rank product gives the layer's output (a per-sample or
         per-token mixture)."""
         return self.lora_A[self.active_slot].detach(), self.lora_B[self.active_slot].detach(), self.scale
+
+
+class MergedSlotsLoRALinear(LoRALinear):
+    """A `LoRALinear` whose `merged_slots` (earlier tasks' frozen experts) add to every output, as
+    if merged into W, while the active slot trains:
+
+        y = W x + s B_k A_k dropout(x) + s sum_{j in merged} B_j A_j x
+
+    The methods that merge each task's LoRA into the model (O-LoRA, RegLoRA, KeepLoRA) keep the
+    merged experts in this low-rank form rather than adding them into W: checkpoints and exports
+    then store adapters, never a copy of W, and the result is W + sum_j s B_j A_j all the same."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.merged_slots: list[int] = []
+
+    def low_rank_update(self) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Every slot in use concatenated: s [B_1 .. B_k] [A_1; ..; A_k] = s sum_j B_j A_j."""
+        slots = [*self.merged_slots, self.active_slot]
+        return (torch.cat([self.lora_A[j].detach() for j in slots]),
+                torch.cat([self.lora_B[j].detach() for j in slots], dim=1), self.scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        if self.disabled:
+            return out
+        for slot in self.merged_slots:  # no dropout, no gradient wanted
+            out = out + self.scale * (x @ self.lora_A[slot].T @ self.lora_B[slot].T)
+        return out
 
 
 class MoELoRALinear(nn.Module):
