@@ -7,7 +7,9 @@ Every metrics.json under the given folders is one run. Runs are grouped by metho
 overrides (from the run's .hydra/overrides.yaml) that not every run shares, the seed aside, so a
 sweep over a method's setting gives one row per value. Writes to DIR (default: the first folder):
 - comparison.md / comparison.json: per group, mean +- std over seeds of Last, Avg, MFT, BWT, FWT,
-  Forgetting, the parameters trained per task and stored after T tasks, and the wall time;
+  Forgetting, the parameters trained per task and stored after T tasks, and the wall time; and
+  of the general-ability sets' scores (eval.retention) of the final model and their change from
+  the base model's;
 - comparison_last_avg.png: Last and Avg bars with the std over seeds as error bars;
 - comparison_matrices.png: each group's mean accuracy matrix as a heatmap;
 - comparison_per_task.png: each task's score after every stage, one line per group.
@@ -107,8 +109,24 @@ def summarise(groups: dict[str, list[dict]]) -> list[dict]:
             warnings.simplefilter("ignore", RuntimeWarning)
             mean_matrix = np.nanmean(stacked, axis=0)
         row["matrix"] = [[None if math.isnan(v) else float(v) for v in line] for line in mean_matrix]
+        row["retention"] = retention_summary(runs)
         rows.append(row)
     return rows
+
+
+def retention_summary(runs: list[dict]) -> dict[str, dict]:
+    """Per general-ability set and headline metric ("General accuracy"): mean +- std over seeds of
+    the base and the final model's score, and of their difference."""
+    summary = {}
+    sets = runs[0].get("retention", {})
+    for name, entry in sets.items():
+        for key in entry.get("headline", []):
+            scored = [r["retention"][name] for r in runs if name in r.get("retention", {})]
+            base = [s["base"][key] for s in scored if "base" in s]
+            final = [s["final"][key] for s in scored if "final" in s]
+            summary[f"{name} {key}"] = {"base": mean_std(base), "final": mean_std(final),
+                                        "change": mean_std([f - b for b, f in zip(base, final)])}
+    return summary
 
 
 def _cell(pair, seeds: int) -> str:
@@ -130,6 +148,18 @@ def markdown(rows: list[dict], incomplete: list[str], shared: list[str]) -> str:
     lines.append("")
     lines.append("Mean ± sample std over seeds (a single seed: its value); scores 0-100 (caption tasks can pass 100 through CIDEr); "
                  "'absent' where the method's schedule cannot give the metric.")
+    keys = sorted({key for row in rows for key in row["retention"]})
+    if keys:
+        lines += ["", "General ability (eval.retention): the final model's score, and its change from the base model's",
+                  "", "| method | " + " | ".join(f"{key} (final) | change" for key in keys) + " |",
+                  "|---|" + "---:|---:|" * len(keys)]
+        for row in rows:
+            cells = []
+            for key in keys:
+                entry = row["retention"].get(key)
+                cells += ["-", "-"] if entry is None else [_cell(entry["final"], len(row["seeds"])),
+                                                           _cell(entry["change"], len(row["seeds"]))]
+            lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
     if shared:
         lines += ["", "Settings every run shares: " + " ".join(f"`{o}`" for o in shared)]
     if incomplete:

@@ -72,7 +72,9 @@ def test_zeroshot_rows_equal_base_row(fast_cfg, tmp_path):
     assert metrics["matrix"][1] == metrics["matrix"][0] == metrics["matrix"][2] == metrics["matrix"][3]
     assert metrics["BWT"] == 0 and metrics["params_trainable"] == 0
     # the base row is scored once and copied: nothing is generated again for the later rows
-    assert sorted(p.name for p in (tmp_path / "predictions").iterdir()) == ["stage0.json"]
+    assert sorted(p.name for p in (tmp_path / "predictions").iterdir()) == [  # the benchmark once, the general set twice
+        "retention_General_base.json", "retention_General_final.json", "stage0.json"]
+    assert metrics["retention"]["General"]["base"] == metrics["retention"]["General"]["final"]
 
 
 def test_wandb_logger_offline(fast_cfg, tmp_path, monkeypatch):

@@ -187,6 +187,8 @@ def test_keeplora_a_is_the_projected_gradient_of_the_model_before_the_task(fast_
     run = build_run(fast_cfg("method=keeplora"))
     method, module, datamodule = run.method, run.module, run.datamodule
     datamodule.set_stage(1, [0])
+    method.on_task_start(module, 0, datamodule.full_train_dataloader())
+    # the slot it set up has B = 0: the model below is the one before the task
     loader = datamodule.full_train_dataloader()
     name, layer = next(iter(method.adapters.items()))
     count = -(-len(loader) // 5)
@@ -198,9 +200,9 @@ def test_keeplora_a_is_the_projected_gradient_of_the_model_before_the_task(fast_
             break
         total += torch.autograd.grad(module.answer_outputs(batch).loss, [layer.base.weight])[0]
     layer.base.weight.requires_grad_(False)
-    U = method.protected[name]
+    U = method.protected[name]  # before the first task: 60% of W's energy
+    assert (layer.base.weight.double() @ U.double()).pow(2).sum() >= 0.6 * layer.base.weight.double().pow(2).sum()
     expected = residual_gradient_directions(total / count, U, layer.rank)
-    method.on_task_start(module, 0, datamodule.full_train_dataloader())
     # singular vectors are defined up to sign: compare the projectors onto their row spaces
     A = layer.lora_A[0].detach()
     torch.testing.assert_close(A.T @ A, expected.T @ expected, atol=1e-4, rtol=0)

@@ -2,6 +2,7 @@
 
     base model -> evaluate (row 0)
     for each stage t: method.on_task_start -> Trainer.fit -> method.on_task_end -> evaluate (row t)
+    the base and the final model are also scored on the general-ability sets (eval.retention)
 
 The run directory, its results and what a killed run resumes from belong to `hide.record.RunRecord`;
 after every evaluation the accuracy matrix is written with every continual-learning metric.
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from hide.checkpoint import RUN_STATE, CheckpointError, TaskCheckpoint, load_checkpoint, load_trained_state, restore_rng
+from hide.checkpoint import (RUN_STATE, CheckpointError, TaskCheckpoint, capture_rng, load_checkpoint,
+                             load_trained_state, restore_rng)
 from hide.console import quiet_library_chatter
 from hide.data.formats import TaskData
 from hide.metrics.captions import score_captions
@@ -60,6 +62,10 @@ def run_sequence(cfg: DictConfig, out_dir) -> tuple[Run, dict]:
         train_stage(run, record, stage)
         method.on_task_end(module, train_on[-1], run.datamodule.full_train_dataloader())
         evaluate_stage(run, record, stage)
+    if any("final" not in record.results.extra.get("retention", {}).get(s.name, {}) for s in run.retention):
+        trained = trained_tasks(method, len(run.tasks), len(method.stages(len(run.tasks))))
+        method.on_eval_start(module, trained)
+        score_retention(run, record, "final", untrained=not trained)
     return run, record.finish(run)
 
 
@@ -76,7 +82,27 @@ def evaluate_stage(run: Run, record: RunRecord, stage: int) -> None:
     for key, value in run.method.eval_facts(run.task_names).items():
         record.results.extra[key] = value  # the latest stage's; every stage's under <key>_by_stage
         record.results.extra.setdefault(f"{key}_by_stage", {})[str(stage)] = value
+    if stage == 0:
+        score_retention(run, record, "base")
     record.stage_done(run, stage, predictions, wanted)
+
+
+def score_retention(run: Run, record: RunRecord, model: str, untrained: bool = False) -> None:
+    """Score the general-ability sets (eval.retention) on the model as it stands, "base" or
+    "final", into metrics.json's `retention`; a final model that nothing trained (zero-shot) is
+    the base model, whose answers are scored again rather than generated again. The random
+    generators are left as they were, so a run trains the same whether or not it is scored on them."""
+    if not run.retention:
+        return
+    rng = capture_rng()
+    for general in run.retention:
+        if untrained:
+            answers = record.retention_answers(general, "base")
+        else:
+            with record.timer("retention"):
+                answers = run.answer_records(general.records, general.max_new_tokens)
+        record.retention_done(general, model, answers, general.score(answers))
+    restore_rng(rng)
 
 
 def train_stage(run: Run, record: RunRecord, stage: int) -> None:

@@ -122,6 +122,19 @@ class RunRecord:
             self.write_timing(phases)
         barrier()
 
+    def retention_done(self, general, model: str, answers: dict[str, str], scores: dict) -> None:
+        """A general-ability set scored on the "base" or "final" model: its answers, and its scores
+        in metrics.json (`retention`: set -> base / final / headline)."""
+        entry = self.results.extra.setdefault("retention", {}).setdefault(general.name, {})
+        entry[model], entry["headline"] = scores, list(general.headline)
+        if is_main_process():
+            write_json_atomic(self.out_dir / "predictions" / f"retention_{general.name}_{model}.json", answers)
+            shown = ", ".join(f"{key} {scores[key]:.1f}" for key in general.headline)
+            self.console.print(f"[bold]{general.name}[/] ({model} model): {shown}")
+
+    def retention_answers(self, general, model: str) -> dict[str, str]:
+        return json.loads((self.out_dir / "predictions" / f"retention_{general.name}_{model}.json").read_text())
+
     def keep_stage_model(self, model: dict) -> None:
         """The stage's model on its own (`checkpoints/stage<t>.pt`), which `hide.load_run` rebuilds."""
         if self.keep_stage_models:

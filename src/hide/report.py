@@ -140,5 +140,10 @@ class ContinualResults:
         for key in ("params_trainable", "params_stored"):
             if key in self.extra:
                 row.append(f"{self.extra[key]:,}")
+        # general-ability sets: base -> final model
+        for name, entry in self.extra.get("retention", {}).items():
+            for key in entry["headline"]:
+                table.add_column(f"{name} {key}", justify="right")
+                row.append(" -> ".join(f"{entry[m][key]:.1f}" for m in ("base", "final") if m in entry))
         table.add_row(*row)
         return table

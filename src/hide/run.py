@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from hide.data.datamodule import ContinualDataModule
 from hide.data.formats import TaskData
+from hide.data.retention import RetentionSet
 from hide.distributed import gather_objects
 from hide.errors import ConfigError, HideError
 from hide.methods.base import ContinualMethod
@@ -41,6 +42,7 @@ class Run:
     module: ContinualModule
     tasks: list[TaskData]
     loggers: list = field(default_factory=list)
+    retention: list[RetentionSet] = field(default_factory=list)  # eval.retention's sets, loaded
 
     @property
     def task_names(self) -> list[str]:
@@ -63,7 +65,17 @@ class Run:
         """Batched greedy answers for each task's test set: {task index: {question_id: answer}}."""
         if not task_indices:
             return {}
-        loaders = [self.datamodule.test_dataloader(t) for t in task_indices]
+        return self._answers([self.datamodule.test_dataloader(t) for t in task_indices], task_indices)
+
+    def answer_records(self, records: list, max_new_tokens: int) -> dict[str, str]:
+        """Batched greedy answers to test prompts outside the benchmark (a general-ability set)."""
+        budget, self.module.max_new_tokens = self.module.max_new_tokens, max_new_tokens
+        try:
+            return self._answers([self.datamodule.records_dataloader(records)], [-1])[-1]
+        finally:
+            self.module.max_new_tokens = budget
+
+    def _answers(self, loaders: list, task_indices: list[int]) -> dict[int, dict[str, str]]:
         outputs = self.trainer().predict(self.module, dataloaders=loaders, return_predictions=True)
         if len(loaders) == 1:
             outputs = [outputs]
@@ -77,6 +89,19 @@ class Run:
         return predictions
 
 
+def retention_names(cfg: DictConfig, benchmark) -> list[str]:
+    """The general-ability sets eval.retention asks for: a list of names in retention_sets, or
+    "auto" (the benchmark's own: the synthetic benchmark's `general`, none for UCIT)."""
+    spec = cfg.eval.get("retention", "auto")
+    names = list(benchmark.general_ability) if spec == "auto" else list(spec or [])
+    known = list(cfg.get("retention_sets") or {})
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"eval.retention names unknown set(s) {unknown}; choose from {known} (retention_sets), "
+                          f"or auto")
+    return names
+
+
 def build_run(cfg: DictConfig, timer=None) -> Run:
     """The run `cfg` describes. Settings are built first, so that a bad one fails before minutes
     of model building; `timer(phase)`, if given, times the backbone and the data."""
@@ -88,10 +113,12 @@ def build_run(cfg: DictConfig, timer=None) -> Run:
     datamodule: ContinualDataModule = build(cfg.data, "data", benchmark=benchmark, seed=cfg.seed)
     method = build(cfg.method, "method")
     tasks_to_evaluate(cfg.eval.schedule, 0, 1)  # a bad eval.schedule fails here, not after training
+    retention = retention_names(cfg, benchmark)
     with timed("backbone"):
         backbone = build(cfg.model, "model")
     with timed("data"):
         tasks = datamodule.load(backbone)
+        retention_sets = [build(cfg.retention_sets[name], f"retention_sets.{name}") for name in retention]
     # Building the tiny backbone consumes random numbers that loading it from the cache does not:
     # seed again so that adapter inits and dropout masks do not depend on the cache's state.
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -99,7 +126,7 @@ def build_run(cfg: DictConfig, timer=None) -> Run:
     module = ContinualModule(backbone, method, max_new_tokens=benchmark.max_new_tokens, **cfg.optim)
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c is not None]
     return Run(cfg=cfg, benchmark=benchmark, datamodule=datamodule, method=method, backbone=backbone,
-               module=module, tasks=tasks, loggers=loggers)
+               module=module, tasks=tasks, loggers=loggers, retention=retention_sets)
 
 
 def trained_tasks(method: ContinualMethod, num_tasks: int, stage: int) -> list[int]:

@@ -54,6 +54,10 @@ class Benchmark:
         self.max_new_tokens = max_new_tokens
         self.check_images = check_images
 
+    # The general-ability sets (`retention_sets` in conf/train.yaml) a run on this benchmark is
+    # scored on with eval.retention=auto: none for a benchmark read from disk.
+    general_ability: tuple[str, ...] = ()
+
     @property
     def task_names(self) -> list[str]:
         return [s.name for s in self.specs]
@@ -83,7 +87,10 @@ class Benchmark:
 
 class SyntheticBenchmark(Benchmark):
     """The six procedurally generated tasks (`hide.data.synth`), written on first use in the
-    UCIT layout under `root/<sizes and seed>/` and then read by the same loader as UCIT."""
+    UCIT layout under `root/<sizes and seed>/` and then read by the same loader as UCIT. Its own
+    general-ability set (held-out questions of the pretraining mixture) is scored by default."""
+
+    general_ability = ("general",)
 
     def __init__(self, root: str, num_tasks: int | None = None, train_per_task: int = 600,
                  test_per_task: int = 200, image_size: int = 64, seed: int = 0, max_new_tokens: int = 32,
@@ -188,7 +195,12 @@ class ContinualDataModule(pl.LightningDataModule):
 
     def test_dataloader(self, task_index: int) -> DataLoader:
         """A task's test prompts; with W ranks, rank r answers every W-th one (the loop gathers them)."""
-        items = [(task_index, record) for record in self.tasks[task_index].test]
+        return self.records_dataloader(self.tasks[task_index].test, task_index)
+
+    def records_dataloader(self, records: list, task_index: int = -1) -> DataLoader:
+        """Test prompts of `records` as task `task_index` (-1: none of the benchmark's, e.g. a
+        general-ability set), sharded over ranks as `test_dataloader`."""
+        items = [(task_index, record) for record in records]
         items = items[global_rank()::world_size()]
         return DataLoader(items, batch_size=self.eval_batch_size, shuffle=False,
                           collate_fn=EvalCollator(self.encoder), num_workers=self.num_workers)
