@@ -25,7 +25,7 @@ from rich.table import Table
 
 from hide.atomic import write_json_atomic
 from hide.config import compose_config
-from hide.data.check import check_benchmark, format_reports
+from hide.data.check import format_reports
 from hide.data.formats import DataFormatError
 from hide.errors import exit_status
 from hide.loop import score_task
@@ -38,7 +38,7 @@ def load_benchmark_tasks(model: TrainedModel, overrides: list[str]) -> list:
     cfg = compose_config(list(overrides), tempfile.mkdtemp(prefix="hide-evaluate-"))
     benchmark = build(cfg.benchmark, "benchmark")
     benchmark.prepare()
-    problems = [r for r in check_benchmark(benchmark.data_dir, benchmark.specs) if r.problems]
+    problems = [r for r in benchmark.check() if r.problems]
     if problems:
         raise DataFormatError(f"{benchmark.data_dir} cannot be evaluated on (python -m hide.data.check):\n"
                               + format_reports(problems))

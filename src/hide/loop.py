@@ -23,8 +23,11 @@ from hide.run import Run, build_run, tasks_to_evaluate, trained_tasks
 
 
 def score_task(task: TaskData, predictions: dict[str, str]) -> dict:
-    """The task's score (0-100) and its breakdown: exact match for QA, COCO caption metrics
-    (mean of BLEU-1..4, METEOR, ROUGE-L, CIDEr) for captions."""
+    """The task's score (0-100) and its breakdown: the benchmark's own metric for the task where
+    it has one (CoIN's), else exact match for QA and the COCO caption metrics (mean of BLEU-1..4,
+    METEOR, ROUGE-L, CIDEr) for captions."""
+    if task.scorer is not None:
+        return task.scorer(predictions)
     if task.kind == "caption":
         return score_captions(predictions, {r.question_id: task.references[r.question_id] for r in task.test})
     return {"score": exact_match_score(predictions, {r.question_id: r.answer for r in task.test})}

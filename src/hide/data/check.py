@@ -3,6 +3,7 @@ and count mismatch of every task, in one pass.
 
     python -m hide.data.check paths.data_dir=/data/UCIT            # benchmark=ucit by default
     python -m hide.data.check benchmark=ucit benchmark.num_tasks=3 paths.data_dir=...
+    python -m hide.data.check benchmark=coin paths.data_dir=/data/CoIN
 
 Per task: the instruction folder and files exist; each file passes the loader's validation (the
 first fault in a file is reported, with the record it is in); every image of every record exists
@@ -40,10 +41,11 @@ def declared_count(file_name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def check_task(data_dir: Path, spec: TaskSpec) -> TaskReport:
+def check_task(data_dir: Path, spec: TaskSpec, instructions_dir: Path | None = None,
+               datasets_dir: Path | None = None) -> TaskReport:
     report = TaskReport(spec.name)
-    folder = data_dir / "instructions" / spec.dir
-    datasets = data_dir / "datasets"
+    folder = Path(instructions_dir or data_dir / "instructions") / spec.dir
+    datasets = Path(datasets_dir or data_dir / "datasets")
     if not folder.is_dir():
         report.problems.append(f"the folder {folder} does not exist")
         return report
@@ -82,14 +84,16 @@ def check_task(data_dir: Path, spec: TaskSpec) -> TaskReport:
     return report
 
 
-def check_benchmark(data_dir, specs: list[TaskSpec]) -> list[TaskReport]:
+def check_benchmark(data_dir, specs: list[TaskSpec], instructions_dir=None, datasets_dir=None) -> list[TaskReport]:
+    """Every task's report (`instructions_dir`, `datasets_dir`: a layout other than UCIT's
+    `<data_dir>/instructions`, `<data_dir>/datasets`)."""
     data_dir = Path(data_dir).expanduser()
     if not data_dir.is_dir():
         report = TaskReport("(benchmark root)")
         report.problems.append(f"{data_dir} does not exist: set paths.data_dir to the folder holding "
-                               f"datasets/ and instructions/")
+                               f"the benchmark's instructions and images")
         return [report]
-    return [check_task(data_dir, spec) for spec in specs]
+    return [check_task(data_dir, spec, instructions_dir, datasets_dir) for spec in specs]
 
 
 def format_reports(reports: list[TaskReport]) -> str:
@@ -118,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = compose_config(overrides, tempfile.mkdtemp(prefix="hide-check-"))
     benchmark = instantiate(cfg.benchmark)
-    reports = check_benchmark(benchmark.data_dir, benchmark.specs)
+    reports = benchmark.check()
     print(f"checking {benchmark.data_dir}")
     print(format_reports(reports))
     bad = sum(len(r.problems) for r in reports)

@@ -70,6 +70,12 @@ class Benchmark:
                 f"that holds datasets/ and instructions/ (see experiments/ucit/README.md)."
             )
 
+    def check(self) -> list:
+        """`python -m hide.data.check`'s reports for this benchmark's tree: every fault, one pass."""
+        from hide.data.check import check_benchmark
+
+        return check_benchmark(self.data_dir, self.specs)
+
     def load(self, on_bad_record: str = "error", max_image_pixels: int | None = None,
              skipped: list[BadRecord] | None = None) -> list[TaskData]:
         """Every task, validated (`load_task`); records left out under on_bad_record=skip are

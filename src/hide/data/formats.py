@@ -19,6 +19,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from PIL import Image
@@ -74,6 +75,9 @@ class TaskData:
     train: list[TrainRecord]
     test: list[TestRecord]
     references: dict[str, list[str]] | None = field(default=None)
+    # a benchmark's own metric for the task: predictions {question_id: answer} -> {"score": 0-100, ...}
+    # (None: exact match for QA, the caption metrics for captions)
+    scorer: Callable[[dict[str, str]], dict] | None = field(default=None)
 
 
 def write_train_file(path: str | os.PathLike, records: list[dict]) -> None:
@@ -666,9 +670,11 @@ def load_task(
     on_bad_record: str = "error",
     max_image_pixels: int | None = None,
     skipped: list[BadRecord] | None = None,
+    instructions_dir: str | os.PathLike | None = None,
+    datasets_dir: str | os.PathLike | None = None,
 ) -> TaskData:
     """Load one task: files under `<data_dir>/instructions/<spec.dir>/`, images under
-    `<data_dir>/datasets/`. The limits keep the first K records of each file (deterministic);
+    `<data_dir>/datasets/` (another layout gives `instructions_dir` and `datasets_dir`). The limits keep the first K records of each file (deterministic);
     references are checked against the full test file and then restricted to the kept records.
     Every record of both files is validated; with `check_images` the images of the kept records
     must exist and open as images of at most `max_image_pixels` pixels.
@@ -684,8 +690,8 @@ def load_task(
     skip = on_bad_record == "skip"
     bad: list[BadRecord] | None = [] if skip else None
     data_dir = Path(data_dir)
-    folder = data_dir / "instructions" / spec.dir
-    datasets_dir = data_dir / "datasets"
+    folder = Path(instructions_dir or data_dir / "instructions") / spec.dir
+    datasets_dir = Path(datasets_dir or data_dir / "datasets")
     test_path = folder / spec.test_file
     train_path = folder / spec.train_file
     # Every record is validated, but only the images of the kept records are checked (a debug run
