@@ -70,6 +70,9 @@ def collect(folders: list[Path]) -> tuple[dict[str, list[dict]], list[str], list
                 incomplete.append(f"{path} (stopped before its last evaluation)")
                 continue
             metrics["_dir"] = str(path.parent)
+            scored_after = path.parent / "retention.json"  # experiments/retention_of_runs.py
+            if scored_after.exists():
+                metrics["retention"] = {**json.loads(scored_after.read_text()), **metrics.get("retention", {})}
             timing = path.parent / "timing.json"  # wall time (older runs kept it in metrics.json)
             if timing.exists():
                 metrics["wall_seconds"] = json.loads(timing.read_text()).get("wall_seconds")

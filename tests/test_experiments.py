@@ -118,7 +118,10 @@ def test_multirun_sweep_and_comparison_report(tmp_path):
         assert row["seeds"] == [0, 1]
         assert row["Last"][0] == pytest.approx(mean) and row["Last"][1] == pytest.approx(std)
         assert row["params_trainable"] == per_seed[0]["params_trainable"]
+        finals = [m["retention"]["General"]["final"]["accuracy"] for m in per_seed]
+        assert row["retention"]["General accuracy"]["final"][0] == pytest.approx(sum(finals) / 2)
     assert any("9_lora_s7" in x for x in report["incomplete"])
+    assert "General accuracy (final) | change" in (sweep / "comparison.md").read_text()
     table = (sweep / "comparison.md").read_text()
     assert "| lora | 2 |" in table and "incomplete" in table
     for name in ("comparison_last_avg.png", "comparison_matrices.png", "comparison_per_task.png"):
@@ -179,3 +182,25 @@ def test_cka_analysis_on_shared_inputs(tmp_path):
     features = np.load(tmp_path / "features.npz")
     assert features["Renditions"].shape[:2] == (2, 8)  # every model encodes 4 prompts of each of 2 tasks
     assert json.loads((tmp_path / "cka.json").read_text())["inputs"] == "shared"
+
+
+def test_retention_of_finished_runs_equals_retention_scored_during_the_run(tmp_path):
+    """A run made without eval.retention, scored afterwards from its stage models, gets exactly the
+    scores a run scoring them during the run writes; compare.py reads them."""
+    for name, extra in (("during", []), ("after", ["eval.retention=[]"])):
+        done = subprocess.run([sys.executable, str(ROOT / "train.py"), *FAST, "method=lora", "logger=none",
+                               f"hydra.run.dir={tmp_path / name}", *extra], cwd=ROOT, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert "retention" not in json.loads((tmp_path / "after" / "metrics.json").read_text())
+    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "retention_of_runs.py"), str(tmp_path / "after")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    during = json.loads((tmp_path / "during" / "metrics.json").read_text())["retention"]
+    assert json.loads((tmp_path / "after" / "retention.json").read_text()) == during
+    assert "General accuracy" in done.stdout
+    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "compare.py"), str(tmp_path / "after"),
+                           "--out", str(tmp_path / "cmp")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = json.loads((tmp_path / "cmp" / "comparison.json").read_text())["rows"][0]
+    assert row["retention"]["General accuracy"]["final"][0] == during["General"]["final"]["accuracy"]

@@ -232,3 +232,20 @@ def test_unknown_retention_set_is_named(fast_cfg, tmp_path):
                "(retention_sets), or auto")
     with pytest.raises(ConfigError, match=f"^{message.replace('[', '.').replace(']', '.').replace('(', '.').replace(')', '.')}$"):
         build_run(fast_cfg("eval.retention=[mmmu]"))
+
+
+def test_a_run_config_saved_without_retention_sets_loads_with_none(fast_cfg):
+    """A run made before eval.retention existed has neither key in its saved config: auto asks for
+    nothing there, and hide.load_run rebuilds such a run."""
+    from omegaconf import OmegaConf
+
+    from hide.run import build, retention_names
+
+    cfg = fast_cfg()
+    benchmark = build(cfg.benchmark, "benchmark")
+    assert retention_names(cfg, benchmark) == ["general"]
+    old = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "retention_sets"])
+    del old.eval["retention"]
+    assert retention_names(old, benchmark) == []
+    with pytest.raises(ConfigError, match=r"^eval\.retention names unknown set\(s\) \['mme'\]; choose from \[\]"):
+        retention_names(OmegaConf.merge(old, {"eval": {"retention": ["mme"]}}), benchmark)

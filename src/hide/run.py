@@ -93,8 +93,9 @@ def retention_names(cfg: DictConfig, benchmark) -> list[str]:
     """The general-ability sets eval.retention asks for: a list of names in retention_sets, or
     "auto" (the benchmark's own: the synthetic benchmark's `general`, none for UCIT)."""
     spec = cfg.eval.get("retention", "auto")
-    names = list(benchmark.general_ability) if spec == "auto" else list(spec or [])
     known = list(cfg.get("retention_sets") or {})
+    # auto: the benchmark's own sets that the config defines (a run saved before they existed has none)
+    names = [n for n in benchmark.general_ability if n in known] if spec == "auto" else list(spec or [])
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ConfigError(f"eval.retention names unknown set(s) {unknown}; choose from {known} (retention_sets), "

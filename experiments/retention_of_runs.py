@@ -1,0 +1,88 @@
+"""Score finished runs on general-ability sets afterwards: the base model (stage 0) and the final
+model of each run, as `eval.retention` does during a run.
+
+    python experiments/retention_of_runs.py RUN_DIR [RUN_DIR ...] [--sets general mme ...] [--overwrite]
+
+For runs made without `eval.retention` (or to add sets to a finished run). Each run's stage models
+(`checkpoints/stage<t>.pt`) are rebuilt with `hide.load_run`; the sets are built as the run's
+config defines them (`retention_sets`), or from the project's `conf/` for a run made before it. Writes RUN_DIR/retention.json in the
+layout of metrics.json's `retention` (set -> base / final / headline); experiments/compare.py reads
+it where a run's metrics.json has none. A run whose metrics.json already holds a set is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from hide.atomic import write_json_atomic
+from hide.config import compose_config
+from hide.data.formats import TaskData
+from hide.run import build
+from hide.trained import UNKNOWN_TASK, load_run
+
+
+def final_stage(run_dir: Path) -> int:
+    """The last stage the run finished (metrics.json's matrix has one row per stage)."""
+    return len(json.loads((run_dir / "metrics.json").read_text())["matrix"]) - 1
+
+
+def general_sets(names: list[str], run_cfg) -> list:
+    """The sets as the run's config defines them, or as the project's conf/ does for a run made
+    before `retention_sets` existed (with the run's paths)."""
+    cfg = run_cfg
+    if "retention_sets" not in run_cfg:
+        paths = [f"paths.{k}={v}" for k, v in run_cfg.paths.items() if k in ("cache_dir", "retention_dir")]
+        cfg = compose_config(paths, tempfile.mkdtemp(prefix="hide-retention-"))
+    unknown = [n for n in names if n not in cfg.retention_sets]
+    if unknown:
+        raise SystemExit(f"retention_of_runs: unknown set(s) {unknown}; choose from {list(cfg.retention_sets)}")
+    return [build(cfg.retention_sets[name], f"retention_sets.{name}") for name in names]
+
+
+def score_run(run_dir: Path, names: list[str], overwrite: bool = False) -> dict:
+    """The run's retention entries (those of its metrics.json and retention.json, plus the ones
+    scored here); writes the ones its metrics.json lacks to retention.json."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    in_run = {} if overwrite else metrics.get("retention", {})
+    out = run_dir / "retention.json"
+    scored = json.loads(out.read_text()) if out.exists() and not overwrite else {}
+    sets = None
+    for model_name, stage in (("base", 0), ("final", final_stage(run_dir))):
+        model = None
+        if sets is None:
+            model = load_run(run_dir, stage)
+            sets = general_sets(names, model.run.cfg)
+        for general in sets:
+            if model_name in {**in_run, **scored}.get(general.name, {}):
+                continue
+            model = model or load_run(run_dir, stage)
+            budget, model.module.max_new_tokens = model.module.max_new_tokens, general.max_new_tokens
+            answers = model.predict_task(TaskData(general.name, "qa", [], general.records), UNKNOWN_TASK)
+            model.module.max_new_tokens = budget
+            entry = scored.setdefault(general.name, {})
+            entry[model_name], entry["headline"] = general.score(answers), list(general.headline)
+    if scored:
+        write_json_atomic(out, scored, indent=2)
+    return {**in_run, **scored}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--sets", nargs="+", default=["general"], help="names in retention_sets (default: general)")
+    parser.add_argument("--overwrite", action="store_true", help="score again the sets a run already has")
+    args = parser.parse_args(argv)
+    for run_dir in args.runs:
+        scores = score_run(run_dir, args.sets, args.overwrite)
+        shown = ", ".join(f"{name} {key} " + " -> ".join(f"{entry[m][key]:.1f}" for m in ("base", "final") if m in entry)
+                          for name, entry in scores.items() for key in entry["headline"])
+        print(f"{run_dir}: {shown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
