@@ -3,8 +3,9 @@ model of each run, as `eval.retention` does during a run.
 
     python experiments/retention_of_runs.py RUN_DIR [RUN_DIR ...] [--sets general mme ...] [--overwrite]
 
-For runs made without `eval.retention` (or to add sets to a finished run). Each run's stage models
-(`checkpoints/stage<t>.pt`) are rebuilt with `hide.load_run`; the sets are built as the run's
+For runs made without `eval.retention` (or to add sets to a finished run). The final model is
+rebuilt with `hide.load_run`, the base model is the run's config built afresh (its model before
+any training, as the task loop scores stage 0); the sets are built as the run's
 config defines them (`retention_sets`), or from the project's `conf/` for a run made before it. Writes RUN_DIR/retention.json in the
 layout of metrics.json's `retention` (set -> base / final / headline); experiments/compare.py reads
 it where a run's metrics.json has none. A run whose metrics.json already holds a set is skipped.
@@ -21,8 +22,8 @@ from pathlib import Path
 from hide.atomic import write_json_atomic
 from hide.config import compose_config
 from hide.data.formats import TaskData
-from hide.run import build
-from hide.trained import UNKNOWN_TASK, load_run
+from hide.run import build, build_run
+from hide.trained import UNKNOWN_TASK, load_run, run_config
 
 
 def final_stage(run_dir: Path) -> int:
@@ -43,6 +44,14 @@ def general_sets(names: list[str], run_cfg) -> list:
     return [build(cfg.retention_sets[name], f"retention_sets.{name}") for name in names]
 
 
+def base_answers(run_dir: Path, general) -> dict[str, str]:
+    """The base model's answers: the run's config built afresh is its model before any training
+    (adapters that add nothing), evaluated as the task loop evaluates stage 0."""
+    run = build_run(run_config(run_dir))
+    run.method.on_eval_start(run.module, [])
+    return run.answer_records(general.records, general.max_new_tokens)
+
+
 def score_run(run_dir: Path, names: list[str], overwrite: bool = False) -> dict:
     """The run's retention entries (those of its metrics.json and retention.json, plus the ones
     scored here); writes the ones its metrics.json lacks to retention.json."""
@@ -50,21 +59,18 @@ def score_run(run_dir: Path, names: list[str], overwrite: bool = False) -> dict:
     in_run = {} if overwrite else metrics.get("retention", {})
     out = run_dir / "retention.json"
     scored = json.loads(out.read_text()) if out.exists() and not overwrite else {}
-    sets = None
-    for model_name, stage in (("base", 0), ("final", final_stage(run_dir))):
-        model = None
-        if sets is None:
-            model = load_run(run_dir, stage)
-            sets = general_sets(names, model.run.cfg)
-        for general in sets:
-            if model_name in {**in_run, **scored}.get(general.name, {}):
-                continue
-            model = model or load_run(run_dir, stage)
-            budget, model.module.max_new_tokens = model.module.max_new_tokens, general.max_new_tokens
-            answers = model.predict_task(TaskData(general.name, "qa", [], general.records), UNKNOWN_TASK)
-            model.module.max_new_tokens = budget
-            entry = scored.setdefault(general.name, {})
-            entry[model_name], entry["headline"] = general.score(answers), list(general.headline)
+    final = load_run(run_dir, final_stage(run_dir))
+    for general in general_sets(names, final.run.cfg):
+        have = {**in_run, **scored}.get(general.name, {})
+        entry = scored.setdefault(general.name, {"headline": list(general.headline)})
+        if "final" not in have:
+            budget, final.module.max_new_tokens = final.module.max_new_tokens, general.max_new_tokens
+            entry["final"] = general.score(final.predict_task(TaskData(general.name, "qa", [], general.records),
+                                                              UNKNOWN_TASK))
+            final.module.max_new_tokens = budget
+        if "base" not in have:
+            entry["base"] = general.score(base_answers(run_dir, general))
+    scored = {name: entry for name, entry in scored.items() if len(entry) > 1}
     if scored:
         write_json_atomic(out, scored, indent=2)
     return {**in_run, **scored}
