@@ -46,7 +46,7 @@ def _test_prompts(fast_cfg):
     return tasks, EvalCollator(datamodule.encoder), cfg.benchmark.max_new_tokens
 
 
-@pytest.mark.parametrize("method", ["lora", "olora", "keeplora"])
+@pytest.mark.parametrize("method", ["lora", "olora", pytest.param("keeplora", marks=pytest.mark.slow)])  # olora's slots
 def test_peft_export_loads_with_plain_peft_and_answers_as_the_run_did(fast_cfg, tmp_path, method):
     run_dir = _finished_run(fast_cfg, tmp_path / "run", method)
     out = tmp_path / "adapter"

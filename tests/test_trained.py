@@ -19,7 +19,8 @@ def _finished_run(fast_cfg, tmp_path, method: str, *overrides: str):
     return tmp_path
 
 
-@pytest.mark.parametrize("method", ["lora", "olora", "moelora", "hide", "disco"])
+@pytest.mark.parametrize("method", ["lora", "olora", "moelora", "hide",
+                                    pytest.param("disco", marks=pytest.mark.slow)])  # routed like hide, in every layer
 def test_load_run_answers_as_the_run_did(fast_cfg, tmp_path, method):
     run_dir = _finished_run(fast_cfg, tmp_path, method)
     for stage in (None, 1):
