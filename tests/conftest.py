@@ -35,3 +35,16 @@ def tiny_backbone(tmp_path_factory):
     backbone = instantiate(cfg.model)
     GlobalHydra.instance().clear()
     return backbone
+
+
+def capture_after(monkeypatch, cls, hook: str, record):
+    """Wrap cls.hook (a method hook taking module and task_index first) so that
+    record(self, module, task_index) runs after it."""
+    original = getattr(cls, hook)
+
+    def wrapped(self, module, task_index, *args):
+        result = original(self, module, task_index, *args)
+        record(self, module, task_index)
+        return result
+
+    monkeypatch.setattr(cls, hook, wrapped)

@@ -5,6 +5,8 @@ import json
 import math
 
 import pytest
+
+from conftest import capture_after
 import torch
 from hydra.utils import instantiate
 from torch import nn
@@ -196,18 +198,6 @@ def test_each_baseline_runs_the_task_loop(fast_cfg, tmp_path, method):
     assert saved["Last"] == metrics["Last"]
 
 
-def _capture(monkeypatch, cls, hook: str, record):
-    """Wrap cls.hook so that record(self, module, task_index) runs after it."""
-    original = getattr(cls, hook)
-
-    def wrapped(self, module, task_index, *args):
-        result = original(self, module, task_index, *args)
-        record(self, module, task_index)
-        return result
-
-    monkeypatch.setattr(cls, hook, wrapped)
-
-
 def test_olora_freezes_earlier_slots_uses_them_and_penalises_overlap(fast_cfg, tmp_path, monkeypatch):
     from hide.methods.olora import OLoRA
 
@@ -225,7 +215,7 @@ def test_olora_freezes_earlier_slots_uses_them_and_penalises_overlap(fast_cfg, t
         losses.append((self.current, None if value is None else value.item()))
         return value
 
-    _capture(monkeypatch, OLoRA, "on_task_end", after_task)
+    capture_after(monkeypatch, OLoRA, "on_task_end", after_task)
     monkeypatch.setattr(OLoRA, "extra_loss", loss)
     metrics = run_continual(fast_cfg("method=olora"), tmp_path)
     method = seen["method"]
@@ -240,7 +230,7 @@ def test_ewc_reference_weights_after_each_task_and_penalty_zero_at_them(fast_cfg
     from hide.methods.ewc import EWC
 
     seen = {}
-    _capture(monkeypatch, EWC, "on_task_end", lambda self, module, t: seen.update(method=self, module=module))
+    capture_after(monkeypatch, EWC, "on_task_end", lambda self, module, t: seen.update(method=self, module=module))
     run_continual(fast_cfg("method=ewc", "method.mode=separate", "method.fisher_batches=2"), tmp_path)
     method, module = seen["method"], seen["module"]
     assert len(method.consolidated) == 2
@@ -292,8 +282,8 @@ def test_lwf_teacher_is_the_previous_state_without_touching_the_model(fast_cfg, 
         return original_stage(self, *args, **kwargs)
 
     monkeypatch.setattr(ContinualDataModule, "set_stage", set_stage)
-    _capture(monkeypatch, LwF, "on_task_start", at_start)
-    _capture(monkeypatch, LwF, "on_task_end", at_end)
+    capture_after(monkeypatch, LwF, "on_task_start", at_start)
+    capture_after(monkeypatch, LwF, "on_task_end", at_end)
     run_continual(fast_cfg("method=lwf"), tmp_path)
     assert seen.get("checked")
 

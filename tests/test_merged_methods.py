@@ -2,6 +2,8 @@
 config, the task loop and the fast backbone."""
 
 import pytest
+
+from conftest import capture_after
 import torch
 import torch.nn.functional as F
 
@@ -12,17 +14,6 @@ from hide.methods.disco import DISCO
 from hide.methods.keeplora import KeepLoRA, energy_directions, grow_protected, residual_gradient_directions
 from hide.methods.reglora import RegLoRA, recorded_position_penalty, top_positions
 from hide.run import build_run
-
-
-def _capture_after(monkeypatch, cls, hook: str, record):
-    original = getattr(cls, hook)
-
-    def wrapped(self, module, task_index, *args):
-        result = original(self, module, task_index, *args)
-        record(self, module, task_index)
-        return result
-
-    monkeypatch.setattr(cls, hook, wrapped)
 
 
 # -- RegLoRA ------------------------------------------------------------------------------------
@@ -62,7 +53,7 @@ def test_reglora_records_a_union_and_penalises_the_next_task_at_it(fast_cfg, tmp
             losses.append((value.item(), 2500.0 * by_hand.item()))
         return value
 
-    _capture_after(monkeypatch, RegLoRA, "on_task_end", after_task)
+    capture_after(monkeypatch, RegLoRA, "on_task_end", after_task)
     monkeypatch.setattr(RegLoRA, "extra_loss", loss)
     run_continual(fast_cfg("method=reglora"), tmp_path)
     method = seen["method"]
@@ -94,7 +85,7 @@ def test_reglora_penalty_keeps_the_next_update_off_the_recorded_positions(fast_c
         else:
             self.recorded_before_1 = {n: m.clone() for n, m in self.recorded.items()}
 
-    _capture_after(monkeypatch, RegLoRA, "on_task_end", after_task)
+    capture_after(monkeypatch, RegLoRA, "on_task_end", after_task)
     for weight in (0, 2500):
         run_continual(fast_cfg("method=reglora", f"method.reg_weight={weight}"), tmp_path / str(weight))
     assert at_positions[2500] < 0.5 * at_positions[0], at_positions
@@ -153,7 +144,7 @@ def test_keeplora_freezes_a_in_the_residual_subspace_and_protects_each_task(fast
         seen[("grad", t)] = {n: (a.lora_A[t].requires_grad, a.lora_B[t].requires_grad) for n, a in self.adapters.items()}
         seen["method"], seen["module"] = self, module
 
-    _capture_after(monkeypatch, KeepLoRA, "on_task_start", at_start)
+    capture_after(monkeypatch, KeepLoRA, "on_task_start", at_start)
     metrics = run_continual(fast_cfg("method=keeplora"), tmp_path)
     method = seen["method"]
     for name, adapter in method.adapters.items():
