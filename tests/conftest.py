@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
-import pytest
-from hydra.core.global_hydra import GlobalHydra
+# Under pytest-xdist every worker (and every `train.py` it starts) computes on one thread: with
+# torch's default of one thread per core, two workers' OpenMP threads spin against each other and
+# the suite runs several times slower. Set before torch is imported; the user's own setting wins.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from hide.config import CONF, ROOT, compose_config  # noqa: F401  (CONF, ROOT: used by tests)
+import pytest  # noqa: E402
+from hydra.core.global_hydra import GlobalHydra  # noqa: E402
+
+from hide.config import CONF, ROOT, compose_config  # noqa: F401,E402  (CONF, ROOT: used by tests)
 # Built models and generated data for tests are cached beside the repo's own cache, keyed by
 # their settings, so that a second test session skips the backbone's build.
 TEST_CACHE = Path(os.environ.get("HIDE_TEST_CACHE", ROOT / ".cache" / "test"))
@@ -35,6 +42,27 @@ def tiny_backbone(tmp_path_factory):
     backbone = instantiate(cfg.model)
     GlobalHydra.instance().clear()
     return backbone
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """finished_run(dest, *overrides): a copy, in dest, of a finished fast run with those overrides.
+    Each set of overrides trains once per test process; every test gets its own copy to read or
+    break (the runs are deterministic, so a copy is the run the test would have trained)."""
+    from hide.loop import run_continual
+
+    trained: dict[tuple[str, ...], Path] = {}
+
+    def copy_of(dest: Path, *overrides: str) -> Path:
+        if overrides not in trained:
+            run_dir = tmp_path_factory.mktemp("finished_run")
+            run_continual(compose_config(FAST + list(overrides), run_dir), run_dir)
+            GlobalHydra.instance().clear()
+            trained[overrides] = run_dir
+        shutil.copytree(trained[overrides], dest, dirs_exist_ok=True)
+        return dest
+
+    return copy_of
 
 
 def capture_after(monkeypatch, cls, hook: str, record):

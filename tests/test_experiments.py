@@ -184,7 +184,6 @@ def test_cka_analysis_on_shared_inputs(tmp_path):
     assert json.loads((tmp_path / "cka.json").read_text())["inputs"] == "shared"
 
 
-@pytest.mark.slow  # three runs in subprocesses; eval.retention itself is tested in the default suite
 def test_retention_of_finished_runs_equals_retention_scored_during_the_run(tmp_path):
     """A run made without eval.retention, scored afterwards from its stage models, gets exactly the
     scores a run scoring them during the run writes; compare.py reads them."""

@@ -10,14 +10,12 @@ from pytorch_lightning.utilities import move_data_to_device
 from hide.checkpoint import CheckpointError
 from hide.errors import ConfigError
 from hide.export import export_run, main
-from hide.loop import run_continual
 
 TASKS = "benchmark.select=[Renditions,ObjectCaption]"
 
 
-def _finished_run(fast_cfg, tmp_path, method: str):
-    run_continual(fast_cfg(f"method={method}", TASKS, "benchmark.test_per_task=12"), tmp_path)
-    return tmp_path
+def _finished_run(finished_run, tmp_path, method: str):
+    return finished_run(tmp_path, f"method={method}", TASKS, "benchmark.test_per_task=12")
 
 
 def _answers_one_by_one(model, tokenizer, items, collate, max_new_tokens: int) -> dict[str, str]:
@@ -46,9 +44,9 @@ def _test_prompts(fast_cfg):
     return tasks, EvalCollator(datamodule.encoder), cfg.benchmark.max_new_tokens
 
 
-@pytest.mark.parametrize("method", ["lora", "olora", pytest.param("keeplora", marks=pytest.mark.slow)])  # olora's slots
-def test_peft_export_loads_with_plain_peft_and_answers_as_the_run_did(fast_cfg, tmp_path, method):
-    run_dir = _finished_run(fast_cfg, tmp_path / "run", method)
+@pytest.mark.parametrize("method", ["lora", "olora", "keeplora"])  # merged slots: one adapter per linear
+def test_peft_export_loads_with_plain_peft_and_answers_as_the_run_did(finished_run, fast_cfg, tmp_path, method):
+    run_dir = _finished_run(finished_run, tmp_path / "run", method)
     out = tmp_path / "adapter"
     assert main([str(run_dir), "--format", "peft", "--out", str(out)]) == 0
     tasks, collate, max_new = _test_prompts(fast_cfg)
@@ -70,10 +68,10 @@ def test_peft_export_loads_with_plain_peft_and_answers_as_the_run_did(fast_cfg, 
     assert plain != recorded
 
 
-def test_merged_export_loads_with_plain_transformers_and_answers_as_the_run_did(fast_cfg, tmp_path):
+def test_merged_export_loads_with_plain_transformers_and_answers_as_the_run_did(finished_run, fast_cfg, tmp_path):
     import hide
 
-    run_dir = _finished_run(fast_cfg, tmp_path / "run", "lora")
+    run_dir = _finished_run(finished_run, tmp_path / "run", "lora")
     out = export_run(run_dir, "merged", tmp_path / "merged")
     tasks, collate, max_new = _test_prompts(fast_cfg)
     from transformers import AutoTokenizer, LlavaForConditionalGeneration
@@ -94,16 +92,16 @@ def test_merged_export_loads_with_plain_transformers_and_answers_as_the_run_did(
     assert (out / "tokenizer.json").is_file() and (out / "preprocessor_config.json").is_file()
 
 
-def test_export_errors_name_the_problem(fast_cfg, tmp_path, capsys):
-    moelora = _finished_run(fast_cfg, tmp_path / "moelora", "moelora")
+def test_export_errors_name_the_problem(finished_run, tmp_path, capsys):
+    moelora = _finished_run(finished_run, tmp_path / "moelora", "moelora")
     for fmt in ("peft", "merged"):
         with pytest.raises(ConfigError, match=f"moelora cannot be exported as {fmt}.*per token or per sample.*Formats it supports: none"):
             export_run(moelora, fmt, tmp_path / f"out-{fmt}")
-    hide_run = _finished_run(fast_cfg, tmp_path / "hide", "hide")
+    hide_run = _finished_run(finished_run, tmp_path / "hide", "hide")
     with pytest.raises(ConfigError, match="hide cannot be exported as peft.*Formats it supports: merged"):
         export_run(hide_run, "peft", tmp_path / "out-hide")
     # an unfinished run: its run state is the one stage 1 left
-    lora = _finished_run(fast_cfg, tmp_path / "lora", "lora")
+    lora = _finished_run(finished_run, tmp_path / "lora", "lora")
     checkpoints = lora / "checkpoints"
     state = torch.load(checkpoints / "run_state.pt", weights_only=False)
     stage1 = torch.load(checkpoints / "stage1.pt", weights_only=False)
@@ -120,7 +118,7 @@ def test_export_errors_name_the_problem(fast_cfg, tmp_path, capsys):
     assert torch.equal(exported[f"base_model.model.{name}.lora_A.weight"], stage1["trained"][f"{name}.lora_A.0"])
     with pytest.raises(ConfigError, match="not an empty folder"):
         export_run(lora, "peft", out, stage=1)
-    zeroshot = _finished_run(fast_cfg, tmp_path / "zeroshot", "zeroshot")
+    zeroshot = _finished_run(finished_run, tmp_path / "zeroshot", "zeroshot")
     with pytest.raises(ConfigError, match="trains no adapters"):
         export_run(zeroshot, "merged", tmp_path / "out-zeroshot")
     # no checkpoint at all
@@ -129,12 +127,12 @@ def test_export_errors_name_the_problem(fast_cfg, tmp_path, capsys):
     assert "no finished stage" in capsys.readouterr().err
 
 
-def test_hide_after_one_task_is_one_lora(fast_cfg, tmp_path):
+def test_hide_after_one_task_is_one_lora(finished_run, fast_cfg, tmp_path):
     """After one task HiDe's routed layers hold one expert with weight 1: a standard peft adapter."""
     from peft import PeftModel
     from transformers import AutoTokenizer, LlavaForConditionalGeneration
 
-    run_dir = _finished_run(fast_cfg, tmp_path / "run", "hide")
+    run_dir = _finished_run(finished_run, tmp_path / "run", "hide")
     out = export_run(run_dir, "peft", tmp_path / "adapter", stage=1)
     base_path = json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"]
     model = PeftModel.from_pretrained(LlavaForConditionalGeneration.from_pretrained(base_path), out).eval()
@@ -200,7 +198,7 @@ def test_export_of_the_7b_layout(tmp_path, tiny_backbone):
         assert torch.allclose(merged(input_ids=input_ids).logits, logits, atol=1e-4)
 
 
-def test_hide_merged_export_folds_the_fused_layers_and_load_run_routes_as_the_run_did(fast_cfg, tmp_path):
+def test_hide_merged_export_folds_the_fused_layers_and_load_run_routes_as_the_run_did(finished_run, fast_cfg, tmp_path):
     """HiDe's fused layers are folded into the checkpoint; its routed layers' experts are peft
     adapters named by task, beside the anchors; hide.load_run reads the folder back and answers
     exactly as the run did."""
@@ -208,7 +206,7 @@ def test_hide_merged_export_folds_the_fused_layers_and_load_run_routes_as_the_ru
     from peft import PeftModel
     from transformers import LlavaForConditionalGeneration
 
-    run_dir = _finished_run(fast_cfg, tmp_path / "run", "hide")
+    run_dir = _finished_run(finished_run, tmp_path / "run", "hide")
     out = export_run(run_dir, "merged", tmp_path / "merged")
     assert sorted(p.name for p in (out / "experts").iterdir() if p.is_dir()) == ["ObjectCaption", "Renditions"]
     model = hide.load_run(out)

@@ -134,8 +134,7 @@ def test_killed_after_a_checkpoint_at_an_epoch_boundary(tmp_path, uninterrupted)
     ("ewc", (1, 1)), ("lwf", (1, 1)),
     ("replay", (0, 3)),  # task 1's 16 replayed samples double stage 2's epoch: 4 batches
     ("olora", (1, 1)), ("moelora", (1, 1)),
-    ("reglora", (1, 1)), ("keeplora", (1, 1)),
-    pytest.param("disco", (1, 1), marks=pytest.mark.slow),  # HiDe's state (slots, anchors): covered by HiDe's tests
+    ("reglora", (1, 1)), ("keeplora", (1, 1)), ("disco", (1, 1)),
 ])
 def test_method_state_survives_a_kill_in_the_second_task(method, position, tmp_path, uninterrupted):
     """Killed at stage 2's 5th batch: the Fisher / teacher / replay buffer / frozen slots /

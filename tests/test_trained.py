@@ -13,16 +13,13 @@ from hide.loop import run_continual
 TASKS = "benchmark.select=[Renditions,ObjectCaption]"
 
 
-def _finished_run(fast_cfg, tmp_path, method: str, *overrides: str):
-    cfg = fast_cfg(f"method={method}", TASKS, "benchmark.test_per_task=12", *overrides)
-    run_continual(cfg, tmp_path)
-    return tmp_path
+def _finished_run(finished_run, tmp_path, method: str, *overrides: str):
+    return finished_run(tmp_path, f"method={method}", TASKS, "benchmark.test_per_task=12", *overrides)
 
 
-@pytest.mark.parametrize("method", ["lora", "olora", "moelora", "hide",
-                                    pytest.param("disco", marks=pytest.mark.slow)])  # routed like hide, in every layer
-def test_load_run_answers_as_the_run_did(fast_cfg, tmp_path, method):
-    run_dir = _finished_run(fast_cfg, tmp_path, method)
+@pytest.mark.parametrize("method", ["lora", "olora", "moelora", "hide", "disco"])
+def test_load_run_answers_as_the_run_did(finished_run, tmp_path, method):
+    run_dir = _finished_run(finished_run, tmp_path, method)
     for stage in (None, 1):
         model = hide.load_run(run_dir, stage=stage)
         assert model.stage == (2 if stage is None else 1)
@@ -36,8 +33,8 @@ def test_load_run_answers_as_the_run_did(fast_cfg, tmp_path, method):
     assert final != json.loads((run_dir / "predictions" / "stage1.json").read_text())
 
 
-def test_predict_takes_images_in_memory_and_any_batch_size(fast_cfg, tmp_path):
-    run_dir = _finished_run(fast_cfg, tmp_path, "lora")
+def test_predict_takes_images_in_memory_and_any_batch_size(finished_run, tmp_path):
+    run_dir = _finished_run(finished_run, tmp_path, "lora")
     model = hide.load_run(run_dir)
     task = model.run.tasks[0]
     paths, texts = [r.image for r in task.test], [r.text for r in task.test]
@@ -49,20 +46,20 @@ def test_predict_takes_images_in_memory_and_any_batch_size(fast_cfg, tmp_path):
         model.predict(paths[:2], texts[:3])
 
 
-def test_zeroshot_and_multitask_stages(fast_cfg, tmp_path):
-    run_dir = _finished_run(fast_cfg, tmp_path / "zeroshot", "zeroshot")
+def test_zeroshot_and_multitask_stages(finished_run, tmp_path):
+    run_dir = _finished_run(finished_run, tmp_path / "zeroshot", "zeroshot")
     assert hide.load_run(run_dir).stage == 2  # no training: every stage is the base model
-    run_dir = _finished_run(fast_cfg, tmp_path / "multitask", "multitask")
+    run_dir = _finished_run(finished_run, tmp_path / "multitask", "multitask")
     assert hide.load_run(run_dir).stage == 2
     assert hide.load_run(run_dir, stage=0).stage == 0
     with pytest.raises(CheckpointError, match="no model after stage 1"):
         hide.load_run(run_dir, stage=1)
 
 
-def test_load_run_errors_name_the_problem(fast_cfg, tmp_path):
+def test_load_run_errors_name_the_problem(finished_run, tmp_path):
     with pytest.raises(CheckpointError, match="is not a run directory"):
         hide.load_run(tmp_path)
-    run_dir = _finished_run(fast_cfg, tmp_path / "run", "lora", "checkpoint.keep_stage_models=false")
+    run_dir = _finished_run(finished_run, tmp_path / "run", "lora", "checkpoint.keep_stage_models=false")
     assert hide.load_run(run_dir).stage == 2  # the latest model is always kept
     with pytest.raises(CheckpointError, match="keep_stage_models=false"):
         hide.load_run(run_dir, stage=1)
@@ -70,12 +67,12 @@ def test_load_run_errors_name_the_problem(fast_cfg, tmp_path):
         hide.load_run(run_dir, stage=3)
 
 
-def test_evaluate_scores_a_task_the_run_never_saw(fast_cfg, tmp_path):
+def test_evaluate_scores_a_task_the_run_never_saw(finished_run, tmp_path):
     from hide.evaluate import load_benchmark_tasks, main
 
     from conftest import FAST
 
-    run_dir = _finished_run(fast_cfg, tmp_path / "run", "hide")
+    run_dir = _finished_run(finished_run, tmp_path / "run", "hide")
     unseen = [*FAST, "benchmark.num_tasks=null", "benchmark.select=[Renditions,ClevrMath]", "benchmark.test_per_task=12"]
     assert main([str(run_dir), "stage=1", *unseen]) == 0
     out = run_dir / "evaluations" / "stage1-Renditions-ClevrMath"
@@ -94,12 +91,12 @@ def test_evaluate_scores_a_task_the_run_never_saw(fast_cfg, tmp_path):
     assert metrics["row"][1] == pytest.approx(100 * right / len(clevr.test))
 
 
-def test_evaluate_reports_a_bad_folder_whole(fast_cfg, tmp_path, capsys):
+def test_evaluate_reports_a_bad_folder_whole(finished_run, tmp_path, capsys):
     from hide.evaluate import main
 
     from conftest import FAST
 
-    run_dir = _finished_run(fast_cfg, tmp_path / "run", "lora")
+    run_dir = _finished_run(finished_run, tmp_path / "run", "lora")
     folder = tmp_path / "new"
     (folder / "instructions" / "IconQA").mkdir(parents=True)
     (folder / "datasets").mkdir()
@@ -114,7 +111,9 @@ def test_a_resumed_run_writes_the_stage_model_a_kill_left_out(fast_cfg, tmp_path
     """Killed between its run state's write and its stage model's: the resumed run writes the model."""
     import torch
 
-    run_dir = _finished_run(fast_cfg, tmp_path, "lora")
+    # trained here, not copied: a resumed run must be in the folder it was started in
+    run_dir = tmp_path
+    run_continual(fast_cfg("method=lora", TASKS, "benchmark.test_per_task=12"), run_dir)
     (run_dir / "checkpoints" / "stage2.pt").unlink()
     run_continual(fast_cfg("method=lora", TASKS, "benchmark.test_per_task=12", f"resume={run_dir}"), run_dir)
     stage_model = torch.load(run_dir / "checkpoints" / "stage2.pt", weights_only=False)
