@@ -66,3 +66,11 @@ def test_the_backbone_key_holds_the_versions(monkeypatch):
     monkeypatch.undo()
     monkeypatch.setattr(synth, "MIXTURE_VERSION", synth.MIXTURE_VERSION + 1)
     assert tiny.tiny_cache_key(spec) != key
+
+
+def test_a_repeat_share_of_zero_keeps_the_key_of_a_backbone_built_without_it():
+    """Backbones built before the repeat share existed keep their keys; any share gets its own."""
+    spec = tiny.tiny_spec(language_pretrain={"num_samples": 100})
+    without = tiny.tiny_cache_key(spec)
+    assert tiny.tiny_cache_key(tiny.tiny_spec(language_pretrain={"num_samples": 100, "repeat_share": 0.0})) == without
+    assert tiny.tiny_cache_key(tiny.tiny_spec(language_pretrain={"num_samples": 100, "repeat_share": 0.2})) != without

@@ -551,3 +551,37 @@ def test_mixture_counts():
             assert counts is None
         seen.add(m["family"])
     assert {"icons", "clevr"} <= seen
+
+
+def test_repeat_turns_add_to_the_mixture_and_produce_every_word(tmp_path):
+    """With a repeat share, that share of the conversations gains one last, image-free turn that
+    repeats 4-8 vocabulary words; everything else in every conversation stays as it was; the
+    turn's words are the tokenizer's own (no new token), and the vision tower never learns them."""
+    from hide.models.tiny import build_tokenizer
+
+    n, share, seen = 600, 0.3, set()
+    repeats = 0
+    for i in range(n):
+        img, qa, meta = sy.mixture.sample(sy.build.sample_rng(0, sy.MIXTURE_STREAM, "train", i), 8, share)
+        img0, qa0, meta0 = sy.mixture.sample(sy.build.sample_rng(0, sy.MIXTURE_STREAM, "train", i), 8)
+        assert qa[:len(qa0)] == qa0 and np.array_equal(np.asarray(img), np.asarray(img0))
+        assert len(qa) - len(qa0) in (0, 1)
+        if len(qa) > len(qa0):
+            repeats += 1
+            question, answer = qa[-1]
+            assert meta["asked"][-1] == "repeat" and question == f"{sy.mixture.REPEAT_Q}\n{answer}"
+            words = answer.split()
+            assert 4 <= len(words) <= 8 and set(words) <= set(sy.mixture.repeat_vocabulary())
+            assert not sy.mixture.states_a_fact(question)
+            seen |= set(words)
+    assert abs(repeats / n - share) < 0.05
+    assert len(seen) > 0.9 * len(sy.mixture.repeat_vocabulary())
+    tokenizer = build_tokenizer()
+    vocab = sy.mixture.repeat_vocabulary()
+    assert tokenizer.unk_token_id not in tokenizer(" ".join([sy.mixture.REPEAT_Q, *vocab]))["input_ids"]
+    # the share is part of the generated mixture's identity: a mixture without repeats is not reused
+    root = tmp_path / "mixture"
+    sy.generate_mixture(root, num_samples=8, image_size=8, progress=False)
+    sy.generate_mixture(root, num_samples=8, image_size=8, progress=False, repeat_share=1.0)
+    records = _load(root, sy.MIXTURE, "train.json")
+    assert all(r["conversations"][-2]["value"].startswith(sy.mixture.REPEAT_Q) for r in records)

@@ -295,6 +295,9 @@ def tiny_cache_key(spec: dict) -> str:
     # the payload's field names stay as the shipped backbone's key was computed with: renaming a
     # setting must not orphan a backbone built by the same settings
     fields = {("stage0" if name == "language_pretrain" else name): value for name, value in spec.items()}
+    # a setting at its no-op value stays out of the key, so backbones built before it existed keep theirs
+    if not fields.get("stage0", {}).get("repeat_share"):
+        fields["stage0"] = {k: v for k, v in fields.get("stage0", {}).items() if k != "repeat_share"}
     payload = json.dumps({**fields, "recipe": RECIPE_VERSION, "stage0_data": synth.MIXTURE_VERSION,
                           "vocab": synth.vocabulary()}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
@@ -357,9 +360,11 @@ def _build_tiny(path: Path, spec: dict, progress: bool) -> None:
     backbone = Backbone(model=model, tokenizer=tokenizer, image_processor=image_processor, name="tiny")
     language_pretrain = dict(spec["language_pretrain"])
     num_samples = language_pretrain.pop("num_samples", 6000)
-    data_dir = path.parent / f"mixture-data-v{synth.MIXTURE_VERSION}-{num_samples}-{size}-{spec['seed']}"
+    repeat_share = language_pretrain.pop("repeat_share", 0.0)
+    data_dir = path.parent / (f"mixture-data-v{synth.MIXTURE_VERSION}-{num_samples}-{size}-{spec['seed']}"
+                              + (f"-repeat{repeat_share}" if repeat_share else ""))
     synth.generate_mixture(data_dir, num_samples=num_samples, image_size=size, seed=spec["seed"],
-                           progress=progress)
+                           progress=progress, repeat_share=repeat_share)
     train_file = data_dir / "instructions" / synth.MIXTURE / "train.json"
     records = load_train_file(train_file, data_dir / "datasets")
     vision_losses = []

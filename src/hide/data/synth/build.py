@@ -195,12 +195,13 @@ def generate_benchmark(root, train_per_task: int = 600, test_per_task: int = 200
 
 
 def generate_mixture(root, num_samples: int = 6000, image_size: int = 64, seed: int = 0,
-                     progress: bool = True, split: str = "train") -> Path:
+                     progress: bool = True, split: str = "train", repeat_share: float = 0.0) -> Path:
     """Write the pretraining mixture, the base model's own instruction data
     (`datasets/Mixture/<split>/<n>.png`, `instructions/Mixture/<split>.json`) under `root`, with the same marker logic as
     `generate_benchmark` (its own entry in `root/.complete.json`), and return `root`.
     `split="test"` draws held-out conversations from their own random streams (for probing
-    what the base model learned)."""
+    what the base model learned). `repeat_share`: the share of conversations with a repeat turn
+    (`mixture.sample`)."""
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {sorted(_SPLITS)}, got {split!r}")
     _check_count("num_samples", num_samples)
@@ -210,6 +211,8 @@ def generate_mixture(root, num_samples: int = 6000, image_size: int = 64, seed: 
     marker = "mixture" if split == "train" else f"mixture-{split}"
     params = {"version": MIXTURE_VERSION, "num_samples": num_samples, "image_size": image_size,
               "seed": int(seed), "split": split}
+    if repeat_share:
+        params["repeat_share"] = float(repeat_share)
 
     def build():
         root.mkdir(parents=True, exist_ok=True)
@@ -220,7 +223,7 @@ def generate_mixture(root, num_samples: int = 6000, image_size: int = 64, seed: 
         with _Progress(progress) as bar:
             job = bar.add(MIXTURE, num_samples)
             for i in range(num_samples):
-                img, qa, meta = mixture.sample(sample_rng(seed, MIXTURE_STREAM, split, i), image_size)
+                img, qa, meta = mixture.sample(sample_rng(seed, MIXTURE_STREAM, split, i), image_size, repeat_share)
                 rel = f"{MIXTURE}/{split}/{i}.png"
                 _save_png(img, root / "datasets" / rel)
                 conv = []

@@ -5,10 +5,12 @@ instructions and answer formats (yes/no, "it is red", number words), never the t
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from hide.data.synth.tasks import TASKS
-from hide.data.synth.texts import CAPTION_PROMPTS, COLORS, MC_SUFFIX, multiple_choice, register
+from hide.data.synth.texts import CAPTION_PROMPTS, COLORS, MC_SUFFIX, multiple_choice, register, vocabulary
 
 # Each family's `pretraining` returns (image, [(key, question, answer, weight), ...], meta); a
 # conversation asks up to MIXTURE_TURNS of the questions, drawn without replacement in proportion
@@ -27,11 +29,20 @@ MIXTURE_TURNS = 3
 MC_EMPHASIS = 3.0
 LOOKUP_SHARE = 0.25
 LOOKUP_Q = register("Which option is {x}?")
+# A language model's text pretraining has produced every word of its vocabulary; this decoder's
+# only pretraining is the mixture, whose answers use part of the words, so the output rows of the
+# rest (the captions' "house", "lake", "beside") were only ever pushed down. With a repeat share,
+# that share of the conversations gets a last, image-free turn ("Write this sentence" and a line of 4-8
+# words drawn from the whole vocabulary, answered with the same words): every word produced, no
+# scene described.
+REPEAT_Q = register("Write this sentence")  # words the vocabulary has: the tokenizer stays the same
+REPEAT_WORDS = (4, 8)
 
 
-def sample(rng, size):
+def sample(rng, size, repeat_share: float = 0.0):
     """One mixture conversation: a family drawn by FAMILY_WEIGHTS, one of its scenes and up to
-    MIXTURE_TURNS of its questions; returns (image, [(question, answer), ...], meta)."""
+    MIXTURE_TURNS of its questions (and, in `repeat_share` of them, a repeat turn after those);
+    returns (image, [(question, answer), ...], meta)."""
     names = list(FAMILY_WEIGHTS)
     cum = np.cumsum([FAMILY_WEIGHTS[n] for n in names])
     family = names[min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), len(names) - 1)]
@@ -45,8 +56,17 @@ def sample(rng, size):
         question, letter = multiple_choice(rng, LOOKUP_Q.format(x=x), x, [c for c in names if c != x],
                                            k=3 + int(rng.integers(2)))
         picked = [*picked[:MIXTURE_TURNS - 1], ("option_lookup", question, letter, 1.0)]
+    if repeat_share and rng.random() < repeat_share:  # drawn last: the rest of the conversation is unchanged
+        words = repeat_vocabulary()
+        chosen = " ".join(words[int(i)] for i in rng.integers(len(words), size=int(rng.integers(*REPEAT_WORDS, endpoint=True))))
+        picked.append(("repeat", f"{REPEAT_Q}\n{chosen}", chosen, 1.0))
     meta = {"family": family, "asked": [x[0] for x in picked], **meta}
     return img, [(q, a) for _, q, a, _ in picked], meta
+
+
+def repeat_vocabulary() -> list[str]:
+    """The words a repeat turn draws from: every lowercase word of the vocabulary, sorted."""
+    return sorted({w.lower() for w in vocabulary() if re.fullmatch(r"\w+", w)})
 
 
 def mixture_cell_labels(meta: dict) -> list[str] | None:
@@ -71,4 +91,4 @@ def mixture_counts(meta: dict) -> dict[str, int] | None:
 def states_a_fact(question: str) -> bool:
     """Whether a mixture question's answer is a fact of the image alone: not an option's letter
     (which depends on the order of the options) and not a caption."""
-    return not question.endswith(MC_SUFFIX) and question not in CAPTION_PROMPTS
+    return not question.endswith(MC_SUFFIX) and question not in CAPTION_PROMPTS and not question.startswith(REPEAT_Q)
