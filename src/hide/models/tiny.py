@@ -296,8 +296,9 @@ def tiny_cache_key(spec: dict) -> str:
     # setting must not orphan a backbone built by the same settings
     fields = {("stage0" if name == "language_pretrain" else name): value for name, value in spec.items()}
     # a setting at its no-op value stays out of the key, so backbones built before it existed keep theirs
-    if not fields.get("stage0", {}).get("repeat_share"):
-        fields["stage0"] = {k: v for k, v in fields.get("stage0", {}).items() if k != "repeat_share"}
+    stage0 = fields.get("stage0")
+    if stage0 is not None and not stage0.get("repeat_share"):
+        fields["stage0"] = {k: v for k, v in stage0.items() if k != "repeat_share"}
     payload = json.dumps({**fields, "recipe": RECIPE_VERSION, "stage0_data": synth.MIXTURE_VERSION,
                           "vocab": synth.vocabulary()}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]

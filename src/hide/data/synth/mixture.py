@@ -5,6 +5,7 @@ instructions and answer formats (yes/no, "it is red", number words), never the t
 
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
@@ -64,9 +65,11 @@ def sample(rng, size, repeat_share: float = 0.0):
     return img, [(q, a) for _, q, a, _ in picked], meta
 
 
-def repeat_vocabulary() -> list[str]:
-    """The words a repeat turn draws from: every lowercase word of the vocabulary, sorted."""
-    return sorted({w.lower() for w in vocabulary() if re.fullmatch(r"\w+", w)})
+@functools.lru_cache(maxsize=1)
+def repeat_vocabulary() -> tuple[str, ...]:
+    """The words a repeat turn draws from: every lowercase word of the vocabulary, sorted
+    (computed once, not per conversation)."""
+    return tuple(sorted({w.lower() for w in vocabulary() if re.fullmatch(r"\w+", w)}))
 
 
 def mixture_cell_labels(meta: dict) -> list[str] | None:
