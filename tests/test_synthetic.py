@@ -392,8 +392,9 @@ MC_ANSWERS = {  # mixture multiple-choice questions, and whether the chosen opti
 
 def _check_mixture_formats(key, question, answer, meta, formats):
     """The mixture teaches the tasks' answer formats on questions of its own, and every such answer is
-    right; it never names a class it keeps for Renditions, nor captions a table top or an outdoor
-    scene (the caption tasks' content)."""
+    right; it never names a class it keeps for Renditions, and its captions of table tops and
+    outdoor scenes name what the scene holds in a style of their own, never in the caption tasks'
+    phrases (the table, the place, the time of day)."""
     assert not any(re.search(rf"\b{c}\b", question + " " + answer) for c in UNNAMED), (question, answer)
     if key in DIGIT_ANSWERS:
         assert question.endswith(sy.texts.SINGLE_WORD) and answer == str(DIGIT_ANSWERS[key](meta))
@@ -405,17 +406,37 @@ def _check_mixture_formats(key, question, answer, meta, formats):
         assert (check(option, meta, question) if check.__code__.co_argcount == 3 else check(option, meta)), question
         formats["letter"] += 1
     if key == "caption":
-        assert question in sy.texts.CAPTION_PROMPTS and meta["family"] not in ("table", "outdoor")
+        assert question in sy.texts.CAPTION_PROMPTS
+        if meta["family"] in ("table", "outdoor"):
+            _check_own_style_caption(answer, meta)
+            formats["free scene caption"] += 1
         formats["caption"] += 1
     if question.endswith(sy.texts.SINGLE_WORD) and key not in DIGIT_ANSWERS:
         assert len(answer.split()) == 1, (question, answer)
         formats["word"] += 1
 
 
+def _check_own_style_caption(answer, meta):
+    task_phrases = [p for phrases in (*sy.scene_caption.TIME_PHRASES.values(), *sy.scene_caption.GROUND_PHRASES.values())
+                    for p in phrases] + ["table", "next to", "beside", "sitting", "there is", "there are", "standing"]
+    assert not any(re.search(rf"\b{p}\b", answer) for p in task_phrases), answer
+    if meta["family"] == "table":
+        assert answer == sy.texts.and_list([f"a {o['color']} {o['kind']}" for o in meta["objects"]])
+    else:
+        things, time = answer.split(" , it is ")
+        assert time == {"day": "daytime"}.get(meta["time"], meta["time"])
+        assert ("house" in things) == meta["house"] and ("person" in things) == meta["person"]
+        if meta["house"]:
+            assert things.startswith(f"a {meta['house_color']} house")
+        assert ("tree" in things) == (meta["trees"] > 0)
+        if meta["trees"]:
+            assert sy.scene_caption.TREE_PHRASES[meta["trees"]] in things
+
+
 def test_mixture_families_and_answers():
     n = 2000
     families, asked, is_shape_yes, single, named, named_asked = {}, {}, 0, 0, 0, 0
-    formats = {"digit": 0, "letter": 0, "caption": 0, "word": 0}
+    formats = {"digit": 0, "letter": 0, "caption": 0, "free scene caption": 0, "word": 0}
     for i in range(n):
         _, qa, m = sy.mixture.sample(sy.build.sample_rng(0, sy.MIXTURE_STREAM, "train", i), 8)
         single += m.get("layout") == "single"
@@ -547,10 +568,19 @@ def test_mixture_counts():
             assert sum(counts[f"clevr {s}"] for s in sy.CLEVR_SHAPES) == len(objs)
             for o in objs:
                 assert counts[f"clevr {o['color']}"] >= 1 and counts[f"clevr {o['shape']}"] >= 1
+        elif m["family"] == "table":
+            objs = m["objects"]
+            assert counts["table total"] == len(objs)
+            assert counts == {**{f"table {k}": sum(o["kind"] == k for o in objs) for k in sy.object_caption.TABLE_OBJECTS},
+                              **{f"table {c}": sum(o["color"] == c for o in objs) for c in sy.object_caption.OBJECT_COLORS},
+                              "table total": len(objs)}
+        elif m["family"] == "outdoor":
+            assert counts == {"outdoor trees": m["trees"], "outdoor houses": int(m["house"]),
+                              "outdoor people": int(m["person"])}
         else:
             assert counts is None
         seen.add(m["family"])
-    assert {"icons", "clevr"} <= seen
+    assert {"icons", "clevr", "table", "outdoor"} <= seen
 
 
 def test_repeat_turns_add_to_the_mixture_and_produce_every_word(tmp_path):
@@ -585,3 +615,46 @@ def test_repeat_turns_add_to_the_mixture_and_produce_every_word(tmp_path):
     sy.generate_mixture(root, num_samples=8, image_size=8, progress=False, repeat_share=1.0)
     records = _load(root, sy.MIXTURE, "train.json")
     assert all(r["conversations"][-2]["value"].startswith(sy.mixture.REPEAT_Q) for r in records)
+
+
+def test_a_task_with_its_own_training_size_keeps_the_others_and_its_first_records(bench, tmp_path):
+    """`train_sizes` gives one task a training set of its own size: its first records are the
+    ones a run of the common size draws (every sample has its own random stream), and the other
+    tasks' files are unchanged."""
+    sized = sy.generate_benchmark(tmp_path / "sized", train_per_task=N_TRAIN, test_per_task=N_TEST, image_size=SIZE,
+                                  seed=0, progress=False, train_sizes={"SceneCaption": 2 * N_TRAIN})
+    longer = _load(sized, "SceneCaption", "train.json")
+    assert len(longer) == 2 * N_TRAIN
+    assert longer[:N_TRAIN] == _load(bench, "SceneCaption", "train.json")
+    common, own = _tree_digest(bench), _tree_digest(sized)
+    for path, digest in common.items():
+        if not path.startswith(("instructions/SceneCaption/train", "datasets/SceneCaption/train")):
+            assert own[path] == digest, path
+    marker = json.loads((sized / sy.MARKER).read_text())
+    assert marker["benchmark"]["train_sizes"] == {"SceneCaption": 2 * N_TRAIN}
+
+
+def test_the_benchmark_reads_each_tasks_own_training_size(tmp_path):
+    from hide.data.datamodule import SyntheticBenchmark
+    from hide.errors import ConfigError
+
+    benchmark = SyntheticBenchmark(str(tmp_path), train_per_task=6, test_per_task=4, image_size=SIZE,
+                                   select=["ObjectCaption", "SceneCaption"], train_scale={"SceneCaption": 1.5})
+    assert benchmark.data_dir.name == "n6-SceneCaption9-t4-px32-s0"
+    assert [len(t.train) for t in benchmark.load()] == [6, 9]
+    same = SyntheticBenchmark(str(tmp_path), train_per_task=6, test_per_task=4, image_size=SIZE,
+                              train_scale={"SceneCaption": 1.0})
+    assert same.data_dir.name == "n6-t4-px32-s0"  # a scale of 1 changes nothing
+    with pytest.raises(ConfigError, match="Scenecaption"):
+        SyntheticBenchmark(str(tmp_path), train_scale={"Scenecaption": 2})
+
+
+def test_the_default_config_scales_the_tasks_that_need_more_steps(tmp_path):
+    from hydra.utils import instantiate
+
+    from hide.config import compose_config
+
+    default = instantiate(compose_config([], tmp_path).benchmark)
+    assert default.train_sizes == {"FigureQA": 1800, "SceneCaption": 1800}
+    fast = instantiate(compose_config(["debug=fast"], tmp_path).benchmark)
+    assert fast.train_sizes == {}  # the fast runs keep two optimizer steps per epoch on every task

@@ -54,6 +54,10 @@ class Benchmark:
         self.max_new_tokens = max_new_tokens
         self.check_images = check_images
 
+    def train_limit(self, task_name: str) -> int | None:
+        """How many training records of this task are kept (None: all)."""
+        return self.train_per_task
+
     # The general-ability sets (`retention_sets` in conf/train.yaml) a run on this benchmark is
     # scored on with eval.retention=auto: none for a benchmark read from disk.
     general_ability: tuple[str, ...] = ()
@@ -84,7 +88,7 @@ class Benchmark:
         tasks = []
         for spec in self.specs:
             bad: list[BadRecord] = []
-            tasks.append(load_task(self.data_dir, spec, self.train_per_task, self.test_per_task, self.check_images,
+            tasks.append(load_task(self.data_dir, spec, self.train_limit(spec.name), self.test_per_task, self.check_images,
                                    on_bad_record=on_bad_record, max_image_pixels=max_image_pixels, skipped=bad))
             if skipped is not None:
                 skipped.extend((spec.name, b) for b in bad)
@@ -100,10 +104,16 @@ class SyntheticBenchmark(Benchmark):
 
     def __init__(self, root: str, num_tasks: int | None = None, train_per_task: int = 600,
                  test_per_task: int = 200, image_size: int = 64, seed: int = 0, max_new_tokens: int = 32,
-                 select: list[str] | None = None):
+                 select: list[str] | None = None, train_scale: dict[str, float] | None = None):
         self.image_size = image_size
         self.seed = seed
-        data_dir = Path(root).expanduser() / f"n{train_per_task}-t{test_per_task}-px{image_size}-s{seed}"
+        unknown = sorted(set(train_scale or {}) - set(synth.TASK_NAMES))
+        if unknown:
+            raise ConfigError(f"benchmark.train_scale names unknown task(s) {unknown}; the tasks are {synth.TASK_NAMES}")
+        sizes = {name: round(train_per_task * float(factor)) for name, factor in (train_scale or {}).items()}
+        self.train_sizes = {name: n for name, n in sizes.items() if n != train_per_task}
+        sizes = "".join(f"-{name}{n}" for name, n in sorted(self.train_sizes.items()))
+        data_dir = Path(root).expanduser() / f"n{train_per_task}{sizes}-t{test_per_task}-px{image_size}-s{seed}"
         super().__init__(str(data_dir), synth.SYNTH_TASKS, num_tasks, train_per_task, test_per_task,
                          max_new_tokens, select=select)
 
@@ -112,7 +122,10 @@ class SyntheticBenchmark(Benchmark):
         # on which tasks a run selects.
         synth.generate_benchmark(self.data_dir, train_per_task=self.train_per_task,
                                  test_per_task=self.test_per_task, image_size=self.image_size,
-                                 seed=self.seed)
+                                 seed=self.seed, train_sizes=self.train_sizes or None)
+
+    def train_limit(self, task_name: str) -> int:
+        return self.train_sizes.get(task_name, self.train_per_task)
 
 
 class ContinualDataModule(pl.LightningDataModule):

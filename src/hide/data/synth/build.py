@@ -25,10 +25,10 @@ from hide.data.synth.tasks import TASK_NAMES, TASKS
 from hide.errors import ConfigError
 
 # Bump when any generated image or text of the six tasks changes, so that stale data is regenerated.
-GENERATOR_VERSION = 7
+GENERATOR_VERSION = 8
 # Bump when anything the pretraining mixture draws or asks changes (its scenes share the tasks' drawing code):
 # it is part of the tiny model's cache key, so the base model is rebuilt.
-MIXTURE_VERSION = 7
+MIXTURE_VERSION = 8
 MARKER = ".complete.json"
 MIXTURE = "Mixture"  # its folder under datasets/ and instructions/
 # the name that keys the mixture's random streams (`sample_rng`): changing it draws other data
@@ -161,7 +161,8 @@ def _check_count(name: str, value: int, minimum: int = 1) -> None:
 
 
 def generate_benchmark(root, train_per_task: int = 600, test_per_task: int = 200, image_size: int = 64,
-                       seed: int = 0, tasks: list[str] | None = None, progress: bool = True) -> Path:
+                       seed: int = 0, tasks: list[str] | None = None, progress: bool = True,
+                       train_sizes: dict[str, int] | None = None) -> Path:
     """Write the six-task synthetic benchmark (or the named subset, kept in benchmark order) in
     the UCIT layout under `root`, and return `root`.
 
@@ -180,6 +181,8 @@ def generate_benchmark(root, train_per_task: int = 600, test_per_task: int = 200
     root = Path(root).expanduser()
     params = {"version": GENERATOR_VERSION, "train_per_task": train_per_task, "test_per_task": test_per_task,
               "image_size": image_size, "seed": int(seed), "tasks": names}
+    if train_sizes:  # tasks with a training set of their own size (the others: train_per_task)
+        params["train_sizes"] = {name: int(n) for name, n in sorted(train_sizes.items())}
 
     def build():
         root.mkdir(parents=True, exist_ok=True)
@@ -187,7 +190,7 @@ def generate_benchmark(root, train_per_task: int = 600, test_per_task: int = 200
         with _Progress(progress) as bar:
             for task in TASKS:
                 if task.NAME in names:
-                    _generate_task(root, task, train_per_task, test_per_task, image_size, int(seed), bar)
+                    _generate_task(root, task, (train_sizes or {}).get(task.NAME, train_per_task), test_per_task, image_size, int(seed), bar)
         _write_marker(root, "benchmark", params)
 
     build_once(root, lambda: _is_complete(root, "benchmark", params), build)

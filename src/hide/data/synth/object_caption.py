@@ -5,8 +5,11 @@ to a blue book on a table"); three reference captions per image.
 Its pretraining counterpart, the "table" family: the same scenes, asked to describe the objects
 ("the cup is red and the book is blue"), how many objects there are (in words, or a digit),
 whether some kind of object is there, what colour an object is (a sentence, or a word) and which
-of three kinds of object is on the table (an option's letter). Never a caption of a table top:
-the task's captions are content the base model has not produced.
+of three kinds of object is on the table (an option's letter), and a caption in a style of its
+own that names the objects only ("a yellow cup and a green bottle"), as LLaVA-1.5 had captioned
+images before its continual tasks: the base model captions table tops, the task teaches its
+phrasing (the table, "next to", "sitting on a wooden table"). The vision tower learns to count
+the objects of each kind and colour.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 from PIL import Image
 
 from hide.data.synth.draw import RGB, canvas, darker, finish, jitter_color, lighter
-from hide.data.synth.texts import COLORS, IT_IS, art, count_answer, multiple_choice, register, short, yes_no
+from hide.data.synth.texts import COLORS, IT_IS, and_list, art, caption_prompt, count_answer, multiple_choice, register, short, yes_no
 
 NAME = "ObjectCaption"
 KIND = "caption"
@@ -149,6 +152,8 @@ def pretraining(rng, size):
           ("which_on_table", which, letter, 1.0)]
     ask = TABLE_OBJECTS[rng.integers(len(TABLE_OBJECTS))]
     qa.append(("obj_there", S0["obj_there"].format(art=art(ask), kind=ask), yes_no(ask in kinds), 1.0))
+    # a caption in the mixture's own style (the objects, no table), not in the task's
+    qa.append(("caption", caption_prompt(rng), and_list([f"a {o['color']} {o['kind']}" for o in objs]), 1.0))
     unique = [o for o in objs if kinds.count(o["kind"]) == 1]
     if unique:
         o = unique[rng.integers(len(unique))]
@@ -162,9 +167,14 @@ def mixture_cell_labels(meta: dict) -> None:
     return None
 
 
-def mixture_counts(meta: dict) -> None:
-    """None: table objects are not counted in the vision tower's pretraining."""
-    return None
+def mixture_counts(meta: dict) -> dict[str, int]:
+    """How many objects of each kind and of each colour, and in all: without them the vision
+    tower does not tell the table's objects apart (they are a free scene, off the layout grid)."""
+    objs = meta["objects"]
+    counts = {f"table {k}": sum(o["kind"] == k for o in objs) for k in TABLE_OBJECTS}
+    counts.update({f"table {c}": sum(o["color"] == c for o in objs) for c in OBJECT_COLORS})
+    counts["table total"] = len(objs)
+    return counts
 
 
 def chance(test_records) -> None:

@@ -5,8 +5,12 @@ reference captions per image.
 
 Its pretraining counterpart, the "outdoor" family: the same scenes, asked the time of day (a
 sentence, or an option's letter), whether it is day or night, whether there is a house, a person
-or water, how many trees there are (in words, or a digit) and what colour the house is. Never a
-caption of an outdoor scene: the task's captions are content the base model has not produced.
+or water, how many trees there are (in words, or a digit) and what colour the house is, and a
+caption in a style of its own that lists the scene's things and says the time ("a red house and
+a person , it is night"), as LLaVA-1.5 had captioned images before its continual tasks. The
+task's phrases of place and time ("by the water", "during the day", "under the moon") are what
+the base model has not produced. The task trains on the reference that lists the scene's things
+(`TRAIN_REFERENCE`). The vision tower learns to count the trees, houses and people.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from hide.data.synth.draw import (
     rotated,
     vertical_gradient,
 )
-from hide.data.synth.texts import COUNT_Q, and_list, count_answer, multiple_choice, register, short, yes_no
+from hide.data.synth.texts import COUNT_Q, and_list, caption_prompt, count_answer, multiple_choice, register, short, yes_no
 
 NAME = "SceneCaption"
 KIND = "caption"
@@ -48,6 +52,8 @@ TIME_PHRASES = register({
     "night": ("under a night sky", "at night", "under the moon"),
     "sunset": ("at sunset", "in the evening", "under an orange sky"),
 })
+# the training caption: the reference that lists the scene's things (`_scene_captions`' second)
+TRAIN_REFERENCE = 1
 GROUND_PHRASES = register({"grass": ("on the grass", "in a green field"), "water": ("by the water", "near a lake")})
 
 # The mixture's questions and answers about outdoor scenes (keys are names, not text: only the values
@@ -87,8 +93,10 @@ def _draw_house(draw, cx, base, S, wall: RGB, night: bool):
 
 def _draw_person(draw, cx, base, S, night: bool):
     color = (240, 240, 240) if night else (25, 25, 25)
-    w = max(2, round(0.018 * S))
-    ph = 0.22 * S
+    # drawn large and thick: a thinner figure is a few pixels at 64 px, which the vision tower
+    # does not learn to see
+    w = max(2, round(0.03 * S))
+    ph = 0.32 * S
     hip, neck = base - 0.45 * ph, base - 0.8 * ph
     r = 0.1 * ph
     draw.ellipse([cx - r, neck - 2 * r, cx + r, neck], fill=color)
@@ -191,7 +199,9 @@ def _scene_captions(meta: dict) -> list[str]:
 def sample(rng, size):
     img, meta = _scene_outdoor(rng, size)
     refs = _scene_captions(meta)
-    return img, SCENE_Q, refs[rng.integers(len(refs))], refs, meta
+    # trained on the reference that lists the scene's things, the way the mixture's own captions
+    # of outdoor scenes do: the task teaches where and when, in its own phrasing
+    return img, SCENE_Q, refs[TRAIN_REFERENCE], refs, meta
 
 
 def pretraining(rng, size):
@@ -207,6 +217,11 @@ def pretraining(rng, size):
           ("n_trees_digit", short(S0["n_trees"]), str(meta["trees"]), 1.0)]
     if meta["house"]:
         qa.append(("house_color", short(S0["house_color"]), meta["house_color"], 1.0))
+    # a caption in the mixture's own style (the things, then "it is night"), never the task's
+    # phrases of place and time
+    things = [p for p in (f"a {meta['house_color']} house" if meta["house"] else None,
+                          TREE_PHRASES.get(meta["trees"]), "a person" if meta["person"] else None) if p]
+    qa.append(("caption", caption_prompt(rng), f"{and_list(things)} , {S0_ANSWERS['daytime' if time == 'day' else time]}", 1.0))
     if time != "sunset":
         qa.append(("day_night", S0["day_night"], S0_ANSWERS[time], 1.0))
     return img, qa, meta
@@ -217,9 +232,10 @@ def mixture_cell_labels(meta: dict) -> None:
     return None
 
 
-def mixture_counts(meta: dict) -> None:
-    """None: trees are not counted in the vision tower's pretraining."""
-    return None
+def mixture_counts(meta: dict) -> dict[str, int]:
+    """How many trees, houses and people: without them the vision tower does not learn to see
+    which things a free scene holds (it learns the sky and the ground from the questions alone)."""
+    return {"outdoor trees": meta["trees"], "outdoor houses": int(meta["house"]), "outdoor people": int(meta["person"])}
 
 
 def chance(test_records) -> None:
