@@ -647,14 +647,3 @@ def test_the_benchmark_reads_each_tasks_own_training_size(tmp_path):
     assert same.data_dir.name == "n6-t4-px32-s0"  # a scale of 1 changes nothing
     with pytest.raises(ConfigError, match="Scenecaption"):
         SyntheticBenchmark(str(tmp_path), train_scale={"Scenecaption": 2})
-
-
-def test_the_default_config_scales_the_tasks_that_need_more_steps(tmp_path):
-    from hydra.utils import instantiate
-
-    from hide.config import compose_config
-
-    default = instantiate(compose_config([], tmp_path).benchmark)
-    assert default.train_sizes == {"FigureQA": 1800, "SceneCaption": 1800}
-    fast = instantiate(compose_config(["debug=fast"], tmp_path).benchmark)
-    assert fast.train_sizes == {}  # the fast runs keep two optimizer steps per epoch on every task
