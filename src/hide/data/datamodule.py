@@ -112,8 +112,8 @@ class SyntheticBenchmark(Benchmark):
             raise ConfigError(f"benchmark.train_scale names unknown task(s) {unknown}; the tasks are {synth.TASK_NAMES}")
         sizes = {name: round(train_per_task * float(factor)) for name, factor in (train_scale or {}).items()}
         self.train_sizes = {name: n for name, n in sizes.items() if n != train_per_task}
-        sizes = "".join(f"-{name}{n}" for name, n in sorted(self.train_sizes.items()))
-        data_dir = Path(root).expanduser() / f"n{train_per_task}{sizes}-t{test_per_task}-px{image_size}-s{seed}"
+        own_sizes = "".join(f"-{name}{n}" for name, n in sorted(self.train_sizes.items()))
+        data_dir = Path(root).expanduser() / f"n{train_per_task}{own_sizes}-t{test_per_task}-px{image_size}-s{seed}"
         super().__init__(str(data_dir), synth.SYNTH_TASKS, num_tasks, train_per_task, test_per_task,
                          max_new_tokens, select=select)
 

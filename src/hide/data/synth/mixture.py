@@ -84,9 +84,10 @@ def mixture_cell_labels(meta: dict) -> list[str] | None:
 
 
 def mixture_counts(meta: dict) -> dict[str, int] | None:
-    """How many objects of each kind a mixture grid scene holds (zeros included), for the vision
-    tower's counting pretraining; None for the other scenes. Icons: per icon kind; CLEVR objects:
-    per colour and per shape; both: the total."""
+    """How many objects of each kind a mixture scene holds (zeros included), for the vision
+    tower's counting pretraining; None for scenes without counts (shapes, bars). Icons: per icon
+    kind; CLEVR objects: per colour and per shape; table tops: per kind and per colour; all three:
+    the total; outdoor scenes: trees, houses and people."""
     family = FAMILIES.get(meta.get("family"))
     return family.mixture_counts(meta) if family else None
 
