@@ -27,7 +27,7 @@ from pathlib import Path
 
 from hide.config import compose_config
 from hide.loop import run_continual
-from hide.metrics.calibration import BANDS, SEVEN_B, TASK_RATIO_MAX, regime_statistics
+from hide.metrics.calibration import BANDS, SEVEN_B, TASK_RATIO_MAX, regime_settings, regime_statistics
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hide_inference import run_variants  # noqa: E402
@@ -41,7 +41,10 @@ def measure(overrides: list[str], out: Path) -> dict:
     started = time.perf_counter()
     runs = {}
     for method in ("lora", "multitask"):
-        runs[method] = run_continual(compose_config([f"method={method}", *overrides], out / method), out / method)
+        cfg = compose_config([f"method={method}", *overrides], out / method)
+        if method == "lora":
+            settings = regime_settings(cfg)
+        runs[method] = run_continual(cfg, out / method)
     tasks = runs["lora"]["tasks"]
     hide_metrics, hide_rows = run_variants(overrides, out / "hide", VARIANTS)
     variants = {row["variant"]: row for row in hide_rows[1:]}
@@ -52,7 +55,7 @@ def measure(overrides: list[str], out: Path) -> dict:
         fuse_all_last=variants["none:sum_ab"]["Last"], expand_all_last=variants["all:sum_ab"]["Last"],
         single_task=[r["single_task"] for r in single], chance=[r["chance"] for r in single])
     return {
-        "overrides": overrides, "tasks": tasks, "seed": runs["lora"]["seed"],
+        "overrides": overrides, "settings": settings, "tasks": tasks, "seed": runs["lora"]["seed"],
         "R1": stats["R1"], "R2": stats["R2"], "R3": stats["R3"], "R4": stats["R4"], "R5": stats["R5"],
         "statistics": stats, "bands": BANDS, "seven_b": SEVEN_B, "task_ratio_max": TASK_RATIO_MAX,
         "matrices": {"lora": runs["lora"]["matrix"], "multitask": runs["multitask"]["matrix"],

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from hide.metrics.calibration import in_band, learnable, regime_statistics
+from hide.config import compose_config
+from hide.metrics.calibration import in_band, learnable, regime_settings, regime_statistics
 
 from conftest import FAST, ROOT
 
@@ -77,5 +78,15 @@ def test_calibration_script_writes_every_number_it_used(tmp_path):
     assert result["statistics"] == json.loads(json.dumps(expected))
     assert len(result["update_sizes"]["functional"]) == len(result["update_sizes"]["frobenius"]) == 2
     assert all(v > 0 for v in result["update_sizes"]["functional"])
+    assert result["settings"]["benchmark"]["train_per_task"] == 16  # debug=fast's count, as run
     table = (tmp_path / "calibration.md").read_text()
     assert "| R1 zero-shot / multitask |" in table and "| Renditions |" in table and "| ObjectCaption |" in table
+
+
+@pytest.mark.parametrize("name", ["calibration.json", "calibration_seed1.json"])
+def test_the_committed_calibrations_describe_the_default_config(name, tmp_path):
+    """docs/ claims these files measure the default config: a change of the defaults the regime
+    depends on (optimiser, epochs, sample counts, adapters, backbone) fails here until the
+    calibration is rerun."""
+    committed = json.loads((ROOT / "docs" / name).read_text())
+    assert committed["settings"] == regime_settings(compose_config(["method=lora"], tmp_path))

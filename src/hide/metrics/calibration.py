@@ -78,3 +78,28 @@ def regime_statistics(zero_shot: Sequence[float], multitask: Sequence[float],
         stats["R5"] = all(stats["R5_per_task"])
     stats["in_band"] = {name: in_band(name, stats[name]) for name in BANDS}
     return stats
+
+
+def regime_settings(cfg) -> dict:
+    """What of a composed config (`hide.config.compose_config`) the regime statistics depend on and
+    every method shares: the optimiser, epochs per task, the benchmark's sample counts, the
+    adapters' rank and scale and the backbone's settings. calibrate.py records them so that a
+    committed calibration can be checked against the config it claims to describe."""
+    from omegaconf import OmegaConf
+
+    def plain(node):
+        return OmegaConf.to_container(node, resolve=True) if node is not None else None
+
+    bench = cfg.benchmark
+    model = plain(cfg.model)
+    for key in ("cache_dir", "shipped_dir", "progress"):  # where the backbone lives and how it reports, not what it is
+        model.pop(key, None)
+    return {
+        "optim": plain(cfg.optim),
+        "max_epochs": cfg.trainer.get("max_epochs"),
+        "benchmark": {"target": bench.get("_target_"), "train_per_task": bench.get("train_per_task"),
+                      "test_per_task": bench.get("test_per_task"),
+                      "train_scale": plain(bench.get("train_scale")) or {}},  # absent: every scale 1
+        "adapter": {"rank": cfg.method.get("rank"), "alpha": cfg.method.get("alpha")},
+        "model": model,
+    }
