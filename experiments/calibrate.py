@@ -39,12 +39,10 @@ QUICK_TEST_PER_TASK = 60
 
 def measure(overrides: list[str], out: Path) -> dict:
     started = time.perf_counter()
+    settings = regime_settings(compose_config(["method=lora", *overrides], out / "lora"))
     runs = {}
     for method in ("lora", "multitask"):
-        cfg = compose_config([f"method={method}", *overrides], out / method)
-        if method == "lora":
-            settings = regime_settings(cfg)
-        runs[method] = run_continual(cfg, out / method)
+        runs[method] = run_continual(compose_config([f"method={method}", *overrides], out / method), out / method)
     tasks = runs["lora"]["tasks"]
     hide_metrics, hide_rows = run_variants(overrides, out / "hide", VARIANTS)
     variants = {row["variant"]: row for row in hide_rows[1:]}

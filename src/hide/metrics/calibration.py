@@ -81,25 +81,30 @@ def regime_statistics(zero_shot: Sequence[float], multitask: Sequence[float],
 
 
 def regime_settings(cfg) -> dict:
-    """What of a composed config (`hide.config.compose_config`) the regime statistics depend on and
-    every method shares: the optimiser, epochs per task, the benchmark's sample counts, the
-    adapters' rank and scale and the backbone's settings. calibrate.py records them so that a
-    committed calibration can be checked against the config it claims to describe."""
-    from omegaconf import OmegaConf
+    """What of a composed config (`hide.config.compose_config`) every method shares and the regime
+    statistics depend on: the optimiser, the training budget (epochs per task, batch size,
+    accumulation, clipping), the benchmark's settings, the shared adapter settings and the
+    backbone's recipe. calibrate.py records them so that a committed calibration can be checked
+    against the config it claims to describe. The data generator's code is covered by the
+    benchmark's own cache keys, not here."""
+    from omegaconf import Container, OmegaConf
 
     def plain(node):
-        return OmegaConf.to_container(node, resolve=True) if node is not None else None
+        return OmegaConf.to_container(node, resolve=True) if isinstance(node, Container) else node
 
-    bench = cfg.benchmark
+    benchmark = plain(cfg.benchmark)
+    benchmark.pop("root", None)  # where the data are written, not what they are
+    benchmark["train_scale"] = benchmark.get("train_scale") or {}  # absent: every scale 1
     model = plain(cfg.model)
-    for key in ("cache_dir", "shipped_dir", "progress"):  # where the backbone lives and how it reports, not what it is
+    for key in ("cache_dir", "shipped_dir", "progress"):  # where the backbone lives and how it reports
         model.pop(key, None)
     return {
         "optim": plain(cfg.optim),
-        "max_epochs": cfg.trainer.get("max_epochs"),
-        "benchmark": {"target": bench.get("_target_"), "train_per_task": bench.get("train_per_task"),
-                      "test_per_task": bench.get("test_per_task"),
-                      "train_scale": plain(bench.get("train_scale")) or {}},  # absent: every scale 1
-        "adapter": {"rank": cfg.method.get("rank"), "alpha": cfg.method.get("alpha")},
+        "training": {"max_epochs": cfg.trainer.get("max_epochs"), "batch_size": cfg.data.batch_size,
+                     "accumulate_grad_batches": cfg.trainer.get("accumulate_grad_batches"),
+                     "gradient_clip_val": cfg.trainer.get("gradient_clip_val")},
+        "benchmark": benchmark,
+        "adapter": {key: plain(cfg.method.get(key)) for key in
+                    ("rank", "alpha", "dropout", "targets", "train_projector")},
         "model": model,
     }
