@@ -39,10 +39,11 @@ QUICK_TEST_PER_TASK = 60
 
 def measure(overrides: list[str], out: Path) -> dict:
     started = time.perf_counter()
-    settings = regime_settings(compose_config(["method=lora", *overrides], out / "lora"))
-    runs = {}
-    for method in ("lora", "multitask"):
-        runs[method] = run_continual(compose_config([f"method={method}", *overrides], out / method), out / method)
+    lora = compose_config(["method=lora", *overrides], out / "lora")
+    settings = regime_settings(lora)
+    runs = {"lora": run_continual(lora, out / "lora")}
+    runs["multitask"] = run_continual(compose_config(["method=multitask", *overrides], out / "multitask"),
+                                      out / "multitask")
     tasks = runs["lora"]["tasks"]
     hide_metrics, hide_rows = run_variants(overrides, out / "hide", VARIANTS)
     variants = {row["variant"]: row for row in hide_rows[1:]}

@@ -89,15 +89,14 @@ def regime_settings(cfg) -> dict:
     benchmark's own cache keys, not here."""
     from omegaconf import Container, OmegaConf
 
+    from hide.models.tiny import backbone_settings
+
     def plain(node):
         return OmegaConf.to_container(node, resolve=True) if isinstance(node, Container) else node
 
     benchmark = plain(cfg.benchmark)
     benchmark.pop("root", None)  # where the data are written, not what they are
     benchmark["train_scale"] = benchmark.get("train_scale") or {}  # absent: every scale 1
-    model = plain(cfg.model)
-    for key in ("cache_dir", "shipped_dir", "progress"):  # where the backbone lives and how it reports
-        model.pop(key, None)
     return {
         "optim": plain(cfg.optim),
         "training": {"max_epochs": cfg.trainer.get("max_epochs"), "batch_size": cfg.data.batch_size,
@@ -106,5 +105,5 @@ def regime_settings(cfg) -> dict:
         "benchmark": benchmark,
         "adapter": {key: plain(cfg.method.get(key)) for key in
                     ("rank", "alpha", "dropout", "targets", "train_projector")},
-        "model": model,
+        "model": backbone_settings(cfg.model),
     }

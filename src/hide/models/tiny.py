@@ -304,6 +304,15 @@ def tiny_cache_key(spec: dict) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
+def backbone_settings(model_cfg) -> dict:
+    """A composed config's `model` group as plain values, without where the backbone is kept and
+    whether it reports progress: what the backbone is (with `_target_`, which builds it)."""
+    model = OmegaConf.to_container(model_cfg, resolve=True)
+    for key in ("cache_dir", "shipped_dir", "progress"):
+        model.pop(key, None)
+    return model
+
+
 def tiny_spec(image_size: int = 64, patch_size: int = 8, vision: dict | None = None, text: dict | None = None,
               vision_pretrain: dict | None = None, language_pretrain: dict | None = None, seed: int = 0) -> dict:
     """Every setting a built tiny backbone depends on (its cache key hashes them)."""
@@ -420,15 +429,14 @@ def main() -> None:
     args, overrides = parser.parse_known_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = compose_config(overrides, Path(tempfile.mkdtemp(prefix="tiny-build-")))
-    model = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "_target_"}
-    cache_dir, shipped_dir = model.pop("cache_dir"), model.pop("shipped_dir", None)
-    model.pop("progress", None)
+    model = backbone_settings(cfg.model)
+    model.pop("_target_")
     spec = tiny_spec(**model)
-    path = Path(cache_dir).expanduser() / f"tiny-llava-{tiny_cache_key(spec)}"
+    path = Path(cfg.model.cache_dir).expanduser() / f"tiny-llava-{tiny_cache_key(spec)}"
     build_once(path, lambda: (path / "build.json").exists(), lambda: _build_tiny(path, spec, progress=True))
     print(f"built: {path}")
     if args.ship:
-        target = Path(shipped_dir or SHIPPED_DIR).expanduser()
+        target = Path(cfg.model.get("shipped_dir") or SHIPPED_DIR).expanduser()
         for old in target.glob("tiny-llava-*"):
             shutil.rmtree(old)
         target.mkdir(parents=True, exist_ok=True)
