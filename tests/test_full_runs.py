@@ -1,4 +1,4 @@
-"""Full-size synthetic runs behind the issue's acceptance figures (minutes each): `make test-slow`."""
+"""Full-size synthetic runs of the default config (minutes each): `make test-slow`."""
 
 import json
 import subprocess
@@ -45,8 +45,9 @@ def test_hide_forgets_less_than_sequential_lora(hide, lora):
     assert abs(hide["BWT"]) < abs(lora["BWT"])
 
 
-@pytest.mark.xfail(strict=True, reason="on the default proxy HiDe as published is 3.2 points above sequential "
-                   "LoRA on seed 0 (39.3 vs 36.1) and below it on seed 1: docs/results.md")
+@pytest.mark.xfail(strict=True, reason="on the default proxy HiDe as published is below sequential LoRA (42.6 vs "
+                   "58.6 on seed 0): fusing the experts into the lower layers costs the tiny decoder "
+                   "much of what they learnt (docs/results.md)")
 def test_hide_beats_sequential_lora_by_10(hide, lora):
     assert hide["Last"] >= lora["Last"] + 10
 
