@@ -321,11 +321,21 @@ def tiny_spec(image_size: int = 64, patch_size: int = 8, vision: dict | None = N
             "seed": seed}
 
 
+def tiny_backbone_name(spec: dict) -> str:
+    """The folder name of the backbone of `spec`, in the cache and among the shipped ones."""
+    return f"tiny-llava-{tiny_cache_key(spec)}"
+
+
+def shipped_root(shipped_dir: str | None) -> Path:
+    """The folder of shipped backbones: `model.shipped_dir`, or the repository's assets/models/."""
+    return Path(shipped_dir or SHIPPED_DIR).expanduser()
+
+
 def tiny_backbone_dir(spec: dict, cache_dir: str, shipped_dir: str | None = None) -> Path:
     """Where the backbone of `spec` lives: the copy shipped with the repository when one was built
     by these settings and this recipe, else its place in the cache."""
-    name = f"tiny-llava-{tiny_cache_key(spec)}"
-    shipped = Path(shipped_dir or SHIPPED_DIR).expanduser() / name
+    name = tiny_backbone_name(spec)
+    shipped = shipped_root(shipped_dir) / name
     return shipped if (shipped / "build.json").exists() else Path(cache_dir).expanduser() / name
 
 
@@ -336,7 +346,7 @@ def load_tiny_backbone(cache_dir: str, progress: bool = True, shipped_dir: str |
     path = tiny_backbone_dir(spec, cache_dir, shipped_dir)
 
     def build():
-        other = sorted(p.name for p in Path(shipped_dir or SHIPPED_DIR).expanduser().glob("tiny-llava-*"))
+        other = sorted(p.name for p in shipped_root(shipped_dir).glob("tiny-llava-*"))
         if other:
             log.info("The shipped backbone (%s) was built by other settings or another recipe than "
                      "this run's (%s): building it", ", ".join(other), path.name)
@@ -432,11 +442,11 @@ def main() -> None:
     model = backbone_settings(cfg.model)
     model.pop("_target_")
     spec = tiny_spec(**model)
-    path = Path(cfg.model.cache_dir).expanduser() / f"tiny-llava-{tiny_cache_key(spec)}"
+    path = Path(cfg.model.cache_dir).expanduser() / tiny_backbone_name(spec)
     build_once(path, lambda: (path / "build.json").exists(), lambda: _build_tiny(path, spec, progress=True))
     print(f"built: {path}")
     if args.ship:
-        target = Path(cfg.model.get("shipped_dir") or SHIPPED_DIR).expanduser()
+        target = shipped_root(cfg.model.get("shipped_dir"))
         for old in target.glob("tiny-llava-*"):
             shutil.rmtree(old)
         target.mkdir(parents=True, exist_ok=True)
