@@ -7,6 +7,10 @@ conversations (their own random streams, never trained on), answers each one's f
 with batched greedy generation, and writes DIR/mixture_skills.json and .md: accuracy per question
 kind (the "asked" key of the generator), with a majority-answer baseline beside it. Use it to see
 whether a continual task's skill (counting, comparing bars, ...) is in the base model at all.
+Two image-free skills every multiple-choice and caption task builds on are scored beside them,
+on up to IMAGE_FREE_QUESTIONS questions of their own: the option lookup ("Which option is red?", answered with the
+letter) and the repeat turn ("Write this sentence"), and the language model's copying alone (the
+share of a repeated word sequence's second half it predicts, teacher-forced; `copy` in the json).
 """
 
 from __future__ import annotations
@@ -16,13 +20,18 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import numpy as np
 from hydra.utils import instantiate
 
 from hide.config import compose_config
 from hide.data import synth
 from hide.data.collate import Encoder, EvalCollator
 from hide.data.formats import TestRecord, load_train_file
+from hide.models.tiny import copy_accuracy
 from hide.module import greedy_answers
+
+
+IMAGE_FREE_QUESTIONS = 400  # of each image-free skill (at most one per mixture conversation)
 
 
 def answer_all(backbone, records: list[TestRecord], batch_size: int = 64, max_new_tokens: int = 24) -> list[str]:
@@ -57,6 +66,13 @@ def main() -> None:
     by_kind: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for kind, record, prediction in zip(kinds, records, predictions):
         by_kind[kind].append((prediction.lower(), record.answer.lower()))
+    # the image-free skills, on the same images (a seeded stream of their own)
+    rng = np.random.default_rng(cfg.model.get("seed", 0) + 1)
+    for kind, make in (("option_lookup (image-free)", synth.mixture.lookup_turn),
+                       ("repeat (image-free)", synth.mixture.repeat_turn)):
+        asked = [TestRecord(r.question_id, r.image, *make(rng)) for r in records[:IMAGE_FREE_QUESTIONS]]
+        for record, prediction in zip(asked, answer_all(backbone, asked)):
+            by_kind[kind].append((prediction.lower(), record.answer.lower()))
     rows = []
     for kind in sorted(by_kind):
         pairs = by_kind[kind]
@@ -65,10 +81,12 @@ def main() -> None:
                      "accuracy": 100.0 * sum(p == a for p, a in pairs) / len(pairs),
                      "majority": 100.0 * majority / len(pairs),
                      "examples": [{"predicted": p, "answer": a} for p, a in pairs[:3]]})
+    copy = 100.0 * copy_accuracy(backbone, sequences=200, seed=cfg.model.get("seed", 0))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "mixture_skills.json").write_text(json.dumps(rows, indent=2))
+    (out / "mixture_skills.json").write_text(json.dumps({"kinds": rows, "copy": copy}, indent=2))
     lines = ["| question kind | n | base model | majority answer |", "|---|---:|---:|---:|"]
     lines += [f"| {r['kind']} | {r['n']} | {r['accuracy']:.1f} | {r['majority']:.1f} |" for r in rows]
+    lines += ["", f"copying (teacher-forced second half of a repeated word sequence): {copy:.1f}%"]
     (out / "mixture_skills.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

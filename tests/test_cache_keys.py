@@ -74,3 +74,10 @@ def test_a_repeat_share_of_zero_keeps_the_key_of_a_backbone_built_without_it():
     without = tiny.tiny_cache_key(spec)
     assert tiny.tiny_cache_key(tiny.tiny_spec(language_pretrain={"num_samples": 100, "repeat_share": 0.0})) == without
     assert tiny.tiny_cache_key(tiny.tiny_spec(language_pretrain={"num_samples": 100, "repeat_share": 0.2})) != without
+
+
+def test_a_text_stage_of_zero_steps_keeps_the_key_of_a_backbone_built_without_it():
+    """The text stage is off at 0 steps and then leaves the key alone; any number of steps gets its own."""
+    without = tiny.tiny_cache_key(tiny.tiny_spec())
+    assert tiny.tiny_cache_key(tiny.tiny_spec(text_pretrain={"steps": 0, "lr": 1e-3})) == without
+    assert tiny.tiny_cache_key(tiny.tiny_spec(text_pretrain={"steps": 500, "lr": 1e-3})) != without

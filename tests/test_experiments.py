@@ -19,12 +19,15 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess:
 def test_mixture_skills(tmp_path):
     done = _run("mixture_skills.py", "--samples", "24", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = json.loads((tmp_path / "mixture_skills.json").read_text())
-    assert sum(r["n"] for r in rows) == 24
+    result = json.loads((tmp_path / "mixture_skills.json").read_text())
+    rows, image_free = result["kinds"], {"option_lookup (image-free)", "repeat (image-free)"}
+    # every conversation's first question, and as many of each image-free skill
+    assert sum(r["n"] for r in rows if r["kind"] not in image_free) == 24
+    assert sorted(r["n"] for r in rows if r["kind"] in image_free) == [24, 24]
     assert all(0 <= r["accuracy"] <= 100 and 0 < r["majority"] <= 100 for r in rows)
-    assert len({r["kind"] for r in rows}) == len(rows) >= 5
+    assert len({r["kind"] for r in rows}) == len(rows) >= 7 and 0 <= result["copy"] <= 100
     table = (tmp_path / "mixture_skills.md").read_text()
-    assert all(f"| {r['kind']} |" in table for r in rows)
+    assert all(f"| {r['kind']} |" in table for r in rows) and "copying" in table
 
 
 def test_single_task_subset(tmp_path):

@@ -1,4 +1,4 @@
-"""The two pretraining phases of the tiny backbone touch exactly the parts they should."""
+"""The pretraining phases of the tiny backbone touch exactly the parts they should."""
 
 import json
 
@@ -9,7 +9,16 @@ from transformers import CLIPImageProcessorPil
 from hide.data import synth
 from hide.data.formats import load_train_file
 from hide.models.backbone import Backbone
-from hide.models.tiny import _patch_cells, build_model, build_tokenizer, pretrain_vision, pretrain_language
+from hide.models.tiny import (
+    _patch_cells,
+    _repeated_words,
+    build_model,
+    build_tokenizer,
+    copy_accuracy,
+    pretrain_language,
+    pretrain_text,
+    pretrain_vision,
+)
 
 VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
 TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
@@ -50,6 +59,24 @@ def test_pretraining_phases(tmp_path):
                  seed=0, train_vision=False, progress=False)
     assert not _changed(vision, backbone.vision_tower), "language pretraining keeps the vision tower frozen"
     assert _changed(language, backbone.language_model) and _changed(projector, backbone.projector)
+
+
+def test_text_pretraining_trains_the_language_model_on_repeated_words(tmp_path):
+    """The text stage's sequences are <s> and a run of vocabulary words said twice; it trains the
+    language model alone (the vision tower and the projector stay as they were), and a model that
+    was never taught to copy predicts almost none of a second half."""
+    backbone, _ = _backbone_and_mixture(tmp_path, patch_size=16, num_samples=8)
+    ids = _repeated_words(backbone, batch_size=3, length=5, generator=torch.Generator().manual_seed(0))
+    assert ids.shape == (3, 11) and (ids[:, 0] == backbone.tokenizer.bos_token_id).all()
+    assert torch.equal(ids[:, 1:6], ids[:, 6:]) and len(set(ids[:, 1:].flatten().tolist())) > 5
+    assert copy_accuracy(backbone, sequences=64, seed=1) < 0.05
+
+    vision, projector = _snapshot(backbone.vision_tower), _snapshot(backbone.projector)
+    language = _snapshot(backbone.language_model)
+    losses = pretrain_text(backbone, steps=40, batch_size=16, lr=3e-3, length=(4, 8), seed=0, progress=False)
+    assert len(losses) == 40 and sum(losses[-5:]) < sum(losses[:5])
+    assert _changed(language, backbone.language_model)
+    assert not _changed(vision, backbone.vision_tower) and not _changed(projector, backbone.projector)
 
 
 def test_patch_cells_follow_the_layout_grid():

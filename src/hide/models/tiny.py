@@ -121,6 +121,60 @@ def _progress() -> Progress:
     )
 
 
+def _repeated_words(backbone: Backbone, batch_size: int, length: int, generator: torch.Generator) -> torch.Tensor:
+    """A batch of token ids: <s>, then `length` random vocabulary words, then the same words again."""
+    words = torch.tensor(backbone.tokenizer.convert_tokens_to_ids(list(synth.mixture.repeat_vocabulary())))
+    half = words[torch.randint(len(words), (batch_size, length), generator=generator)]
+    return torch.cat([torch.full((batch_size, 1), backbone.tokenizer.bos_token_id), half, half], dim=1)
+
+
+@torch.no_grad()
+def copy_accuracy(backbone: Backbone, sequences: int = 200, length: int = 8, seed: int = 0) -> float:
+    """The share of a repeated sequence's second half that the language model predicts right
+    from what came before (teacher forcing): 0 for a model that cannot copy from its context."""
+    ids = _repeated_words(backbone, sequences, length, torch.Generator().manual_seed(seed))
+    was_training = backbone.model.training
+    backbone.model.eval()
+    predicted = backbone.model(input_ids=ids).logits[:, length + 1:-1].argmax(-1)
+    backbone.model.train(was_training)
+    return (predicted == ids[:, length + 2:]).float().mean().item()
+
+
+def pretrain_text(backbone: Backbone, steps: int, batch_size: int = 64, lr: float = 1e-3, length: tuple[int, int] = (4, 12),
+                  warmup_ratio: float = 0.05, seed: int = 0, progress: bool = True) -> list[float]:
+    """Text pretraining of the language model: next-token loss on every token of image-free
+    sequences of random vocabulary words said twice ("lake red two . lake red two ."), the
+    repetition from which a language model's text pretraining forms its copying heads. The
+    mixture supervises answers only, one or a few tokens each, and from that alone this decoder
+    never learns to copy from its prompt, so it can neither repeat a sentence nor answer with the
+    letter of the option that says what it knows; returns the per-step losses."""
+    model = backbone.model
+    model.train()
+    generator = torch.Generator().manual_seed(seed)
+    params = [p for p in model.get_decoder().parameters()] + list(model.lm_head.parameters())
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(steps, warmup_ratio))
+    losses: list[float] = []
+    with _progress() as bar:
+        job = bar.add_task("text pretraining", total=steps, info="", visible=progress)
+        for step in range(steps):
+            n = int(torch.randint(length[0], length[1] + 1, (1,), generator=generator))
+            ids = _repeated_words(backbone, batch_size, n, generator)
+            out = model(input_ids=ids, labels=ids)
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(out.loss.item())
+            recent = losses[-20:]
+            bar.update(job, advance=1, info=f"loss {sum(recent) / len(recent):.3f}")
+            if (step + 1) % max(1, steps // 10) == 0:
+                log.info("text pretraining step %d/%d: loss %.3f", step + 1, steps, sum(recent) / len(recent))
+    model.eval()
+    return losses
+
+
 def pretrain_language(backbone: Backbone, records: list[TrainRecord], epochs: int, batch_size: int, lr: float,
                       warmup_ratio: float, weight_decay: float, seed: int, train_vision: bool = False,
                       progress: bool = True) -> list[float]:
@@ -299,6 +353,8 @@ def tiny_cache_key(spec: dict) -> str:
     stage0 = fields.get("stage0")
     if stage0 is not None and not stage0.get("repeat_share"):
         fields["stage0"] = {k: v for k, v in stage0.items() if k != "repeat_share"}
+    if not (fields.get("text_pretrain") or {}).get("steps"):
+        fields.pop("text_pretrain", None)
     payload = json.dumps({**fields, "recipe": RECIPE_VERSION, "stage0_data": synth.MIXTURE_VERSION,
                           "vocab": synth.vocabulary()}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
@@ -310,15 +366,18 @@ def backbone_settings(model_cfg) -> dict:
     model = OmegaConf.to_container(model_cfg, resolve=True)
     for key in ("cache_dir", "shipped_dir", "progress"):
         model.pop(key, None)
+    if not (model.get("text_pretrain") or {}).get("steps"):  # a stage that is off is no part of the backbone
+        model.pop("text_pretrain", None)
     return model
 
 
 def tiny_spec(image_size: int = 64, patch_size: int = 8, vision: dict | None = None, text: dict | None = None,
-              vision_pretrain: dict | None = None, language_pretrain: dict | None = None, seed: int = 0) -> dict:
+              vision_pretrain: dict | None = None, text_pretrain: dict | None = None,
+              language_pretrain: dict | None = None, seed: int = 0) -> dict:
     """Every setting a built tiny backbone depends on (its cache key hashes them)."""
     return {"image_size": image_size, "patch_size": patch_size, "vision": dict(vision or {}), "text": dict(text or {}),
-            "vision_pretrain": dict(vision_pretrain or {}), "language_pretrain": dict(language_pretrain or {}),
-            "seed": seed}
+            "vision_pretrain": dict(vision_pretrain or {}), "text_pretrain": dict(text_pretrain or {}),
+            "language_pretrain": dict(language_pretrain or {}), "seed": seed}
 
 
 def tiny_backbone_name(spec: dict) -> str:
@@ -399,6 +458,9 @@ def _build_tiny(path: Path, spec: dict, progress: bool) -> None:
                  for r in records]
         vision_losses = pretrain_vision(backbone, facts, seed=spec["seed"], progress=progress,
                                         cell_labels=cell_labels, counts=counts, **vision_pretrain)
+    text_pretrain = dict(spec.get("text_pretrain") or {})
+    text_losses = (pretrain_text(backbone, seed=spec["seed"], progress=progress, **text_pretrain)
+                   if text_pretrain.get("steps") else [])
     losses = pretrain_language(backbone, records, seed=spec["seed"], progress=progress, **language_pretrain)
     # Write beside the final path and rename, so an interrupted build is never mistaken for a model.
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -407,7 +469,7 @@ def _build_tiny(path: Path, spec: dict, progress: bool) -> None:
     tokenizer.save_pretrained(tmp)
     image_processor.save_pretrained(tmp)
     with open(tmp / "build.json", "w") as f:
-        json.dump({"spec": spec, "vision_losses": vision_losses, "losses": losses, "built_on": build_machine()}, f)
+        json.dump({"spec": spec, "vision_losses": vision_losses, "text_losses": text_losses, "losses": losses, "built_on": build_machine()}, f)
     if path.exists():
         shutil.rmtree(path)
     tmp.rename(path)

@@ -52,17 +52,25 @@ def sample(rng, size, repeat_share: float = 0.0):
     w = np.array([x[3] * (MC_EMPHASIS if x[1].endswith(MC_SUFFIX) else 1.0) for x in qa], dtype=np.float64)
     picked = [qa[int(i)] for i in rng.choice(len(qa), size=k, replace=False, p=w / w.sum())]
     if rng.random() < LOOKUP_SHARE:
-        names = list(COLORS)
-        x = names[rng.integers(len(names))]
-        question, letter = multiple_choice(rng, LOOKUP_Q.format(x=x), x, [c for c in names if c != x],
-                                           k=3 + int(rng.integers(2)))
-        picked = [*picked[:MIXTURE_TURNS - 1], ("option_lookup", question, letter, 1.0)]
+        picked = [*picked[:MIXTURE_TURNS - 1], ("option_lookup", *lookup_turn(rng), 1.0)]
     if repeat_share and rng.random() < repeat_share:  # drawn last: the rest of the conversation is unchanged
-        words = repeat_vocabulary()
-        chosen = " ".join(words[int(i)] for i in rng.integers(len(words), size=int(rng.integers(*REPEAT_WORDS, endpoint=True))))
-        picked.append(("repeat", f"{REPEAT_Q}\n{chosen}", chosen, 1.0))
+        picked.append(("repeat", *repeat_turn(rng), 1.0))
     meta = {"family": family, "asked": [x[0] for x in picked], **meta}
     return img, [(q, a) for _, q, a, _ in picked], meta
+
+
+def lookup_turn(rng) -> tuple[str, str]:
+    """An image-free option lookup: "Which option is red?" over 3-4 colours; (question, letter)."""
+    names = list(COLORS)
+    x = names[rng.integers(len(names))]
+    return multiple_choice(rng, LOOKUP_Q.format(x=x), x, [c for c in names if c != x], k=3 + int(rng.integers(2)))
+
+
+def repeat_turn(rng) -> tuple[str, str]:
+    """An image-free repeat turn: "Write this sentence" and 4-8 vocabulary words; (question, words)."""
+    words = repeat_vocabulary()
+    chosen = " ".join(words[int(i)] for i in rng.integers(len(words), size=int(rng.integers(*REPEAT_WORDS, endpoint=True))))
+    return f"{REPEAT_Q}\n{chosen}", chosen
 
 
 @functools.lru_cache(maxsize=1)
