@@ -121,6 +121,22 @@ def _progress() -> Progress:
     )
 
 
+def _optimizer_step(loss, params, optimizer, scheduler, losses: list[float], bar, job, stage: str, total: int,
+                    window: int = 20) -> None:
+    """One clipped AdamW step of a pretraining stage; records the loss and shows the mean of the
+    last `window` on the bar, and every tenth of the stage in the log (where no bar is drawn)."""
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    losses.append(loss.item())
+    recent = sum(losses[-window:]) / len(losses[-window:])
+    bar.update(job, advance=1, info=f"loss {recent:.3f}")
+    if len(losses) % max(1, total // 10) == 0:
+        log.info("%s step %d/%d: loss %.3f", stage, len(losses), total, recent)
+
+
 def _repeated_words(backbone: Backbone, batch_size: int, length: int, generator: torch.Generator) -> torch.Tensor:
     """A batch of token ids: <s>, then `length` random vocabulary words, then the same words again."""
     words = torch.tensor(backbone.tokenizer.convert_tokens_to_ids(list(synth.mixture.repeat_vocabulary())))
@@ -157,20 +173,11 @@ def pretrain_text(backbone: Backbone, steps: int, batch_size: int = 64, lr: floa
     losses: list[float] = []
     with _progress() as bar:
         job = bar.add_task("text pretraining", total=steps, info="", visible=progress)
-        for step in range(steps):
+        for _ in range(steps):
             n = int(torch.randint(length[0], length[1] + 1, (1,), generator=generator))
             ids = _repeated_words(backbone, batch_size, n, generator)
-            out = model(input_ids=ids, labels=ids)
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(out.loss.item())
-            recent = losses[-20:]
-            bar.update(job, advance=1, info=f"loss {sum(recent) / len(recent):.3f}")
-            if (step + 1) % max(1, steps // 10) == 0:
-                log.info("text pretraining step %d/%d: loss %.3f", step + 1, steps, sum(recent) / len(recent))
+            _optimizer_step(model(input_ids=ids, labels=ids).loss, params, optimizer, scheduler, losses,
+                            bar, job, "text pretraining", steps)
     model.eval()
     return losses
 
@@ -201,16 +208,8 @@ def pretrain_language(backbone: Backbone, records: list[TrainRecord], epochs: in
             for batch in loader:
                 out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                             pixel_values=batch["pixel_values"], labels=batch["labels"])
-                out.loss.backward()
-                torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                losses.append(out.loss.item())
-                recent = losses[-20:]
-                bar.update(job, advance=1, info=f"loss {sum(recent) / len(recent):.3f}")
-                if len(losses) % max(1, total // 10) == 0:  # a trace in logs, where no bar is drawn
-                    log.info("language pretraining step %d/%d: loss %.3f", len(losses), total, sum(recent) / len(recent))
+                _optimizer_step(out.loss, trainable, optimizer, scheduler, losses, bar, job,
+                                "language pretraining", total)
     model.requires_grad_(True)
     model.eval()
     return losses
@@ -313,7 +312,7 @@ def pretrain_vision(backbone: Backbone, records: list[TrainRecord], steps: int, 
     losses: list[float] = []
     with _progress() as bar:
         job = bar.add_task("vision pretraining", total=steps, info="", visible=progress)
-        for step in range(steps):
+        for _ in range(steps):
             pick = torch.randint(0, len(triples), (batch_size,), generator=generator)
             pixels = (images[image_index[pick]].float() / 255.0 - mean) / std
             tokens = vision(pixel_values=pixels).last_hidden_state
@@ -332,16 +331,8 @@ def pretrain_vision(backbone: Backbone, records: list[TrainRecord], steps: int, 
                     targets = targets[:, None, :].expand(-1, patches.shape[1], -1)
                     loss = loss + count_weight * torch.nn.functional.cross_entropy(
                         logits.reshape(-1, MAX_COUNT + 1), targets.reshape(-1), ignore_index=-100)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-            recent = losses[-50:]
-            bar.update(job, advance=1, info=f"loss {sum(recent) / len(recent):.3f}")
-            if (step + 1) % max(1, steps // 10) == 0:
-                log.info("vision pretraining step %d/%d: loss %.3f", step + 1, steps, sum(recent) / len(recent))
+            _optimizer_step(loss, params, optimizer, scheduler, losses, bar, job, "vision pretraining", steps,
+                            window=50)
     return losses
 
 
