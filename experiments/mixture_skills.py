@@ -8,9 +8,10 @@ with batched greedy generation, and writes DIR/mixture_skills.json and .md: accu
 kind (the "asked" key of the generator), with a majority-answer baseline beside it. Use it to see
 whether a continual task's skill (counting, comparing bars, ...) is in the base model at all.
 Two image-free skills every multiple-choice and caption task builds on are scored beside them,
-on up to IMAGE_FREE_QUESTIONS questions of their own: the option lookup ("Which option is red?", answered with the
-letter) and the repeat turn ("Write this sentence"), and the language model's copying alone (the
-share of a repeated word sequence's second half it predicts, teacher-forced; `copy` in the json).
+on up to IMAGE_FREE_QUESTIONS questions of their own: the option lookup ("Which option is
+red?", answered with the letter) and the repeat turn ("Write this sentence"), and the language
+model's copying alone (the share of a repeated word sequence's second half it predicts,
+teacher-forced; `copy` in the json).
 """
 
 from __future__ import annotations

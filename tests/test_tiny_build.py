@@ -12,6 +12,7 @@ from hide.models.backbone import Backbone
 from hide.models.tiny import (
     _patch_cells,
     _repeated_words,
+    _word_ids,
     build_model,
     build_tokenizer,
     copy_accuracy,
@@ -66,7 +67,8 @@ def test_text_pretraining_trains_the_language_model_on_repeated_words(tmp_path):
     language model alone (the vision tower and the projector stay as they were), and a model that
     was never taught to copy predicts almost none of a second half."""
     backbone, _ = _backbone_and_mixture(tmp_path, patch_size=16, num_samples=8)
-    ids = _repeated_words(backbone, batch_size=3, length=5, generator=torch.Generator().manual_seed(0))
+    ids = _repeated_words(backbone, _word_ids(backbone), batch_size=3, length=5,
+                          generator=torch.Generator().manual_seed(0))
     assert ids.shape == (3, 11) and (ids[:, 0] == backbone.tokenizer.bos_token_id).all()
     assert torch.equal(ids[:, 1:6], ids[:, 6:]) and len(set(ids[:, 1:].flatten().tolist())) > 5
     assert copy_accuracy(backbone, sequences=64, seed=1) < 0.05

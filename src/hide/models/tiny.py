@@ -137,9 +137,14 @@ def _optimizer_step(loss, params, optimizer, scheduler, losses: list[float], bar
         log.info("%s step %d/%d: loss %.3f", stage, len(losses), total, recent)
 
 
-def _repeated_words(backbone: Backbone, batch_size: int, length: int, generator: torch.Generator) -> torch.Tensor:
-    """A batch of token ids: <s>, then `length` random vocabulary words, then the same words again."""
-    words = torch.tensor(backbone.tokenizer.convert_tokens_to_ids(list(synth.mixture.repeat_vocabulary())))
+def _word_ids(backbone: Backbone) -> torch.Tensor:
+    """The token ids of every word a repeat turn draws from (the vocabulary's lowercase words)."""
+    return torch.tensor(backbone.tokenizer.convert_tokens_to_ids(list(synth.mixture.repeat_vocabulary())))
+
+
+def _repeated_words(backbone: Backbone, words: torch.Tensor, batch_size: int, length: int,
+                    generator: torch.Generator) -> torch.Tensor:
+    """A batch of token ids: <s>, then `length` random ones of `words`, then the same words again."""
     half = words[torch.randint(len(words), (batch_size, length), generator=generator)]
     return torch.cat([torch.full((batch_size, 1), backbone.tokenizer.bos_token_id), half, half], dim=1)
 
@@ -148,7 +153,7 @@ def _repeated_words(backbone: Backbone, batch_size: int, length: int, generator:
 def copy_accuracy(backbone: Backbone, sequences: int = 200, length: int = 8, seed: int = 0) -> float:
     """The share of a repeated sequence's second half that the language model predicts right
     from what came before (teacher forcing): 0 for a model that cannot copy from its context."""
-    ids = _repeated_words(backbone, sequences, length, torch.Generator().manual_seed(seed))
+    ids = _repeated_words(backbone, _word_ids(backbone), sequences, length, torch.Generator().manual_seed(seed))
     was_training = backbone.model.training
     backbone.model.eval()
     predicted = backbone.model(input_ids=ids).logits[:, length + 1:-1].argmax(-1)
@@ -167,7 +172,8 @@ def pretrain_text(backbone: Backbone, steps: int, batch_size: int = 64, lr: floa
     model = backbone.model
     model.train()
     generator = torch.Generator().manual_seed(seed)
-    params = [p for p in model.get_decoder().parameters()] + list(model.lm_head.parameters())
+    words = _word_ids(backbone)
+    params = list(model.get_decoder().parameters()) + list(model.lm_head.parameters())
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(steps, warmup_ratio))
     losses: list[float] = []
@@ -175,7 +181,7 @@ def pretrain_text(backbone: Backbone, steps: int, batch_size: int = 64, lr: floa
         job = bar.add_task("text pretraining", total=steps, info="", visible=progress)
         for _ in range(steps):
             n = int(torch.randint(length[0], length[1] + 1, (1,), generator=generator))
-            ids = _repeated_words(backbone, batch_size, n, generator)
+            ids = _repeated_words(backbone, words, batch_size, n, generator)
             _optimizer_step(model(input_ids=ids, labels=ids).loss, params, optimizer, scheduler, losses,
                             bar, job, "text pretraining", steps)
     model.eval()
@@ -344,8 +350,6 @@ def tiny_cache_key(spec: dict) -> str:
     stage0 = fields.get("stage0")
     if stage0 is not None and not stage0.get("repeat_share"):
         fields["stage0"] = {k: v for k, v in stage0.items() if k != "repeat_share"}
-    if not (fields.get("text_pretrain") or {}).get("steps"):
-        fields.pop("text_pretrain", None)
     payload = json.dumps({**fields, "recipe": RECIPE_VERSION, "stage0_data": synth.MIXTURE_VERSION,
                           "vocab": synth.vocabulary()}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
@@ -365,10 +369,14 @@ def backbone_settings(model_cfg) -> dict:
 def tiny_spec(image_size: int = 64, patch_size: int = 8, vision: dict | None = None, text: dict | None = None,
               vision_pretrain: dict | None = None, text_pretrain: dict | None = None,
               language_pretrain: dict | None = None, seed: int = 0) -> dict:
-    """Every setting a built tiny backbone depends on (its cache key hashes them)."""
-    return {"image_size": image_size, "patch_size": patch_size, "vision": dict(vision or {}), "text": dict(text or {}),
-            "vision_pretrain": dict(vision_pretrain or {}), "text_pretrain": dict(text_pretrain or {}),
-            "language_pretrain": dict(language_pretrain or {}), "seed": seed}
+    """Every setting a built tiny backbone depends on (its cache key hashes them); a text stage of
+    0 steps is off and no part of it, so backbones built before the stage existed keep their keys."""
+    spec = {"image_size": image_size, "patch_size": patch_size, "vision": dict(vision or {}), "text": dict(text or {}),
+            "vision_pretrain": dict(vision_pretrain or {}), "language_pretrain": dict(language_pretrain or {}),
+            "seed": seed}
+    if (text_pretrain or {}).get("steps"):
+        spec["text_pretrain"] = dict(text_pretrain)
+    return spec
 
 
 def tiny_backbone_name(spec: dict) -> str:
