@@ -167,8 +167,8 @@ def pretrain_text(backbone: Backbone, steps: int, batch_size: int = 64, lr: floa
     sequences of random vocabulary words said twice ("lake red two . lake red two ."), the
     repetition from which a language model's text pretraining forms its copying heads. The
     mixture supervises answers only, one or a few tokens each, and from that alone this decoder
-    never learns to copy from its prompt, so it can neither repeat a sentence nor answer with the
-    letter of the option that says what it knows; returns the per-step losses."""
+    never learns to copy from its prompt, so it can neither repeat a sentence nor find a named
+    option's letter; returns the per-step losses."""
     model = backbone.model
     model.train()
     generator = torch.Generator().manual_seed(seed)
