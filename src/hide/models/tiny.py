@@ -355,13 +355,19 @@ def tiny_cache_key(spec: dict) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
+def _stage_is_on(stage: dict | None) -> bool:
+    """Whether an optional pretraining stage runs: one of 0 steps (or none) is off, and then no part
+    of the backbone's settings, its spec or its cache key."""
+    return bool((stage or {}).get("steps"))
+
+
 def backbone_settings(model_cfg) -> dict:
     """A composed config's `model` group as plain values, without where the backbone is kept and
     whether it reports progress: what the backbone is (with `_target_`, which builds it)."""
     model = OmegaConf.to_container(model_cfg, resolve=True)
     for key in ("cache_dir", "shipped_dir", "progress"):
         model.pop(key, None)
-    if not (model.get("text_pretrain") or {}).get("steps"):  # a stage that is off is no part of the backbone
+    if not _stage_is_on(model.get("text_pretrain")):
         model.pop("text_pretrain", None)
     return model
 
@@ -374,7 +380,7 @@ def tiny_spec(image_size: int = 64, patch_size: int = 8, vision: dict | None = N
     spec = {"image_size": image_size, "patch_size": patch_size, "vision": dict(vision or {}), "text": dict(text or {}),
             "vision_pretrain": dict(vision_pretrain or {}), "language_pretrain": dict(language_pretrain or {}),
             "seed": seed}
-    if (text_pretrain or {}).get("steps"):
+    if _stage_is_on(text_pretrain):
         spec["text_pretrain"] = dict(text_pretrain)
     return spec
 
@@ -457,9 +463,8 @@ def _build_tiny(path: Path, spec: dict, progress: bool) -> None:
                  for r in records]
         vision_losses = pretrain_vision(backbone, facts, seed=spec["seed"], progress=progress,
                                         cell_labels=cell_labels, counts=counts, **vision_pretrain)
-    text_pretrain = dict(spec.get("text_pretrain") or {})
-    text_losses = (pretrain_text(backbone, seed=spec["seed"], progress=progress, **text_pretrain)
-                   if text_pretrain.get("steps") else [])
+    text_losses = (pretrain_text(backbone, seed=spec["seed"], progress=progress, **spec["text_pretrain"])
+                   if _stage_is_on(spec.get("text_pretrain")) else [])
     losses = pretrain_language(backbone, records, seed=spec["seed"], progress=progress, **language_pretrain)
     # Write beside the final path and rename, so an interrupted build is never mistaken for a model.
     path.parent.mkdir(parents=True, exist_ok=True)
