@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.errors import MissingConfigException
+from hydra.utils import instantiate
 
 from conftest import FAST, ROOT, TEST_CACHE, compose_config
 from hide.checkpoint import CheckpointError
@@ -78,7 +79,7 @@ def test_on_bad_record_skip_runs_and_reports(fast_cfg, tmp_path):
     """A benchmark copy with a record missing its image key, an unreadable image and a truncated
     one: the run leaves those 3 records out, finishes, and reports them."""
     cfg = fast_cfg()
-    source = Path(cfg.benchmark.root) / "n16-t8-px32-s0"
+    source = Path(instantiate(cfg.benchmark).data_dir)  # the folder named by the benchmark's sizes and seed
     if not (source / ".complete.json").exists():
         run_continual(fast_cfg("method=zeroshot", "benchmark.num_tasks=1"), tmp_path / "generate")
     root = tmp_path / "synth"

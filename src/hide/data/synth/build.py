@@ -25,7 +25,7 @@ from hide.data.synth.tasks import TASK_NAMES, TASKS
 from hide.errors import ConfigError
 
 # Bump when any generated image or text of the six tasks changes, so that stale data is regenerated.
-GENERATOR_VERSION = 8
+GENERATOR_VERSION = 9
 # Bump when anything the pretraining mixture draws or asks changes (its scenes share the tasks' drawing code):
 # it is part of the tiny model's cache key, so the base model is rebuilt.
 MIXTURE_VERSION = 8

@@ -63,19 +63,22 @@ register([list(S0.values()), list(S0_ANSWERS.values())])
 register(["bar", "bars"])
 
 
-def _bar_heights(rng, n: int, size: int, gap_extreme: float, gap: float) -> list[float]:
+def _bar_heights(rng, n: int, size: int, gap_top: float, gap_bottom: float, gap: float) -> list[float]:
     """n distinct bar heights (fractions of the canvas, whole pixels, 12-94% of it); the tallest
-    and the shortest differ from the next by at least `gap_extreme`, any two by at least `gap`."""
+    stands at least `gap_top` above the next, the shortest at least `gap_bottom` below the next,
+    any two differ by at least `gap`."""
     lo, hi = math.ceil(0.12 * size), math.floor(0.94 * size)
-    g_ext, g = math.ceil(gap_extreme * size - 1e-9), math.ceil(gap * size - 1e-9)
+    g_top, g_bottom = math.ceil(gap_top * size - 1e-9), math.ceil(gap_bottom * size - 1e-9)
+    g = math.ceil(gap * size - 1e-9)
     while True:
         h = rng.integers(lo, hi + 1, n)
         d = np.diff(np.sort(h))
-        if d.min() >= g and d[0] >= g_ext and d[-1] >= g_ext:
+        if d.min() >= g and d[0] >= g_bottom and d[-1] >= g_top:
             return [round(float(v) / size, 4) for v in h]
 
 
-def _scene_bars(rng, size: int, n: int, gap_extreme: float = 0.125, gap: float = 0.06) -> tuple[Image.Image, dict]:
+def _scene_bars(rng, size: int, n: int, gap_top: float = 0.125, gap_bottom: float = 0.125,
+                gap: float = 0.06) -> tuple[Image.Image, dict]:
     """A bar chart on the layout grid: n (<= 4) bars of distinct colours, each centred in its own
     column cell (left to right in the order of `colors`), 60-70% of a cell wide, growing from a
     thin axis line along the bottom edge; a thin left axis in the leftmost pixel column."""
@@ -86,7 +89,7 @@ def _scene_bars(rng, size: int, n: int, gap_extreme: float = 0.125, gap: float =
     # "which column holds the tallest bar" far sooner than "which of the occupied columns".
     columns = list(range(n))
     rng.permutation(GRID)  # keeps the random stream of earlier versions' other draws aligned
-    heights = _bar_heights(rng, n, size, gap_extreme, gap)
+    heights = _bar_heights(rng, n, size, gap_top, gap_bottom, gap)
     cell, px = S / GRID, S / size
     bw = cell * rng.uniform(0.6, 0.7)
     axis_w = min(px, (cell - bw) / 4)
@@ -101,8 +104,10 @@ def _scene_bars(rng, size: int, n: int, gap_extreme: float = 0.125, gap: float =
 
 def sample(rng, size):
     """One question kind, the tallest bar: with the shortest as well, the tiny model does not learn
-    the task within the training budget every method gets."""
-    img, meta = _scene_bars(rng, size, 4, gap_extreme=0.25)
+    the task within the training budget every method gets. The tallest bar stands 40% of the chart
+    above the next: with a closer margin the tiny model learns the answer column by column and
+    leaves some columns unlearnt (always answering one letter for them) on some training seeds."""
+    img, meta = _scene_bars(rng, size, 4, gap_top=0.4, gap_bottom=0.125)
     pos = int(np.argmax(meta["heights"]))
     text = f"{TASK_Q}\n{options(meta['colors'])}{MC_SUFFIX}"
     meta["question"] = "tallest"
@@ -113,7 +118,7 @@ def pretraining(rng, size):
     """2-4 bars on the layout grid; two bars 40% of the time, then mostly asked which is higher."""
     u = rng.random()
     n = 2 if u < 0.4 else 3 if u < 0.7 else 4
-    img, meta = _scene_bars(rng, size, n, gap_extreme=0.125, gap=0.1)
+    img, meta = _scene_bars(rng, size, n, gap_top=0.125, gap_bottom=0.125, gap=0.1)
     h, colors = meta["heights"], meta["colors"]
     hi, lo = int(np.argmax(h)), int(np.argmin(h))
     qa = [("highest", S0["highest"], S0_ANSWERS["nth_bar"].format(ordinal=ORDINALS[hi]), 2.0),
