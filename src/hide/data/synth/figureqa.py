@@ -68,8 +68,7 @@ def _bar_heights(rng, n: int, size: int, gap_top: float, gap_bottom: float, gap:
     stands at least `gap_top` above the next, the shortest at least `gap_bottom` below the next,
     any two differ by at least `gap`."""
     lo, hi = math.ceil(0.12 * size), math.floor(0.94 * size)
-    g_top, g_bottom = math.ceil(gap_top * size - 1e-9), math.ceil(gap_bottom * size - 1e-9)
-    g = math.ceil(gap * size - 1e-9)
+    g_top, g_bottom, g = (math.ceil(f * size - 1e-9) for f in (gap_top, gap_bottom, gap))
     while True:
         h = rng.integers(lo, hi + 1, n)
         d = np.diff(np.sort(h))
@@ -118,7 +117,7 @@ def pretraining(rng, size):
     """2-4 bars on the layout grid; two bars 40% of the time, then mostly asked which is higher."""
     u = rng.random()
     n = 2 if u < 0.4 else 3 if u < 0.7 else 4
-    img, meta = _scene_bars(rng, size, n, gap_top=0.125, gap_bottom=0.125, gap=0.1)
+    img, meta = _scene_bars(rng, size, n, gap=0.1)
     h, colors = meta["heights"], meta["colors"]
     hi, lo = int(np.argmax(h)), int(np.argmin(h))
     qa = [("highest", S0["highest"], S0_ANSWERS["nth_bar"].format(ordinal=ORDINALS[hi]), 2.0),
