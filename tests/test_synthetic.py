@@ -264,7 +264,8 @@ def test_figureqa_bars_in_column_cells(bench):
         assert len(cols) == len(m["colors"]) == len(heights) and cols == sorted(set(cols))
         assert set(cols) <= set(range(sy.GRID)) and 0.6 <= m["width"] <= 0.7
         h = np.sort(heights)
-        assert np.diff(h).min() > 0 and h[1] - h[0] >= 1 / 8 - 1e-6 and h[-1] - h[-2] >= 1 / 8 - 1e-6
+        # the tallest bar 40% of the chart above the next, the shortest 1/8 below the next
+        assert np.diff(h).min() > 0 and h[1] - h[0] >= 1 / 8 - 1e-6 and h[-1] - h[-2] >= 0.4 - 1e-6
         for col in range(sy.GRID):  # each bar stands on the bottom edge in its own column, in option order
             if col in cols:
                 color = sy.COLORS[m["colors"][cols.index(col)]]
