@@ -145,7 +145,7 @@ def test_a_shipped_backbone_is_loaded_without_building(tiny_backbone, tmp_path):
 def test_rebuilding_reproduces_the_shipped_backbone(tmp_path):
     """The recipe rebuilds the shipped default backbone: bit for bit on the machine it was built
     on (same CPU, threads and torch); elsewhere the float results drift, and the rebuild must
-    reach the same training losses within 5%."""
+    follow the same loss curves for as long as float drift leaves them together."""
     from hide.config import compose_config
     from hide.models.tiny import SHIPPED_DIR, _build_tiny, build_machine, tiny_cache_key, tiny_spec
 
@@ -162,6 +162,40 @@ def test_rebuilding_reproduces_the_shipped_backbone(tmp_path):
         a, b = load_file(rebuilt / "model.safetensors"), load_file(shipped / "model.safetensors")
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     else:
-        for key in ("vision_losses", "losses"):
-            mean = lambda losses: sum(losses[-100:]) / len(losses[-100:])  # noqa: E731
-            assert mean(ours[key]) == pytest.approx(mean(theirs[key]), rel=0.05), key
+        assert_same_curves(ours, theirs)
+
+
+def _window_means(losses: list[float], steps: int, window: int = 100) -> list[float]:
+    return [sum(losses[i:i + window]) / len(losses[i:i + window]) for i in range(0, steps, window)]
+
+
+def assert_same_curves(ours: dict, theirs: dict, language_steps: int = 500):
+    """Two builds of one recipe on different CPUs: the same number of steps in every stage, the
+    vision stage's 100-step loss means within 5% to its end, the language stage's within 2% over
+    its first `language_steps`. Past those the language runs may settle in different minima: an
+    AMD EPYC rebuild of the Intel-built default backbone tracked its curve within 0.6% for 500
+    steps and ended at a loss of 0.26 against 0.57, a different model, which is why the default
+    backbone is shipped rather than rebuilt."""
+    for key in ("vision_losses", "losses"):
+        assert len(ours[key]) == len(theirs[key]), f"{key}: a different number of steps"
+    vision_steps = len(theirs["vision_losses"])
+    assert _window_means(ours["vision_losses"], vision_steps) == pytest.approx(
+        _window_means(theirs["vision_losses"], vision_steps), rel=0.05)
+    assert _window_means(ours["losses"], language_steps) == pytest.approx(
+        _window_means(theirs["losses"], language_steps), rel=0.02)
+
+
+def test_curve_comparison_tells_float_drift_from_another_recipe():
+    """The cross-machine check passes curves that part only late in language training and fails a
+    curve shifted early, as another learning rate or mixture would shift it."""
+    decay = lambda n, floor: [floor + 5.0 / (1 + i / 50) for i in range(n)]  # noqa: E731
+    shipped = {"vision_losses": decay(3000, 0.5), "losses": decay(1562, 0.5)}
+    drifted = {"vision_losses": [x * 1.01 for x in shipped["vision_losses"]],
+               "losses": shipped["losses"][:600] + [x * 0.5 for x in shipped["losses"][600:]]}
+    assert_same_curves(drifted, shipped)
+    for early_shift in (0.97, 1.03):
+        other = {**drifted, "losses": [x * early_shift for x in shipped["losses"]]}
+        with pytest.raises(AssertionError):
+            assert_same_curves(other, shipped)
+    with pytest.raises(AssertionError, match="number of steps"):
+        assert_same_curves({**drifted, "losses": shipped["losses"][:-1]}, shipped)
