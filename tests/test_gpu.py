@@ -60,3 +60,14 @@ def test_llava_7b_shaped_lora_step_and_batched_generation_in_bf16():
     print(f"\n7B-shaped, bf16: train step {step_seconds:.2f} s (batch {batch} x {ids.shape[1]} tokens); "
           f"generation {batch * 32 / seconds:.1f} new tokens/s (batch {batch}); "
           f"peak memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("method", ["hide", "ewc", "keeplora"])
+def test_a_continual_run_on_one_gpu(method, fast_cfg, tmp_path):
+    """Each fit and predict ends with Lightning moving the model back to the CPU: the methods'
+    passes between fits (anchors, Fisher information, gradients), HiDe's fused experts and its
+    cached anchor features must still meet the model on the GPU."""
+    metrics = run_continual(fast_cfg(f"method={method}", "trainer=gpu"), tmp_path)
+    assert all(v is not None for row in metrics["matrix"] for v in row)

@@ -82,6 +82,25 @@ def test_each_fusion_rule_equals_its_formula(rule, fold):
     torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("fold", [False, True])
+def test_a_fused_layer_follows_the_model_to_another_dtype_and_device(fold):
+    """Experts are fused between stages, where Lightning leaves the model on the CPU in float32;
+    evaluation then moves it (to the GPU, to bf16): the fused update must move with it and not
+    be saved in the state dict."""
+    layer = _layer(num_slots=3)
+    layer.use_fused([0, 2], "sum_ab", fold=fold)
+    x = torch.randn(2, 5, 12)
+    expected = layer(x)
+    layer.to(torch.bfloat16)
+    out = layer(x.to(torch.bfloat16))
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected, rtol=0.05, atol=0.05)
+    assert {name for name, _ in layer.named_buffers()} == ({"_folded_weight"} if fold else {"_fused_A", "_fused_B"})
+    assert not any(key.startswith("_f") for key in layer.state_dict())
+    if torch.cuda.is_available():
+        assert layer.to("cuda")(x.to("cuda", torch.bfloat16)).device.type == "cuda"
+
+
 def test_sum_ab_differs_from_sum_ba_by_the_cross_terms():
     layer = _layer()
     A_ab, B_ab = fuse_experts(list(layer.lora_A), list(layer.lora_B), "sum_ab")

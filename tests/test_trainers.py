@@ -45,3 +45,54 @@ def test_ucit_paper_experiment_is_the_papers_run(tmp_path):
     assert cfg.benchmark.tasks[0].name == "ImageNet-R" and len(cfg.benchmark.tasks) == 6
     assert cfg.method.anchor_encoder._target_.endswith("ClipAnchorEncoder")
     assert cfg.method._target_.endswith("HiDe") and cfg.method.rank == 8 and cfg.method.alpha / cfg.method.rank == 2
+
+
+def test_image_features_survive_a_strategy_that_clears_module_hooks(tiny_backbone):
+    """Lightning's DeepSpeed strategy removes every module hook before each `deepspeed.initialize`,
+    transformers' hidden-state capture among them: LLaVA's image features then fail from the second
+    fit or predict on, unless the capture is marked for reinstalling."""
+    import copy
+
+    import torch
+    from pytorch_lightning.strategies.deepspeed import remove_module_hooks
+
+    from hide.distributed import reinstall_output_capturing
+
+    model = copy.deepcopy(tiny_backbone.model).eval()
+    size = model.config.vision_config.image_size
+    pixels = torch.randn(2, 3, size, size)
+
+    def features():
+        with torch.no_grad():
+            out = model.model.get_image_features(pixel_values=pixels)
+        out = out if isinstance(out, torch.Tensor) else out.pooler_output  # transformers 5: one per image
+        return torch.cat([f.flatten() for f in out]) if isinstance(out, (list, tuple)) else out
+
+    before = features()  # installs the capture hooks
+    assert reinstall_output_capturing(model) == 0  # hooks in place: nothing to reinstall
+    assert torch.equal(features(), before)
+    remove_module_hooks(model)
+    with pytest.raises((IndexError, TypeError)):  # no hidden states captured, or the last one missing
+        features()
+    assert reinstall_output_capturing(model) >= 1
+    assert torch.equal(features(), before)
+    assert reinstall_output_capturing(model) == 0 and torch.equal(features(), before)  # no duplicate hooks
+
+
+def test_fsdp_clips_the_gradient_norm_through_its_own_module():
+    """Lightning's FSDP precision plugin refuses clipping by norm; under FSDP the root module's
+    `clip_grad_norm_` clips (the norm over every rank's shards), elsewhere Lightning's own does."""
+    from pytorch_lightning.strategies import DDPStrategy, FSDPStrategy
+
+    from hide.distributed import clip_grad_norm_sharded
+
+    class Sharded:
+        clipped_to = None
+
+        def clip_grad_norm_(self, max_norm):
+            self.clipped_to = max_norm
+
+    fsdp = object.__new__(FSDPStrategy)
+    fsdp._model = Sharded()
+    assert clip_grad_norm_sharded(fsdp, 1.0) and fsdp._model.clipped_to == 1.0
+    assert not clip_grad_norm_sharded(object.__new__(DDPStrategy), 1.0)

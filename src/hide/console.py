@@ -16,8 +16,11 @@ def quiet_library_chatter() -> None:
       loop makes several Trainers per stage. Its warnings (level WARNING) still show.
     - torch 2.13 deprecates `LeafSpec`, which Lightning 2.6's CombinedLoader builds for every data
       loader: a FutureWarning about Lightning's internals that no user setting can act on.
+    - Under DeepSpeed, Lightning warns that an overridden `configure_gradient_clipping` does not
+      clip: ours clips only under FSDP, and DeepSpeed clips by `trainer.gradient_clip_val` itself.
     """
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                             category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r"Since DeepSpeed handles gradient clipping internally")

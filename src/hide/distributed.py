@@ -21,14 +21,67 @@ def transformer_layer_class(name: str) -> type:
 def fsdp_strategy(layer_classes=("LlamaDecoderLayer", "CLIPEncoderLayer"), sharding_strategy: str = "FULL_SHARD",
                   activation_checkpointing: bool = True, **kwargs):
     """Lightning's FSDPStrategy wrapping each decoder / vision layer as one shard unit (and
-    checkpointing its activations)."""
+    checkpointing its activations), for a module that is fitted and evaluated many times."""
     from pytorch_lightning.strategies import FSDPStrategy
 
+    class ContinualFSDPStrategy(FSDPStrategy):
+        """Lightning wraps the module's layers in FSDP units in place, and they stay wrapped after
+        the fit or predict; at the next one Lightning sees FSDP inside and leaves the root
+        unwrapped, so the parameters outside the layers (the projector, which trains) would go
+        unsynchronised across ranks and `clip_grad_norm_` would be missing. Here the root is
+        wrapped again around the layers' units every time."""
+
+        def _setup_model(self, model):
+            from torch.distributed.fsdp import FullyShardedDataParallel
+
+            if isinstance(model, FullyShardedDataParallel) or not any(
+                    isinstance(m, FullyShardedDataParallel) for m in model.modules()):
+                return super()._setup_model(model)  # the first time: auto-wrap and checkpointing
+            kwargs = {k: v for k, v in self.kwargs.items() if k != "auto_wrap_policy"}
+            return FullyShardedDataParallel(module=model, cpu_offload=self.cpu_offload,
+                                            mixed_precision=self.mixed_precision_config,
+                                            sharding_strategy=self.sharding_strategy,
+                                            device_id=self.root_device.index, **kwargs)
+
     classes = {transformer_layer_class(n) for n in layer_classes}
-    return FSDPStrategy(auto_wrap_policy=classes, sharding_strategy=sharding_strategy,
-                        activation_checkpointing_policy=classes if activation_checkpointing else None,
-                        use_orig_params=True,  # adapters train, the base stays frozen in the same shards
-                        **kwargs)
+    return ContinualFSDPStrategy(auto_wrap_policy=classes, sharding_strategy=sharding_strategy,
+                                 activation_checkpointing_policy=classes if activation_checkpointing else None,
+                                 use_orig_params=True,  # adapters train, the base stays frozen in the same shards
+                                 **kwargs)
+
+
+def reinstall_output_capturing(model) -> int:
+    """Let transformers install its output-capturing hooks again where something removed them;
+    returns how many modules were reset.
+
+    transformers collects `hidden_states` (LLaVA's image features are one of them) through forward
+    hooks that it installs once per model and marks installed. Lightning's DeepSpeed strategy
+    removes every module hook before each inference `deepspeed.initialize`, leaving the mark: the
+    vision tower then returns no hidden states. A model whose hooks are still there is left alone
+    (installing them twice would record every hidden state twice)."""
+    reset = 0
+    for module in model.modules():
+        if getattr(module, "_output_capturing_hooks_installed", False) and not _has_capturing_hooks(module):
+            module._output_capturing_hooks_installed = False
+            reset += 1
+    return reset
+
+
+def _has_capturing_hooks(model) -> bool:
+    return any(getattr(hook, "__name__", "") == "output_capturing_hook"
+               for module in model.modules() for hook in module._forward_hooks.values())
+
+
+def clip_grad_norm_sharded(strategy, max_norm: float) -> bool:
+    """Clip the gradients' global norm through FSDP's own `clip_grad_norm_` (the norm over every
+    rank's shards), which Lightning's FSDP precision plugin does not do; False where the strategy
+    is not FSDP and Lightning's own clipping applies."""
+    from pytorch_lightning.strategies import FSDPStrategy
+
+    if not isinstance(strategy, FSDPStrategy):
+        return False
+    strategy.model.clip_grad_norm_(max_norm)
+    return True
 
 
 def world_size() -> int:

@@ -61,8 +61,10 @@ def run_sequence(cfg: DictConfig, out_dir) -> tuple[Run, dict]:
         record.console.rule(f"stage {stage}/{len(run.tasks)}: training on {', '.join(names[t] for t in train_on)}")
         module.stage, module.current_task = stage, train_on[-1]
         run.datamodule.set_stage(stage, train_on, method.extra_train_items(run.datamodule.tasks, train_on))
+        run.to_compute_device()
         method.on_task_start(module, train_on[-1], run.datamodule.full_train_dataloader())
         train_stage(run, record, stage)
+        run.to_compute_device()
         method.on_task_end(module, train_on[-1], run.datamodule.full_train_dataloader())
         evaluate_stage(run, record, stage)
     if any("final" not in record.results.extra.get("retention", {}).get(s.name, {}) for s in run.retention):

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 
 from hide.checkpoint import kill_point
+from hide.distributed import clip_grad_norm_sharded, reinstall_output_capturing
 from hide.errors import TrainingDivergedError
 from hide.generation import greedy_answers
 from hide.methods.base import ContinualMethod
@@ -62,6 +63,18 @@ class ContinualModule(pl.LightningModule):
         # from_pretrained and predict leave modules in eval mode, and Lightning keeps each
         # submodule's mode; LoRA dropout must be on while training.
         self.model.train()
+        reinstall_output_capturing(self.model)
+
+    def on_predict_start(self) -> None:
+        # Lightning's DeepSpeed strategy has just removed every module hook, transformers' too
+        reinstall_output_capturing(self.model)
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        # Lightning's FSDP plugin refuses clipping by norm; FSDP clips the norm over all shards itself
+        if gradient_clip_val and gradient_clip_algorithm in (None, "norm") and clip_grad_norm_sharded(
+                self.trainer.strategy, gradient_clip_val):
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         keep = {f"model.{k}" for k in self.method.checkpoint_keys(self.model)}

@@ -61,6 +61,17 @@ class Run:
         return instantiate(self.cfg.trainer, logger=self.loggers or False,
                            callbacks=callbacks + list(extra_callbacks or []))
 
+    def to_compute_device(self) -> torch.device:
+        """Put the model where Lightning runs it in this process (cuda:<local rank>, or the CPU)
+        and return that device. Each fit and predict ends with the model moved back to the CPU;
+        the methods' own passes over a task's data between fits (HiDe's anchors, EWC's Fisher
+        information, KeepLoRA's gradients) must run on the accelerator, and under DDP their
+        all-reduces need tensors on the process group's device."""
+        trainer = self.module._trainer or self.trainer()
+        device = trainer.strategy.root_device
+        self.module.to(device)
+        return device
+
     def predict(self, task_indices: list[int]) -> dict[int, dict[str, str]]:
         """Batched greedy answers for each task's test set: {task index: {question_id: answer}}."""
         if not task_indices:

@@ -236,6 +236,12 @@ class RankShardedBatches(torch.utils.data.Sampler):
         self.n, self.per_device, self.rank, self.world, self.generator = n, per_device, rank, world, generator
         self.start = start  # (epochs, batches) to skip on the first iteration: a resumed task
 
+    @property
+    def batch_size(self) -> int:
+        """The per-device batch size, as a BatchSampler names it (Lightning's DeepSpeed strategy
+        reads it for DeepSpeed's train_micro_batch_size_per_gpu)."""
+        return self.per_device
+
     def _global_batches(self, order: list[int]):
         size = self.per_device * self.world
         for start in range(0, self.n, size):

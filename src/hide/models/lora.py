@@ -201,17 +201,21 @@ class MultiExpertLoRALinear(LoRALinear):
         self.routing_weights: torch.Tensor | None = None
         self._weighted_columns: list[int] = []  # columns of routing_weights with any non-zero weight
         self._stacked: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # dense mixtures
-        self._fused: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._folded_weight: torch.Tensor | None = None
+        # The fused pair and the folded weight are buffers, not plain attributes: they are made
+        # between stages, where Lightning has moved the model back to the CPU, and must follow the
+        # model onto the GPU (and into its dtype) for evaluation. Not saved: rebuilt from the experts.
+        self.register_buffer("_fused_A", None, persistent=False)
+        self.register_buffer("_fused_B", None, persistent=False)
+        self.register_buffer("_folded_weight", None, persistent=False)
 
     def use_single(self, slot: int) -> None:
         self.mode, self.active_slot = "single", slot
         self.slots, self.routing_weights = [slot], None
-        self._fused = self._folded_weight = None
+        self._fused_A = self._fused_B = self._folded_weight = None
 
     def use_routed(self, slots: list[int]) -> None:
         self.mode, self.slots, self.routing_weights = "routed", list(slots), None
-        self._fused = self._folded_weight = self._stacked = None
+        self._fused_A = self._fused_B = self._folded_weight = self._stacked = None
 
     def set_routing_weights(self, weights: torch.Tensor | None) -> None:
         if weights is not None and weights.shape[-1] != len(self.slots):
@@ -231,14 +235,14 @@ class MultiExpertLoRALinear(LoRALinear):
     @torch.no_grad()
     def use_fused(self, slots: list[int], rule: str = "sum_ab", fold: bool = False) -> None:
         self.mode, self.slots, self.routing_weights, self.fusion = "fused", list(slots), None, rule
-        self._fused = self._folded_weight = None
+        self._fused_A = self._fused_B = self._folded_weight = None
         if not slots:
             return
         A_f, B_f = self.fused_pair()
         if fold:
             self._folded_weight = self.base.weight + self.scale * (B_f @ A_f)
         else:
-            self._fused = (A_f, B_f)
+            self._fused_A, self._fused_B = A_f, B_f
 
     def fused_pair(self) -> tuple[torch.Tensor, torch.Tensor]:
         return fuse_experts([self.lora_A[i].detach() for i in self.slots],
@@ -262,9 +266,8 @@ class MultiExpertLoRALinear(LoRALinear):
             if self._folded_weight is not None:
                 return F.linear(x, self._folded_weight, self.base.bias)
             out = self.base(x)
-            if self._fused is not None:
-                A_f, B_f = self._fused
-                out = out + self.scale * (x @ A_f.T @ B_f.T)
+            if self._fused_A is not None:
+                out = out + self.scale * (x @ self._fused_A.T @ self._fused_B.T)
             return out
         out = self.base(x)
         if not self.slots:
