@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# The standing GPU checks, in one pass that fits a short GPU lease (about 5 minutes on one H200):
+# The standing GPU checks, in one pass that fits a short GPU lease (about 6 minutes on one H200):
 #   1. the CUDA tests (tests marked `gpu`: the LLaVA-1.5-7B-shaped LoRA step and batched
-#      generation in bf16, the decoder on CUDA);
+#      generation in bf16, the decoder on CUDA, continual runs of the fast config on one GPU), and
+#      the 7B shape's steady-state training and generation speed (bench/gpu_step.py);
 #   2. a short run of the shipped tiny backbone (HiDe, 3 tasks of 256 samples) on one GPU, under
 #      FSDP and under DeepSpeed ZeRO-2, each with its wall time and accuracy matrix;
 #   3. resuming under FSDP and ZeRO-2: a run killed inside its second task and continued with
 #      `resume=` against the uninterrupted run of the same strategy.
-# Everything lands in $OUT (default: gpu_checks/): log.txt, pytest.txt and summary.json.
+# Everything lands in $OUT (default: gpu_checks/): log.txt, pytest.txt, gpu_step.json and summary.json.
 #
 #   bash bench/gpu_checks.sh            # on a machine with a CUDA GPU and the project installed
 #   WHEELS=.whl bash bench/gpu_checks.sh  # first install the wheels in .whl/ (and copy .whl/site/)
 #                                         # into /tmp/site: machines without a registry
+# An image with torch, Lightning, peft and tokenizers but no registry needs, as wheels for its Python:
+# hydra-core, omegaconf, antlr4-python3-runtime and deepspeed (the last two built here with
+# `pip wheel --no-deps`), hjson, pydantic, pydantic-core, annotated-types, typing-inspection,
+# typing-extensions, the transformers this project runs on, and pycocoevalcap's Python files
+# (its wheel, with METEOR's and SPICE's jars, is too large to carry) in .whl/site/.
 set -u
 OUT=${OUT:-gpu_checks}
 mkdir -p "$OUT"
@@ -53,6 +59,9 @@ timeout "$STEP_TIMEOUT" "$PY" -m pytest -p no:cacheprovider -m gpu -rA -s -q tes
 timeout "$STEP_TIMEOUT" "$PY" -m pytest -p no:cacheprovider -rA -q \
   tests/test_hide_math.py::test_a_fused_layer_follows_the_model_to_another_dtype_and_device \
   2>&1 | tee -a "$OUT/pytest.txt" | tail -5
+
+step "7B-shaped steady state (bench/gpu_step.py)"
+timeout "$STEP_TIMEOUT" "$PY" -m bench.gpu_step --out "$OUT/gpu_step.json" 2>&1 | grep -v "use_cache=True"
 
 # A short continual run of the shipped default backbone: 3 tasks x 256 training samples (16 steps
 # each at batch 16), 64 test samples per task; one task checkpoint every 8 steps.

@@ -80,3 +80,16 @@ def test_llava_7b_config_composes():
     assert cfg.model.dtype == "bfloat16"
     assert cfg.benchmark.data_dir == "/data/ucit"
     assert [t.name for t in cfg.benchmark.tasks] == ["ImageNet-R", "ArxivQA", "VizWiz", "IconQA", "CLEVR", "Flickr30k"]
+
+
+def test_activation_checkpointing_recomputes_without_a_deprecation_warning(tiny_backbone):
+    import copy
+    import warnings
+
+    from hide.models.backbone import enable_activation_checkpointing
+
+    model = copy.deepcopy(tiny_backbone.model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        enable_activation_checkpointing(model)
+    assert model.is_gradient_checkpointing

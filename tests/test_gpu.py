@@ -20,7 +20,7 @@ def test_llava_7b_shaped_lora_step_and_batched_generation_in_bf16():
     from transformers import LlavaForConditionalGeneration
 
     from hide.methods.lora import SequentialLoRA
-    from hide.models.backbone import Backbone, llava_1_5_7b_config
+    from hide.models.backbone import Backbone, enable_activation_checkpointing, llava_1_5_7b_config
 
     torch.manual_seed(0)
     config = llava_1_5_7b_config()
@@ -29,7 +29,7 @@ def test_llava_7b_shaped_lora_step_and_batched_generation_in_bf16():
     backbone = Backbone(model=model, tokenizer=None, image_processor=None, name="llava-1.5-7b (random)")
     method = SequentialLoRA(rank=8, alpha=16)
     method.attach(backbone, 6)
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    enable_activation_checkpointing(model)
     batch, prompt = 4, 64
     image_tokens = (336 // 14) ** 2
     ids = torch.randint(0, 32000, (batch, prompt + image_tokens), device="cuda")

@@ -108,11 +108,21 @@ def load_pretrained_backbone(
             f"llava-hf files, or a hub id on a machine that can reach the hub."
         ) from err
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.unk_token
     return Backbone(model=model, tokenizer=tokenizer, image_processor=image_processor, name=str(path))
+
+
+def enable_activation_checkpointing(model) -> None:
+    """Recompute each layer's activations in the backward pass (non-reentrant), through
+    `activation_checkpointing_enable` where the installed transformers has it (its older name,
+    `gradient_checkpointing_enable`, then warns that it is deprecated)."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def llava_1_5_7b_config():
