@@ -113,6 +113,7 @@ def measure(shape: str = "7b", batch: int = 8, text_tokens: int = 64, warmup: in
         step()
     sync(device)
     step_seconds = (time.perf_counter() - start) / steps
+    train_peak = torch.cuda.max_memory_allocated() / 2 ** 30 if device == "cuda" else None
 
     text = config.text_config
     lm = linear_params(model.model.language_model) + model.lm_head.weight.numel()
@@ -123,6 +124,10 @@ def measure(shape: str = "7b", batch: int = 8, text_tokens: int = 64, warmup: in
     attainable = matmul_tflops(device)
 
     model.eval()
+    del optimizer, labels
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     gen_ids, gen_pixels = inputs(gen_batch, 1 + image_tokens + 16)
     with torch.no_grad():
         def generate():
@@ -143,9 +148,10 @@ def measure(shape: str = "7b", batch: int = 8, text_tokens: int = 64, warmup: in
         "mfu_vs_spec": achieved / SPEC_PEAK_TFLOPS if device == "cuda" else None,
         "matmul_tflops": attainable,
         "mfu_vs_matmul": achieved / attainable if attainable else None,
-        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2 ** 30 if device == "cuda" else None,
+        "train_peak_memory_gib": train_peak,
         "generation": {"batch": gen_batch, "new_tokens": new_tokens, "seconds": gen_seconds,
-                       "new_tokens_per_s": gen_batch * new_tokens / gen_seconds},
+                       "new_tokens_per_s": gen_batch * new_tokens / gen_seconds,
+                       "peak_memory_gib": torch.cuda.max_memory_allocated() / 2 ** 30 if device == "cuda" else None},
     }
 
 

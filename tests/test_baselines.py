@@ -83,6 +83,21 @@ def test_ewc_online_mode_decays_and_keeps_one_pair():
     torch.testing.assert_close(star["weight"], model.weight.detach())
 
 
+def test_ewc_pairs_loaded_on_the_cpu_follow_the_parameters_to_their_device():
+    """A resumed run loads EWC's Fisher and reference weights on the CPU; on a GPU the parameters
+    are elsewhere (the meta device stands in for it here)."""
+    method = EWC(mode="online", ewc_lambda=1.0)
+    method.load_state_dict({"consolidated": [({"weight": torch.ones(1, 2)}, {"weight": torch.zeros(1, 2)})]})
+
+    class Module:
+        model = nn.Linear(2, 1, bias=False, device="meta")
+
+    penalty = method.extra_loss(Module(), batch={}, outputs=None)
+    assert penalty.device.type == "meta"
+    fisher, star = method.consolidated[0]
+    assert fisher["weight"].device.type == star["weight"].device.type == "meta"
+
+
 # -- O-LoRA ---------------------------------------------------------------------------------
 def test_olora_loss_is_the_l1_of_the_products():
     torch.manual_seed(0)

@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from conftest import compose_config
 
-TRAINERS = ["cpu", "gpu", "ddp", "ddp_cpu", "fsdp", "deepspeed_zero2", "deepspeed_zero3"]
+TRAINERS = ["cpu", "gpu", "ddp", "ddp_cpu", "fsdp", "deepspeed_zero2"]
 
 
 @pytest.mark.parametrize("trainer", TRAINERS)
@@ -96,3 +96,22 @@ def test_fsdp_clips_the_gradient_norm_through_its_own_module():
     fsdp._model = Sharded()
     assert clip_grad_norm_sharded(fsdp, 1.0) and fsdp._model.clipped_to == 1.0
     assert not clip_grad_norm_sharded(object.__new__(DDPStrategy), 1.0)
+
+
+def test_strategies_that_keep_parameters_sharded_between_fits_are_refused(fast_cfg, tmp_path):
+    """The task loop works on whole parameters between fits: FSDP across processes and ZeRO-3 are
+    refused with the reason and what to use, ZeRO-3 before any model is built."""
+    from lightning_fabric.plugins.environments import LightningEnvironment
+    from torch import nn
+
+    from hide.distributed import fsdp_strategy
+    from hide.errors import ConfigError
+    from hide.run import build_run
+
+    with pytest.raises(ConfigError, match="deepspeed_zero2"):
+        build_run(fast_cfg("+trainer.strategy=deepspeed_stage_3"))
+    strategy = fsdp_strategy()
+    strategy.cluster_environment = LightningEnvironment()
+    strategy.cluster_environment.set_world_size(2)
+    with pytest.raises(ConfigError, match="across 2 processes"):
+        strategy._setup_model(nn.Linear(2, 2))

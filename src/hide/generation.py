@@ -57,9 +57,10 @@ def shared_prefix_length(input_ids: torch.Tensor, attention_mask: torch.Tensor, 
 
 
 def _max_over_ranks(value: int, device: torch.device) -> int:
-    """The largest `value` of all ranks. Under FSDP or ZeRO-3 every forward gathers parameters
-    from every rank, so all ranks must run the same number of forwards; one rank stopping early
-    would leave the others waiting forever."""
+    """The largest `value` of all ranks. Under a strategy that shards parameters (FSDP, ZeRO-3)
+    every forward gathers them from every rank, so all ranks must run the same number of forwards;
+    one rank stopping early would leave the others waiting forever. (The task loop refuses such
+    strategies across GPUs: `hide.distributed.check_strategy`.)"""
     if world_size() == 1:
         return value
     import torch.distributed as dist

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from hide.data.datamodule import ContinualDataModule
 from hide.data.formats import TaskData
 from hide.data.retention import RetentionSet
-from hide.distributed import gather_objects
+from hide.distributed import check_strategy, gather_objects
 from hide.errors import ConfigError, HideError
 from hide.methods.base import ContinualMethod
 from hide.models.backbone import Backbone
@@ -63,8 +63,8 @@ class Run:
 
     def to_compute_device(self) -> torch.device:
         """Put the model where Lightning runs it in this process (cuda:<local rank>, or the CPU)
-        and return that device. Each fit and predict ends with the model moved back to the CPU;
-        the methods' own passes over a task's data between fits (HiDe's anchors, EWC's Fisher
+        and return that device. Lightning's strategies (FSDP's aside) end each fit and predict
+        with the model moved back to the CPU; the methods' own passes over a task's data between fits (HiDe's anchors, EWC's Fisher
         information, KeepLoRA's gradients) must run on the accelerator, and under DDP their
         all-reduces need tensors on the process group's device."""
         trainer = self.module._trainer or self.trainer()
@@ -125,6 +125,7 @@ def build_run(cfg: DictConfig, timer=None) -> Run:
     datamodule: ContinualDataModule = build(cfg.data, "data", benchmark=benchmark, seed=cfg.seed)
     method = build(cfg.method, "method")
     tasks_to_evaluate(cfg.eval.schedule, 0, 1)  # a bad eval.schedule fails here, not after training
+    check_strategy(cfg.trainer)
     retention = retention_names(cfg, benchmark)
     with timed("backbone"):
         backbone = build(cfg.model, "model")

@@ -77,7 +77,18 @@ class EWC(ContinualMethod):
     def extra_loss(self, module, batch: dict, outputs) -> torch.Tensor | None:
         if not self.consolidated or self.ewc_lambda == 0:
             return None
-        return self.ewc_lambda * ewc_penalty(self.trainable(module.model), self.consolidated)
+        params = self.trainable(module.model)
+        self._follow(next(iter(params.values())).device)
+        return self.ewc_lambda * ewc_penalty(params, self.consolidated)
+
+    def _follow(self, device: torch.device) -> None:
+        """Put the kept pairs where the parameters are (once, after a resume loaded them on the CPU)."""
+        first_fisher, _ = self.consolidated[0]
+        if next(iter(first_fisher.values())).device != device:
+            def moved(tensors: dict) -> dict:
+                return {n: t.to(device) for n, t in tensors.items()}
+
+            self.consolidated = [(moved(fisher), moved(star)) for fisher, star in self.consolidated]
 
     def on_task_end(self, module, task_index: int, train_loader) -> None:
         model = module.model
@@ -96,6 +107,7 @@ class EWC(ContinualMethod):
         model.train(was_training)
         star = {n: p.detach().float().clone() for n, p in params.items()}
         if self.mode == "online" and self.consolidated:
+            self._follow(next(iter(fisher.values())).device)
             previous, _ = self.consolidated[0]
             fisher = {n: self.gamma * previous[n] + fisher[n] for n in fisher}
             self.consolidated = [(fisher, star)]
