@@ -41,9 +41,10 @@ def fsdp_strategy(layer_classes=("LlamaDecoderLayer", "CLIPEncoderLayer"), shard
     class ContinualFSDPStrategy(FSDPStrategy):
         """Lightning wraps the module's layers in FSDP units in place, and they stay wrapped after
         the fit or predict; at the next one Lightning sees FSDP inside and leaves the root
-        unwrapped, so the parameters outside the layers (the projector, which trains) would go
-        unsynchronised across ranks and `clip_grad_norm_` would be missing. Here the root is
-        wrapped again around the layers' units every time."""
+        unwrapped, so the parameters outside the layers (the projector, which trains) would be
+        in no FSDP unit and the root's `clip_grad_norm_` would be missing. Here the root is
+        wrapped again around the layers' units every time. One process only: across several,
+        FSDP leaves the root's parameters as shards once a fit ends, and the loop needs them whole."""
 
         def _setup_model(self, model):
             from torch.distributed.fsdp import FullyShardedDataParallel

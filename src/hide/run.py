@@ -64,7 +64,8 @@ class Run:
     def to_compute_device(self) -> torch.device:
         """Put the model where Lightning runs it in this process (cuda:<local rank>, or the CPU)
         and return that device. Lightning's strategies (FSDP's aside) end each fit and predict
-        with the model moved back to the CPU; the methods' own passes over a task's data between fits (HiDe's anchors, EWC's Fisher
+        with the model moved back to the CPU; the methods' own passes over a task's data between
+        fits (HiDe's anchors, whose cached text features then stay on one device, EWC's Fisher
         information, KeepLoRA's gradients) must run on the accelerator, and under DDP their
         all-reduces need tensors on the process group's device."""
         trainer = self.module._trainer or self.trainer()

@@ -175,9 +175,7 @@ class OwnTowersEncoder:
             for text in new:
                 if len(self.text_cache) < self.text_cache_entries:
                     self.text_cache[text] = fresh[text]
-        # cached features may come from a pass on another device (an evaluation on the GPU)
-        return torch.stack([(self.text_cache[i] if i in self.text_cache else fresh[i]).to(device)
-                            for i in instructions])
+        return torch.stack([self.text_cache[i] if i in self.text_cache else fresh[i] for i in instructions])
 
 
 class ClipAnchorEncoder:
