@@ -9,7 +9,9 @@ Per task: the instruction folder and files exist; each file passes the loader's 
 first fault in a file is reported, with the record it is in); every image of every record exists
 (all missing ones are counted, the first few named); a test or reference file whose name declares
 a count (UCIT's `test_3000.json`, `val_coco_type_3000.json`) holds that many records; the caption
-references match the test file one to one. Exits 1 when anything is wrong, after printing it all.
+references match the test file one to one. The general-ability sets `eval.retention` names
+(`eval.retention=[mme,pope,seed] paths.retention_dir=...`) are checked too: every fault their
+loaders refuse. Exits 1 when anything is wrong, after printing it all.
 """
 
 from __future__ import annotations
@@ -110,6 +112,41 @@ def format_reports(reports: list[TaskReport]) -> str:
     return "\n".join(lines)
 
 
+# -- general-ability sets (eval.retention) -------------------------------------------------------
+def check_retention(cfg) -> list[TaskReport]:
+    """A report per general-ability set that `eval.retention` names and that is read from disk
+    (MME, POPE, SEED-Bench; the synthetic set is generated): the loader's every fault (a missing
+    subtask, an image without its two questions, an answer that is not a letter, a repeated id,
+    missing images), with its question count. `eval.retention=auto` names none."""
+    from hide.data.retention import RetentionDataError
+    from hide.errors import ConfigError
+    from hide.run import build
+
+    names = cfg.eval.get("retention", "auto")
+    if names == "auto" or not names:
+        return []
+    sets = cfg.get("retention_sets") or {}
+    reports = []
+    for name in names:
+        report = TaskReport(f"retention: {name}")
+        node = sets.get(name)
+        if node is None:
+            report.problems.append(f"eval.retention names {name!r}, which retention_sets does not define "
+                                   f"(it defines {list(sets)})")
+        elif str(node.get("_target_", "")).endswith(".synthetic_general"):
+            continue
+        else:
+            try:
+                report.test = len(build(node, f"retention_sets.{name}").records)
+            except RetentionDataError as error:
+                report.test, report.missing_images = error.questions, error.missing_images
+                report.problems += error.problems
+            except (DataFormatError, ConfigError) as error:
+                report.problems.append(str(error))
+        reports.append(report)
+    return reports
+
+
 def main(argv: list[str] | None = None) -> int:
     from hydra.utils import instantiate
 
@@ -122,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = compose_config(overrides, tempfile.mkdtemp(prefix="hide-check-"))
     benchmark = instantiate(cfg.benchmark)
-    reports = benchmark.check()
+    reports = benchmark.check() + check_retention(cfg)
     print(f"checking {benchmark.data_dir}")
     print(format_reports(reports))
     bad = sum(len(r.problems) for r in reports)
