@@ -119,7 +119,6 @@ class CoINBenchmark(Benchmark):
         self.instructions_dir = self.data_dir / instructions
         self.images_dir = Path(images_dir).expanduser() if images_dir else self.data_dir
         self.scoring = scoring
-        self.official_budget = max_new_tokens is None
         self.annotations = {"scienceqa_problems": scienceqa_problems, "scienceqa_splits": scienceqa_splits,
                             "textvqa_annotations": textvqa_annotations, "gqa_questions": gqa_questions}
 
@@ -144,6 +143,8 @@ class CoINBenchmark(Benchmark):
                                     skipped=bad)
             task = loaded.task
             task.scorer = self.scorer(spec, task, loaded.boxes, bad, loaded.positions)
+            if hasattr(task, "scoring"):
+                task.scoring = self.scoring
             if bad is not None and not task.test:
                 raise DataFormatError(f"task {spec.name!r} has no usable test record left: all were left out "
                                       f"under data.on_bad_record=skip (first reason: {bad[0].reason if bad else '?'})")
