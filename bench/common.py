@@ -59,7 +59,7 @@ def benchmark_tasks(backbone: Backbone):
     """The default synthetic benchmark's tasks (generated on first use) and an encoder for them."""
     cfg = default_config()
     tasks = instantiate(cfg.benchmark).load()
-    encoder = Encoder(backbone.tokenizer, backbone.image_processor, backbone.image_seq_length, cfg.data.max_length)
+    encoder = Encoder.for_backbone(backbone, cfg.data.max_length)
     return tasks, encoder
 
 

@@ -37,7 +37,7 @@ IMAGE_FREE_QUESTIONS = 400  # of each image-free skill (at most one per mixture 
 
 def answer_all(backbone, records: list[TestRecord], batch_size: int = 64, max_new_tokens: int = 24) -> list[str]:
     """Greedy answers to every record, in batches, as the task loop's evaluation makes them."""
-    collate = EvalCollator(Encoder(backbone.tokenizer, backbone.image_processor, backbone.image_seq_length))
+    collate = EvalCollator(Encoder.for_backbone(backbone))
     backbone.model.eval()
     answers: list[str] = []
     for start in range(0, len(records), batch_size):

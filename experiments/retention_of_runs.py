@@ -21,9 +21,8 @@ from pathlib import Path
 
 from hide.atomic import write_json_atomic
 from hide.config import compose_config
-from hide.data.formats import TaskData
 from hide.run import build, build_run
-from hide.trained import UNKNOWN_TASK, load_run, run_config
+from hide.trained import load_run, run_config
 
 
 def final_stage(run_dir: Path) -> int:
@@ -49,7 +48,7 @@ def base_answers(run_dir: Path, general) -> dict[str, str]:
     (adapters that add nothing), evaluated as the task loop evaluates stage 0."""
     run = build_run(run_config(run_dir))
     run.method.on_eval_start(run.module, [])
-    return run.answer_records(general.records, general.max_new_tokens)
+    return run.answer_records(general.records, general.max_new_tokens, general.prompt_suffix, general.image_processing)
 
 
 def score_run(run_dir: Path, names: list[str], overwrite: bool = False) -> dict:
@@ -64,10 +63,9 @@ def score_run(run_dir: Path, names: list[str], overwrite: bool = False) -> dict:
         have = {**in_run, **scored}.get(general.name, {})
         entry = scored.setdefault(general.name, {"headline": list(general.headline)})
         if "final" not in have:
-            budget, final.module.max_new_tokens = final.module.max_new_tokens, general.max_new_tokens
-            entry["final"] = general.score(final.predict_task(TaskData(general.name, "qa", [], general.records),
-                                                              UNKNOWN_TASK))
-            final.module.max_new_tokens = budget
+            entry["final"] = general.score(final.predict_records(
+                general.records, prompt_suffix=general.prompt_suffix, image_processing=general.image_processing,
+                max_new_tokens=general.max_new_tokens))
         if "base" not in have:
             entry["base"] = general.score(base_answers(run_dir, general))
     scored = {name: entry for name, entry in scored.items() if len(entry) > 1}

@@ -657,8 +657,6 @@ def test_retention_sets_scored_on_the_base_and_final_model(fast_cfg, tmp_path):
     assert on_disk["retention"] == json.loads(json.dumps(retention))
 
 
-@pytest.mark.xfail(strict=True, reason="hide/loop.py's score_retention passes only the set's max_new_tokens to "
-                                       "Run.answer_records, not its prompt_suffix and image_processing")
 def test_the_loop_asks_each_set_with_its_settings(fast_cfg, tmp_path, monkeypatch):
     """The set's prompt suffix, image processing and budget reach the answering (`Run.answer_records`)."""
     from hide.run import Run

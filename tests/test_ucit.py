@@ -1,5 +1,7 @@
 """benchmark=ucit reads the real UCIT layout (protocol.md) through the same loop; here on a
-miniature tree with UCIT's folder and file names, written by the test."""
+miniature tree with UCIT's folder and file names, written by the test: the folder names of
+HiDe-LLaVA's scripts and the records as its released files hold them (`official=True`), or its
+README's folder names."""
 
 import pytest
 from PIL import Image
@@ -9,23 +11,31 @@ from hide.data.formats import (DataFormatError, write_caption_references, write_
 from hide.loop import run_continual
 
 TASKS = [("ImageNet-R", "train.json", "qa"), ("ArxivQA", "train_4w.json", "qa"), ("VizWiz", "train.json", "caption")]
+# HiDe-LLaVA's scripts/HiDe/Eval_UCIT/eval_vizwiz.sh reads /your_path/VizWiz-caption/test_3000.json
+OFFICIAL_DIRS = {"VizWiz": "VizWiz-caption"}
 
 
-def make_mini_ucit(root, n_train=6, n_test=4, refs_short_by=0):
+def make_mini_ucit(root, n_train=6, n_test=4, refs_short_by=0, official=False):
+    """With `official`: the scripts' folder names, training records without `id`, caption test
+    records without `answer`, and a question id that repeats in each QA test file."""
     for t, (name, train_file, kind) in enumerate(TASKS):
         images = root / "datasets" / name
         images.mkdir(parents=True)
         for i in range(n_train + n_test):
             Image.new("RGB", (40, 30), (40 * t, 20 * i % 255, 100)).save(images / f"{i}.jpg")
         answer = (lambda i: f"a photo of thing {i}") if kind == "caption" else (lambda i: "A" if i % 2 else "B")
-        instructions = root / "instructions" / name
+        instructions = root / "instructions" / (OFFICIAL_DIRS.get(name, name) if official else name)
         write_train_file(instructions / train_file, [
-            {"id": f"{name}-{i}", "image": f"{name}/{i}.jpg",
+            {**({} if official else {"id": f"{name}-{i}"}), "image": f"{name}/{i}.jpg",
              "conversations": [{"from": "human", "value": "<image>\nWhat is shown?"},
                                {"from": "gpt", "value": answer(i)}]} for i in range(n_train)])
         tests = [{"question_id": f"{name}-t{i}", "image": f"{name}/{n_train + i}.jpg", "text": "What is shown?",
                   "answer": answer(i)} for i in range(n_test)]
-        write_test_file(instructions / "test_3000.json", tests)
+        if official and kind == "qa":
+            tests[-1]["question_id"] = tests[0]["question_id"]
+        written = [{k: v for k, v in x.items() if not (official and kind == "caption" and k == "answer")}
+                   for x in tests]
+        write_test_file(instructions / "test_3000.json", written)
         if kind == "caption":
             kept = tests[: n_test - refs_short_by]
             write_caption_references(instructions / "val_coco_type_3000.json", [x["image"] for x in kept],
@@ -33,8 +43,9 @@ def make_mini_ucit(root, n_train=6, n_test=4, refs_short_by=0):
 
 
 def test_ucit_layout_runs_end_to_end(fast_cfg, tmp_path):
+    """The official layout and records load as released and run through the whole loop."""
     data = tmp_path / "ucit"
-    make_mini_ucit(data)
+    make_mini_ucit(data, official=True)
     out = tmp_path / "run"
     metrics = run_continual(fast_cfg("benchmark=ucit", f"paths.data_dir={data}", "benchmark.num_tasks=3",
                                      "benchmark.max_new_tokens=4"), out)
@@ -89,3 +100,28 @@ def test_data_check_finds_every_planted_fault_in_one_pass(tmp_path, capsys):
     assert "missing" not in out.replace("missing images", "") and "does not exist" not in out
     assert main([f"paths.data_dir={tmp_path / 'nowhere'}"]) == 1
     assert "paths.data_dir" in capsys.readouterr().out
+
+
+def test_official_records_load_and_the_data_check_names_what_is_not_plain(tmp_path, capsys):
+    from hide.data.check import main
+    from hide.data.datamodule import Benchmark
+    from hide.config import compose_config
+    from hydra.utils import instantiate
+
+    data = tmp_path / "ucit"
+    make_mini_ucit(data, official=True)
+    cfg = compose_config(["benchmark=ucit", f"paths.data_dir={data}", "benchmark.num_tasks=3"], str(tmp_path / "out"))
+    benchmark: Benchmark = instantiate(cfg.benchmark)
+    tasks = benchmark.load()
+    imagenet, _, vizwiz = tasks
+    assert [r.id for r in imagenet.train] == [f"#{i}" for i in range(6)]  # named by index
+    # every test record is kept: the repeated id gets a name of its own and keeps the file's id
+    assert [r.question_id for r in imagenet.test] == ["ImageNet-R-t0", "ImageNet-R-t1", "ImageNet-R-t2",
+                                                      "ImageNet-R-t0#3"]
+    assert imagenet.test[3].source_id == "ImageNet-R-t0"
+    assert [r.answer for r in vizwiz.test] == [""] * 4 and len(vizwiz.references) == 4
+    main([f"paths.data_dir={data}", "benchmark.num_tasks=3"])
+    out = capsys.readouterr().out
+    assert out.count("1 question id(s) repeat ('ImageNet-R-t0' at records 0, 3)") == 1
+    assert "1 question id(s) repeat ('ArxivQA-t0' at records 0, 3)" in out
+    assert f"{data / 'instructions' / 'VizWiz-caption' / 'test_3000.json'}" in out  # the scripts' folder is read

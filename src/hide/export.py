@@ -133,6 +133,7 @@ def export_merged(backbone: Backbone, method: ContinualMethod, out: Path, rebuil
     backbone.model.save_pretrained(out)
     backbone.tokenizer.save_pretrained(out)
     backbone.image_processor.save_pretrained(out)
+    backbone.template.save(out)  # the conversation the model was trained with goes with it
     unmerged = [name for name, update in updates.items() if update is None]
     if unmerged:
         from hide.trained import EXPERTS_DIR, EXPORT_FILE, METHOD_STATE

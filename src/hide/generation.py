@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
+from hide.data.collate import batch_pixels
 from hide.distributed import world_size
 
 
@@ -134,7 +135,7 @@ def greedy_answers(model, tokenizer, batch: dict, max_new_tokens: int, prefix_pl
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)[:, shared:]
 
     output = model(input_ids=rest_ids, attention_mask=mask, position_ids=positions,
-                   pixel_values=batch["pixel_values"].to(model.dtype), past_key_values=cache,
+                   pixel_values=batch_pixels(batch, model.dtype), past_key_values=cache,
                    use_cache=True, logits_to_keep=1)
     next_position = positions[:, -1:] + 1
     finished = torch.zeros(batch_size, dtype=torch.bool, device=device)

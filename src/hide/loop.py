@@ -17,7 +17,7 @@ from hide.checkpoint import (RUN_STATE, CheckpointError, TaskCheckpoint, capture
 from hide.console import quiet_library_chatter
 from hide.data.formats import TaskData
 from hide.metrics.captions import score_captions
-from hide.metrics.qa import exact_match_score
+from hide.metrics.qa import exact_match_score, official_answers
 from hide.record import RunRecord
 from hide.run import Run, build_run, tasks_to_evaluate, trained_tasks
 
@@ -30,7 +30,7 @@ def score_task(task: TaskData, predictions: dict[str, str]) -> dict:
         return task.scorer(predictions)
     if task.kind == "caption":
         return score_captions(predictions, {r.question_id: task.references[r.question_id] for r in task.test})
-    return {"score": exact_match_score(predictions, {r.question_id: r.answer for r in task.test})}
+    return {"score": exact_match_score(predictions, official_answers(task.test, task.scoring), task.scoring)}
 
 
 def run_continual(cfg: DictConfig, out_dir) -> dict:
@@ -105,7 +105,8 @@ def score_retention(run: Run, record: RunRecord, model: str, untrained: bool = F
             answers = record.retention_answers(general, "base")
         else:
             with record.timer("retention"):
-                answers = run.answer_records(general.records, general.max_new_tokens)
+                answers = run.answer_records(general.records, general.max_new_tokens, general.prompt_suffix,
+                                             general.image_processing)
         record.retention_done(general, model, answers, general.score(answers))
     restore_rng(rng)
 

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 
 from hide.checkpoint import kill_point
+from hide.data.collate import batch_pixels
 from hide.distributed import clip_grad_norm_sharded, reinstall_output_capturing
 from hide.errors import TrainingDivergedError
 from hide.generation import greedy_answers
@@ -85,7 +86,7 @@ class ContinualModule(pl.LightningModule):
         return self.model(
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
-            pixel_values=batch["pixel_values"].to(self.model.dtype),
+            pixel_values=batch_pixels(batch, self.model.dtype),
             labels=batch["labels"],
         )
 
@@ -126,8 +127,9 @@ class ContinualModule(pl.LightningModule):
         """Greedy answers for a left-padded batch, decoded and stripped, in the method's context
         for it (`ContinualMethod.answering`)."""
         with self.method.answering(self, batch) as prefix_plan:
-            return greedy_answers(self.model, self.backbone.tokenizer, batch, self.max_new_tokens,
-                                  prefix_plan=prefix_plan)
+            # a task's own budget (its official script's) where it has one
+            budget = batch.get("max_new_tokens") or self.max_new_tokens
+            return greedy_answers(self.model, self.backbone.tokenizer, batch, budget, prefix_plan=prefix_plan)
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> list[tuple[int, str, str]]:
         kill_point("predict_batch")

@@ -18,6 +18,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from hide.data.collate import EvalCollator
 from hide.data.datamodule import ContinualDataModule
 from hide.data.formats import TaskData
 from hide.data.retention import RetentionSet
@@ -79,13 +80,12 @@ class Run:
             return {}
         return self._answers([self.datamodule.test_dataloader(t) for t in task_indices], task_indices)
 
-    def answer_records(self, records: list, max_new_tokens: int) -> dict[str, str]:
+    def answer_records(self, records: list, max_new_tokens: int, prompt_suffix: str = "",
+                       image_processing: str = "pad") -> dict[str, str]:
         """Batched greedy answers to test prompts outside the benchmark (a general-ability set)."""
-        budget, self.module.max_new_tokens = self.module.max_new_tokens, max_new_tokens
-        try:
-            return self._answers([self.datamodule.records_dataloader(records)], [-1])[-1]
-        finally:
-            self.module.max_new_tokens = budget
+        collate = EvalCollator(self.datamodule.encoder, prompt_suffix, image_processing, max_new_tokens)
+        loader = self.datamodule.records_dataloader(records, collate=collate)
+        return self._answers([loader], [-1])[-1]
 
     def _answers(self, loaders: list, task_indices: list[int]) -> dict[int, dict[str, str]]:
         outputs = self.trainer().predict(self.module, dataloaders=loaders, return_predictions=True)

@@ -30,7 +30,7 @@ from hide.checkpoint import (CHECKPOINT_DIR, RUN_CONFIG, RUN_STATE, CheckpointEr
                              load_trained_state, stage_model_file)
 from hide.console import quiet_library_chatter
 from hide.data.collate import Encoder, EvalCollator
-from hide.data.formats import TaskData, TestRecord
+from hide.data.formats import TaskData, TaskSpec, TestRecord
 from hide.errors import ConfigError
 from hide.models.backbone import load_pretrained_backbone
 from hide.module import ContinualModule
@@ -124,17 +124,26 @@ class TrainedModel:
         answers = self._answer([(UNKNOWN_TASK, r) for r in records], batch_size)
         return [answers[r.question_id] for r in records]
 
-    def predict_task(self, task: TaskData, task_index: int = UNKNOWN_TASK,
-                     batch_size: int | None = None) -> dict[str, str]:
+    def predict_task(self, task: TaskData, task_index: int = UNKNOWN_TASK, batch_size: int | None = None,
+                     spec: TaskSpec | None = None) -> dict[str, str]:
         """{question_id: answer} on a task's test set. `task_index`: its index among the run's
-        tasks, if it is one of them (oracle routing and routing counts use it)."""
-        return self._answer([(task_index, r) for r in task.test], batch_size)
+        tasks, if it is one of them (oracle routing and routing counts use it). `spec`: the task's
+        evaluation settings (prompt suffix, image processing, budget; default: the task's own)."""
+        collate = EvalCollator.for_task(self.encoder, spec or task.spec)
+        return self._answer([(task_index, r) for r in task.test], batch_size, collate)
 
-    def _answer(self, items: list, batch_size: int | None) -> dict[str, str]:
+    def predict_records(self, records: list[TestRecord], batch_size: int | None = None, prompt_suffix: str = "",
+                        image_processing: str = "pad", max_new_tokens: int | None = None) -> dict[str, str]:
+        """{question_id: answer} on test records outside the run's tasks, with a general-ability
+        set's settings (prompt suffix, image processing, budget: `EvalCollator`'s)."""
+        collate = EvalCollator(self.encoder, prompt_suffix, image_processing, max_new_tokens)
+        return self._answer([(UNKNOWN_TASK, r) for r in records], batch_size, collate)
+
+    def _answer(self, items: list, batch_size: int | None, collate: EvalCollator | None = None) -> dict[str, str]:
         if not items:
             return {}
         loader = DataLoader(items, batch_size=batch_size or self.eval_batch_size, shuffle=False,
-                            collate_fn=EvalCollator(self.encoder))
+                            collate_fn=collate or EvalCollator(self.encoder))
         outputs = self.make_trainer().predict(self.module, dataloaders=loader, return_predictions=True)
         return {qid: text for batch in outputs for _, qid, text in batch}
 
@@ -193,7 +202,7 @@ def load_export(folder: Path, stage: int | None = None, overrides: dict | None =
     module = ContinualModule(backbone, method, max_new_tokens=saved["max_new_tokens"])
     method.on_eval_start(module, saved["trained"])
     module.eval()
-    encoder = Encoder(backbone.tokenizer, backbone.image_processor, backbone.image_seq_length, saved["max_length"])
+    encoder = Encoder.for_backbone(backbone, saved["max_length"])
     return TrainedModel(module=module, encoder=encoder, task_names=saved["tasks"], stage=saved["stage"],
                         source=folder, eval_batch_size=eval_batch_size,
                         make_trainer=lambda: instantiate(trainer, logger=False), trained=saved["trained"])

@@ -16,7 +16,7 @@ from collections import defaultdict
 import torch
 from pytorch_lightning.utilities import move_data_to_device
 
-from hide.data.collate import EvalCollator
+from hide.data.collate import EvalCollator, batch_pixels
 from hide.models.lora import MultiExpertLoRALinear, decoder_layer_index
 
 
@@ -72,7 +72,7 @@ def functional_update_sizes(model, adapters: dict[str, MultiExpertLoRALinear], e
                 batch = move_data_to_device(batch, model.device)
                 state["mask"] = batch["attention_mask"].to(torch.float32)
                 model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                      pixel_values=batch["pixel_values"].to(model.dtype))
+                      pixel_values=batch_pixels(batch, model.dtype))
     finally:
         for handle in handles:
             handle.remove()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hide.data.formats import (DataFormatError, TaskSpec, load_caption_references, load_test_file,
-                               load_train_file)
+                               load_train_file, task_folder)
 
 SHOWN_MISSING = 5
 
@@ -35,6 +35,8 @@ class TaskReport:
     references: int | None = None
     missing_images: int = 0
     problems: list[str] = field(default_factory=list)
+    # what loads but is not plain (repeated question ids, records without an image): said, not faults
+    notes: list[str] = field(default_factory=list)
 
 
 def declared_count(file_name: str) -> int | None:
@@ -46,7 +48,7 @@ def declared_count(file_name: str) -> int | None:
 def check_task(data_dir: Path, spec: TaskSpec, instructions_dir: Path | None = None,
                datasets_dir: Path | None = None) -> TaskReport:
     report = TaskReport(spec.name)
-    folder = Path(instructions_dir or data_dir / "instructions") / spec.dir
+    folder = task_folder(Path(instructions_dir or data_dir / "instructions"), spec)
     datasets = Path(datasets_dir or data_dir / "datasets")
     if not folder.is_dir():
         report.problems.append(f"the folder {folder} does not exist")
@@ -58,13 +60,29 @@ def check_task(data_dir: Path, spec: TaskSpec, instructions_dir: Path | None = N
         if not path.is_file():
             report.problems.append(f"the {role} file {path} does not exist")
     loaded = {}
-    for role, loader in (("train", load_train_file), ("test", load_test_file)):
+    repeats: dict[str, list[int]] | None = {} if spec.repeated_ids else None
+    readers = {"train": lambda path: load_train_file(path, datasets, check_images=False, task_name=spec.name,
+                                                     text_only=spec.text_only),
+               "test": lambda path: load_test_file(path, datasets, check_images=False, task_name=spec.name,
+                                                   caption=spec.kind == "caption", repeats=repeats,
+                                                   text_only=spec.text_only)}
+    for role, reader in readers.items():
         if files[role].is_file():
             try:
-                loaded[role] = loader(files[role], datasets, check_images=False, task_name=spec.name)
+                loaded[role] = reader(files[role])
                 setattr(report, role, len(loaded[role]))
             except DataFormatError as error:
                 report.problems.append(str(error))
+    if repeats:
+        shown = "; ".join(f"{qid!r} at records {', '.join(map(str, idx))}" for qid, idx in list(repeats.items())[:5])
+        report.notes.append(f"{files['test']}: {len(repeats)} question id(s) repeat ({shown}"
+                            f"{'; ...' if len(repeats) > 5 else ''}): every record is answered, and under "
+                            f"scoring=original each is scored against the last record of its id, as the official "
+                            f"scorer does")
+    for role in ("train", "test"):
+        text_only = sum(r.image is None for r in loaded.get(role, []))
+        if text_only:
+            report.notes.append(f"{files[role]}: {text_only} record(s) without an image, answered as text-only")
     if "test" in loaded:
         expected = declared_count(spec.test_file)
         if expected is not None and expected != report.test:
@@ -76,7 +94,7 @@ def check_task(data_dir: Path, spec: TaskSpec, instructions_dir: Path | None = N
             except DataFormatError as error:
                 report.problems.append(str(error))
     missing = [(role, record, Path(record.image)) for role in ("train", "test") for record in loaded.get(role, [])
-               if not Path(record.image).is_file()]
+               if record.image is not None and not Path(record.image).is_file()]
     report.missing_images = len(missing)
     if missing:
         shown = ", ".join(f"{p} ({role} record {getattr(r, 'id', None) or r.question_id})"
@@ -109,6 +127,8 @@ def format_reports(reports: list[TaskReport]) -> str:
     for r in reports:
         for problem in r.problems:
             lines.append(f"\n[{r.name}] {problem}")
+        for note in r.notes:
+            lines.append(f"\n[{r.name}] note: {note}")
     return "\n".join(lines)
 
 

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from hide.data.formats import IMAGE_TOKEN, DataFormatError, TestRecord, TrainRecord
-from hide.data.prompt import conversation_segments, generation_prompt
+from hide.data.prompt import VICUNA_V1, ConversationTemplate
 
 IGNORE_INDEX = -100
 
@@ -40,11 +40,17 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(path: Path | Image.Image, image_processor, record: str = "") -> Image.Image:
-    """The record's image (a file, or an image already in memory), RGB and padded to a square
-    with the processor's mean colour."""
+IMAGE_PROCESSING = ("pad", "crop")
+
+
+def load_image(path: Path | Image.Image, image_processor, record: str = "", processing: str = "pad") -> Image.Image:
+    """The record's image (a file, or an image already in memory), RGB and, with processing "pad",
+    padded to a square with the processor's mean colour (LLaVA's `process_images` under
+    image_aspect_ratio=pad); "crop" leaves it as it is, for the processor's own resize of the
+    shortest side and centre crop (LLaVA's `image_processor.preprocess` alone)."""
     if isinstance(path, Image.Image):
-        return _square(to_rgb(path), image_processor)
+        image = to_rgb(path)
+        return _square(image, image_processor) if processing == "pad" else image
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # sizes are checked at load
@@ -56,7 +62,7 @@ def load_image(path: Path | Image.Image, image_processor, record: str = "") -> I
             f"({type(err).__name__}: {err}). Replace the file (a truncated download is the usual cause), or set "
             f"data.on_bad_record=skip, which decodes every image at load and leaves such records out."
         ) from err
-    return _square(image, image_processor)
+    return _square(image, image_processor) if processing == "pad" else image
 
 
 def _square(image: Image.Image, image_processor) -> Image.Image:
@@ -64,18 +70,44 @@ def _square(image: Image.Image, image_processor) -> Image.Image:
     return expand2square(image, tuple(int(255 * m) for m in mean))
 
 
+def batch_pixels(batch: dict, dtype: torch.dtype) -> torch.Tensor | None:
+    """A batch's images in the model's dtype, one per record that has one (None: none has)."""
+    pixels = batch["pixel_values"]
+    return None if pixels is None else pixels.to(dtype)
+
+
+def has_image(records) -> torch.Tensor:
+    """Which of a batch's records have an image (a text-only record has none)."""
+    return torch.tensor([record.image is not None for record in records], dtype=torch.bool)
+
+
 @dataclass
 class Encoder:
-    """Tokenises vicuna_v1 conversations for one backbone."""
+    """Tokenises conversations in one backbone's template."""
 
     tokenizer: object
     image_processor: object
     image_seq_length: int
     max_length: int = 2048
+    template: ConversationTemplate = VICUNA_V1
+
+    @classmethod
+    def for_backbone(cls, backbone, max_length: int = 2048) -> "Encoder":
+        return cls(backbone.tokenizer, backbone.image_processor, backbone.image_seq_length, max_length,
+                   backbone.template)
 
     def _ids(self, text: str) -> list[int]:
-        text = text.replace(IMAGE_TOKEN, IMAGE_TOKEN * self.image_seq_length)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        """The text's token ids, each `<image>` expanded to one image token per image feature.
+        The pieces on each side of `<image>` are tokenised on their own, as LLaVA's
+        `tokenizer_image_token` (llava/mm_utils.py) forms an evaluation prompt's ids."""
+        image = self.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+        ids: list[int] = []
+        for i, piece in enumerate(text.split(IMAGE_TOKEN)):
+            if i:
+                ids += [image] * self.image_seq_length
+            if piece:
+                ids += self.tokenizer(piece, add_special_tokens=False)["input_ids"]
+        return ids
 
     def _bos(self) -> list[int]:
         bos = self.tokenizer.bos_token_id
@@ -85,7 +117,7 @@ class Encoder:
         """input_ids and labels; labels are IGNORE_INDEX except on the answers and their `</s>`.
         Pieces are tokenised separately so that the prompt's tokens are exactly what generation sees."""
         input_ids, labels = self._bos(), [IGNORE_INDEX] * len(self._bos())
-        for text, is_target in conversation_segments(record.turns):
+        for text, is_target in self.template.segments(record.turns, image=record.image is not None):
             ids = self._ids(text)
             input_ids += ids
             labels += ids if is_target else [IGNORE_INDEX] * len(ids)
@@ -97,11 +129,16 @@ class Encoder:
             )
         return input_ids, labels
 
-    def prompt_ids(self, instruction: str) -> list[int]:
-        return self._bos() + self._ids(generation_prompt(instruction))
+    def prompt_ids(self, instruction: str, image: bool = True) -> list[int]:
+        return self._bos() + self._ids(self.template.generation_prompt(instruction, image=image))
 
-    def pixel_values(self, paths: list[Path], ids: list[str] | None = None) -> torch.Tensor:
-        images = [load_image(p, self.image_processor, rid) for p, rid in zip(paths, ids or [""] * len(paths))]
+    def pixel_values(self, paths: list, ids: list[str] | None = None, processing: str = "pad") -> torch.Tensor | None:
+        """The batch's images (records without one, `None`, have none: LLaVA takes one image per
+        `<image>` in the batch, in order); None when no record has an image."""
+        images = [load_image(p, self.image_processor, rid, processing)
+                  for p, rid in zip(paths, ids or [""] * len(paths)) if p is not None]
+        if not images:
+            return None
         return self.image_processor(images=images, return_tensors="pt")["pixel_values"]
 
 
@@ -128,6 +165,7 @@ class TrainCollator:
             "labels": labels,
             "pixel_values": self.encoder.pixel_values([record.image for _, record in items],
                                                       [record.id for _, record in items]),
+            "has_image": has_image(record for _, record in items),
             "task": torch.tensor([task for task, _ in items], dtype=torch.long),
             "ids": [record.id for _, record in items],
             # the first instruction alone (no system prompt, no answer): the anchor encoders' text feature
@@ -143,12 +181,26 @@ def left_padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class EvalCollator:
-    """Left-padded prompts for batched generation, so that every row's answer starts at the same column."""
+    """Left-padded prompts for batched generation, so that every row's answer starts at the same
+    column; a task's evaluation settings (`TaskSpec`) as its official script asks: the suffix
+    appended to each instruction, how images are processed, and the generation budget (None:
+    the benchmark's), which the batch carries to the decoder."""
 
     encoder: Encoder
+    prompt_suffix: str = ""
+    image_processing: str = "pad"
+    max_new_tokens: int | None = None
+
+    @classmethod
+    def for_task(cls, encoder: Encoder, spec=None) -> "EvalCollator":
+        """The collator of a task's evaluation settings (`TaskSpec`; None: the defaults)."""
+        if spec is None:
+            return cls(encoder)
+        return cls(encoder, spec.prompt_suffix, spec.image_processing, spec.max_new_tokens)
 
     def __call__(self, items: list[tuple[int, TestRecord]]) -> dict:
-        prompts = [self.encoder.prompt_ids(record.text) for _, record in items]
+        prompts = [self.encoder.prompt_ids(record.text + self.prompt_suffix, image=record.image is not None)
+                   for _, record in items]
         length = max(len(p) for p in prompts)
         pad = self.encoder.tokenizer.pad_token_id
         input_ids = torch.full((len(items), length), pad, dtype=torch.long)
@@ -160,8 +212,11 @@ class EvalCollator:
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "pixel_values": self.encoder.pixel_values([record.image for _, record in items],
-                                                      [record.question_id for _, record in items]),
+                                                      [record.question_id for _, record in items],
+                                                      self.image_processing),
+            "has_image": has_image(record for _, record in items),
             "task": torch.tensor([task for task, _ in items], dtype=torch.long),
             "ids": [record.question_id for _, record in items],
             "instructions": [record.text for _, record in items],
+            "max_new_tokens": self.max_new_tokens,
         }

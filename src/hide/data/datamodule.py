@@ -14,6 +14,7 @@ from hide.data import synth
 from hide.data.collate import Encoder, EvalCollator, TrainCollator
 from hide.data.formats import ON_BAD_RECORD, BadRecord, DataFormatError, TaskData, TaskSpec, load_task
 from hide.errors import ConfigError
+from hide.metrics.qa import check_scoring
 from hide.distributed import global_rank, world_size
 from hide.models.backbone import Backbone
 
@@ -30,12 +31,18 @@ class Benchmark:
         select: use only these tasks, by name, in the benchmark's order (None: all); applied
             before num_tasks. `benchmark.select=[IconQA]` trains and scores one task alone.
         train_per_task, test_per_task: keep the first K records of each file (None: all).
-        max_new_tokens: generation budget for this benchmark's answers.
+        max_new_tokens: generation budget for this benchmark's answers (a task's own
+            `max_new_tokens` overrides it).
+        scoring: "original" scores QA answers exactly as the official scorer does, quirks
+            included; "corrected" with its faults fixed (docs/protocol.md).
     """
 
     def __init__(self, data_dir: str, tasks: list[dict], num_tasks: int | None = None,
                  train_per_task: int | None = None, test_per_task: int | None = None,
-                 max_new_tokens: int = 128, check_images: bool = True, select: list[str] | None = None):
+                 max_new_tokens: int = 128, check_images: bool = True, select: list[str] | None = None,
+                 scoring: str = "original"):
+        check_scoring(scoring)
+        self.scoring = scoring
         self.data_dir = Path(data_dir).expanduser()
         specs = [TaskSpec(**dict(t)) for t in tasks]
         if select is not None:
@@ -90,6 +97,7 @@ class Benchmark:
             bad: list[BadRecord] = []
             tasks.append(load_task(self.data_dir, spec, self.train_limit(spec.name), self.test_per_task, self.check_images,
                                    on_bad_record=on_bad_record, max_image_pixels=max_image_pixels, skipped=bad))
+            tasks[-1].scoring = self.scoring
             if skipped is not None:
                 skipped.extend((spec.name, b) for b in bad)
         return tasks
@@ -167,8 +175,7 @@ class ContinualDataModule(pl.LightningDataModule):
         self.encoder: Encoder | None = None
 
     def load(self, backbone: Backbone) -> list[TaskData]:
-        self.encoder = Encoder(backbone.tokenizer, backbone.image_processor, backbone.image_seq_length,
-                               self.max_length)
+        self.encoder = Encoder.for_backbone(backbone, self.max_length)
         self.skipped = []
         self.tasks = self.benchmark.load(self.on_bad_record, self.max_image_pixels, self.skipped)
         return self.tasks
@@ -213,16 +220,21 @@ class ContinualDataModule(pl.LightningDataModule):
         return torch.Generator().manual_seed(self.seed * 1000 + self.stage)
 
     def test_dataloader(self, task_index: int) -> DataLoader:
-        """A task's test prompts; with W ranks, rank r answers every W-th one (the loop gathers them)."""
-        return self.records_dataloader(self.tasks[task_index].test, task_index)
+        """A task's test prompts, with its evaluation settings (`TaskSpec`: prompt suffix, image
+        processing, generation budget); with W ranks, rank r answers every W-th one (the loop
+        gathers them)."""
+        task = self.tasks[task_index]
+        return self.records_dataloader(task.test, task_index, EvalCollator.for_task(self.encoder, task.spec))
 
-    def records_dataloader(self, records: list, task_index: int = -1) -> DataLoader:
+    def records_dataloader(self, records: list, task_index: int = -1, collate: EvalCollator | None = None) -> DataLoader:
         """Test prompts of `records` as task `task_index` (-1: none of the benchmark's, e.g. a
-        general-ability set), sharded over ranks as `test_dataloader`."""
+        general-ability set), sharded over ranks as `test_dataloader`; `collate` carries the
+        evaluation settings (None: the defaults, with the run's budget)."""
         items = [(task_index, record) for record in records]
         items = items[global_rank()::world_size()]
-        return DataLoader(items, batch_size=self.eval_batch_size, shuffle=False,
-                          collate_fn=EvalCollator(self.encoder), num_workers=self.num_workers)
+        collate = collate or EvalCollator(self.encoder)
+        return DataLoader(items, batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate,
+                          num_workers=self.num_workers)
 
 
 class RankShardedBatches(torch.utils.data.Sampler):

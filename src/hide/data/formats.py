@@ -15,6 +15,7 @@ names the file, the record (index and id when known), what is wrong and what to 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from PIL import Image
 
 from hide.atomic import write_json_atomic
 from hide.errors import ConfigError, HideError
+
+log = logging.getLogger(__name__)
 
 IMAGE_TOKEN = "<image>"
 
@@ -49,7 +52,7 @@ class TrainRecord:
     builder puts the token back."""
 
     id: str
-    image: Path  # absolute path
+    image: Path | None  # absolute path; None: a text-only conversation
     turns: list[Turn]
 
 
@@ -59,10 +62,11 @@ class TestRecord:
 
     __test__ = False  # not a pytest test class, despite the name
 
-    question_id: str
-    image: Path  # absolute path
+    question_id: str  # unique within the task (a repeated id in the file is made unique: `source_id`)
+    image: Path | None  # absolute path; None: a text-only question, answered without an image
     text: str  # the instruction, without the <image> token
-    answer: str
+    answer: str  # "" for a caption test record that has none (its references live elsewhere)
+    source_id: str | None = None  # the file's question_id, where it repeats an earlier record's
 
 
 @dataclass
@@ -78,6 +82,10 @@ class TaskData:
     # a benchmark's own metric for the task: predictions {question_id: answer} -> {"score": 0-100, ...}
     # (None: exact match for QA, the caption metrics for captions)
     scorer: Callable[[dict[str, str]], dict] | None = field(default=None)
+    # QA exact match as the official scorer ("original") or with its faults fixed ("corrected")
+    scoring: str = "original"
+    # where the task's files are and how it is evaluated (prompt suffix, images, budget)
+    spec: TaskSpec | None = None
 
 
 def write_train_file(path: str | os.PathLike, records: list[dict]) -> None:
@@ -109,6 +117,7 @@ def write_caption_references(
 # ---------------------------------------------------------------------------------------------
 
 TASK_KINDS = ("qa", "caption")
+IMAGE_PROCESSING = ("pad", "crop")
 
 
 @dataclass(frozen=True)
@@ -116,8 +125,20 @@ class TaskSpec:
     """Where one task's files are and how it is scored.
 
     `train_file`, `test_file` and `references_file` are relative to `<data_dir>/instructions/<dir>/`;
-    `dir` defaults to `name`. Caption tasks need `references_file` (the COCO-format captions);
-    QA tasks must not have one.
+    `dir` defaults to `name`, and `alt_dirs` are read when `dir` does not exist (the names another
+    release uses). Caption tasks need `references_file` (the COCO-format captions); QA tasks must
+    not have one.
+
+    How the task is evaluated, as its official script does (docs/protocol.md): `prompt_suffix` is
+    appended to every test instruction, `image_processing` is "pad" (padded to a square with the
+    processor's mean colour, then processed) or "crop" (the processor's own resize and centre
+    crop), `max_new_tokens` the generation budget (None: the benchmark's).
+
+    What the official files hold: with `text_only`, a record without an `image` is a text-only
+    question or conversation (CoIN's ScienceQA); with `repeated_ids`, the test file may repeat a
+    question_id (HiDe-LLaVA's scorer keeps every answer and looks each up in a dict by id, so the
+    last record's answer is the reference: `hide.metrics.qa.official_answers`); without them
+    either is an error naming the record.
     """
 
     name: str
@@ -126,6 +147,12 @@ class TaskSpec:
     test_file: str
     references_file: str | None = None
     dir: str | None = None
+    alt_dirs: tuple[str, ...] = ()
+    prompt_suffix: str = ""
+    image_processing: str = "pad"
+    max_new_tokens: int | None = None
+    text_only: bool = False
+    repeated_ids: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -147,6 +174,13 @@ class TaskSpec:
                     f"task {self.name!r}: {attr} must be a non-empty string, got {value!r}. "
                     f"Set it to the file (or folder) name under instructions/."
                 )
+        object.__setattr__(self, "alt_dirs", tuple(self.alt_dirs or ()))
+        if self.image_processing not in IMAGE_PROCESSING:
+            raise DataFormatError(f"task {self.name!r}: image_processing must be one of {IMAGE_PROCESSING}, "
+                                  f"got {self.image_processing!r}.")
+        if self.max_new_tokens is not None and (not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1):
+            raise DataFormatError(f"task {self.name!r}: max_new_tokens must be a positive integer or null, "
+                                  f"got {self.max_new_tokens!r}.")
         if self.kind == "caption":
             if not isinstance(self.references_file, str) or not self.references_file:
                 raise DataFormatError(
@@ -162,15 +196,27 @@ class TaskSpec:
             )
 
 
-# The six UCIT tasks in the benchmark's order (folder names under instructions/).
+# The six UCIT tasks in the benchmark's order; folders under instructions/ as HiDe-LLaVA's
+# scripts name them (scripts/HiDe/Train_UCIT, Eval_UCIT), else as its README's layout does.
 UCIT_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("ImageNet-R", "qa", "train.json", "test_3000.json"),
     TaskSpec("ArxivQA", "qa", "train_4w.json", "test_3000.json"),
-    TaskSpec("VizWiz", "caption", "train.json", "test_3000.json", "val_coco_type_3000.json"),
+    TaskSpec("VizWiz", "caption", "train.json", "test_3000.json", "val_coco_type_3000.json",
+             dir="VizWiz-caption", alt_dirs=("VizWiz",)),
     TaskSpec("IconQA", "qa", "train.json", "test_3000.json"),
-    TaskSpec("CLEVR", "qa", "train_4w.json", "test_3000.json"),
-    TaskSpec("Flickr30k", "caption", "train_brief_4w.json", "test_3000.json", "val_coco_type_3000.json"),
+    TaskSpec("CLEVR", "qa", "train_4w.json", "test_3000.json", dir="CLEVR-Math", alt_dirs=("CLEVR",)),
+    TaskSpec("Flickr30k", "caption", "train_brief_4w.json", "test_3000.json", "val_coco_type_3000.json",
+             dir="Flickr30k-cap", alt_dirs=("Flickr30k",)),
 )
+
+
+def task_folder(instructions_dir: str | os.PathLike, spec: TaskSpec) -> Path:
+    """The task's folder: `spec.dir`, or the first of `spec.alt_dirs` that exists (else `spec.dir`,
+    for the error that names it)."""
+    for name in (spec.dir, *spec.alt_dirs):
+        if (Path(instructions_dir) / name).is_dir():
+            return Path(instructions_dir) / name
+    return Path(instructions_dir) / spec.dir
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,8 +402,12 @@ def load_train_file(
     *,
     task_name: str | None = None,
     skipped: list[BadRecord] | None = None,
+    text_only: bool = False,
 ) -> list[TrainRecord]:
     """Load and validate a LLaVA-format training file.
+
+    A record without an `id` is named by its index ("#i"); with `text_only`, a record without an
+    `image` is a text-only conversation (no `<image>` token), as LLaVA's trainer reads one.
 
     Image paths are resolved against `datasets_dir` (checked to exist when `check_images`).
     The `<image>` token (exactly one, in the first human turn) is stripped from the instruction.
@@ -378,16 +428,22 @@ def load_train_file(
     seen: dict[str, int] = {}
     for i, rec in enumerate(records):
         try:
-            out.append(_train_record(rec, i, path, datasets_dir, check_images, seen))
+            out.append(_train_record(rec, i, path, datasets_dir, check_images, seen, text_only))
         except DataFormatError as err:
             _skip_or_raise(err, skipped, path, i, rec, "id")
     _check_not_all_skipped(out, skipped, path)
     return out
 
 
-def _record_id(rec: Any, i: int, path: Path, keys: tuple[str, ...], kind: str, seen: dict[str, int]) -> tuple[str, str]:
+def _record_id(rec: Any, i: int, path: Path, keys: tuple[str, ...], kind: str, seen: dict[str, int],
+               repeats: dict[str, list[int]] | None = None) -> tuple[str, str]:
     """Check what every record needs (an object with `keys`, a unique string or integer id under
-    keys[0]) and return (the id as a string, the 'file: record' label for messages)."""
+    keys[0]) and return (the id as a string, the 'file: record' label for messages).
+
+    A training record without an id (LLaVA's trainer needs none) is named by its index, "#i".
+    With `repeats`, a repeated id is allowed (HiDe-LLaVA's and CoIN's test files repeat some
+    question ids, and their scorers keep every answer): the record is named "<id>#<index>" and
+    its index is listed under the id in `repeats`."""
     id_key = keys[0]
     listed = f"{', '.join(keys[:-1])} and {keys[-1]}" if kind == "training" else ", ".join(keys)
     if not isinstance(rec, dict):
@@ -395,21 +451,27 @@ def _record_id(rec: Any, i: int, path: Path, keys: tuple[str, ...], kind: str, s
             f"{path}: {_record_label(i)} must be a JSON object with keys {listed}, but it is "
             f"{_json_type(rec)}. Fix or remove the record."
         )
+    unnamed = kind == "training" and id_key not in rec
     rid = rec.get(id_key)
     where = f"{path}: {_record_label(i, rid)}"
-    missing = [k for k in keys if k not in rec]
+    missing = [k for k in keys if k not in rec and not (unnamed and k == id_key)]
     if missing:
         raise DataFormatError(
             f"{where} is missing the key(s) {', '.join(map(repr, missing))} (it has "
             f"{', '.join(map(repr, rec)) or 'no keys'}). Every {kind} record needs {listed}; fix or "
             f"remove the record."
         )
+    if unnamed:
+        return f"#{i}", where
     if not _is_id(rid):
         raise DataFormatError(
             f"{where}: {id_key!r} must be a string or an integer, got {_json_type(rid)}. "
             f"Give the record a unique string or integer {id_key}."
         )
     rid = str(rid)
+    if rid in seen and repeats is not None:
+        repeats.setdefault(rid, [seen[rid]]).append(i)
+        return f"{rid}#{i}", where
     if rid in seen:
         label = "Ids" if id_key == "id" else "Question ids"
         raise DataFormatError(
@@ -424,14 +486,15 @@ TRAIN_KEYS = ("id", "image", "conversations")
 
 
 def _train_record(rec: Any, i: int, path: Path, datasets_dir: Path, check_images: bool,
-                  seen: dict[str, int]) -> TrainRecord:
-    rid, where = _record_id(rec, i, path, TRAIN_KEYS, "training", seen)
-    image = _resolve_image(rec["image"], datasets_dir, check_images, where)
-    turns = _parse_conversations(rec["conversations"], where)
+                  seen: dict[str, int], text_only: bool = False) -> TrainRecord:
+    keys = tuple(k for k in TRAIN_KEYS if not (k == "image" and text_only))
+    rid, where = _record_id(rec, i, path, keys, "training", seen)
+    image = _resolve_image(rec["image"], datasets_dir, check_images, where) if "image" in rec else None
+    turns = _parse_conversations(rec["conversations"], where, image=image is not None)
     return TrainRecord(id=rid, image=image, turns=turns)
 
 
-def _parse_conversations(conv: Any, where: str) -> list[Turn]:
+def _parse_conversations(conv: Any, where: str, image: bool = True) -> list[Turn]:
     fix = (
         "A conversation is a list of {\"from\", \"value\"} turns alternating human/gpt, starting "
         "with human and ending with gpt, with one <image> token in the first human value"
@@ -469,7 +532,12 @@ def _parse_conversations(conv: Any, where: str) -> list[Turn]:
                 f"{_json_type(value)}. {fix}; fix or remove the record."
             )
         n_tokens = value.count(IMAGE_TOKEN)
-        if j == 0 and n_tokens != 1:
+        if j == 0 and not image and n_tokens:
+            raise DataFormatError(
+                f"{where}: the record has no 'image' but its first human turn holds {n_tokens} {IMAGE_TOKEN} "
+                f"token(s). Give the record its image, or remove the token from a text-only conversation."
+            )
+        if j == 0 and image and n_tokens != 1:
             raise DataFormatError(
                 f"{where}: the first human turn must contain exactly one {IMAGE_TOKEN} token, but it "
                 f"contains {n_tokens}. {fix}; fix or remove the record."
@@ -485,7 +553,8 @@ def _parse_conversations(conv: Any, where: str) -> list[Turn]:
             f"{where}: 'conversations' ends with a human turn (turn {len(values) - 1}) that has no "
             f"gpt answer. {fix}; fix or remove the record."
         )
-    values[0] = _strip_image_token(values[0])
+    if image:
+        values[0] = _strip_image_token(values[0])
     return [Turn(instruction=values[k], answer=values[k + 1]) for k in range(0, len(values), 2)]
 
 
@@ -496,18 +565,27 @@ def load_test_file(
     *,
     task_name: str | None = None,
     skipped: list[BadRecord] | None = None,
+    caption: bool = False,
+    repeats: dict[str, list[int]] | None = None,
+    text_only: bool = False,
 ) -> list[TestRecord]:
     """Load and validate a test file (list of {question_id, image, text, answer}).
 
     A leading `<image>` token (with its newline) is stripped from `text`; any other `<image>` token
     is an error. `task_name` only improves the message of the empty-file error; `skipped` as in
-    `load_train_file`.
+    `load_train_file`. A `caption` task's records need no `answer` (HiDe-LLaVA's caption test
+    files have none: the references are a file of their own). With `repeats`, a repeated
+    question_id is kept (`_record_id`) and listed there; with `text_only`, a record without an
+    image is a text-only question (CoIN's ScienceQA has them).
     """
-    return [r for _, r in _indexed_test_records(path, datasets_dir, check_images, task_name, skipped)]
+    return [r for _, r in _indexed_test_records(path, datasets_dir, check_images, task_name, skipped,
+                                                caption, repeats, text_only)]
 
 
 def _indexed_test_records(path, datasets_dir, check_images: bool, task_name: str | None,
-                          skipped: list[BadRecord] | None) -> list[tuple[int, TestRecord]]:
+                          skipped: list[BadRecord] | None, caption: bool = False,
+                          repeats: dict[str, list[int]] | None = None,
+                          text_only: bool = False) -> list[tuple[int, TestRecord]]:
     """(index in the file, record) of the good records: caption references match by index."""
     path = Path(path)
     datasets_dir = Path(datasets_dir)
@@ -523,7 +601,8 @@ def _indexed_test_records(path, datasets_dir, check_images: bool, task_name: str
     seen: dict[str, int] = {}
     for i, rec in enumerate(records):
         try:
-            out.append((i, _test_record(rec, i, path, datasets_dir, check_images, seen)))
+            out.append((i, _test_record(rec, i, path, datasets_dir, check_images, seen, caption, repeats,
+                                        text_only)))
         except DataFormatError as err:
             _skip_or_raise(err, skipped, path, i, rec, "question_id")
     _check_not_all_skipped(out, skipped, path)
@@ -534,10 +613,12 @@ TEST_KEYS = ("question_id", "image", "text", "answer")
 
 
 def _test_record(rec: Any, i: int, path: Path, datasets_dir: Path, check_images: bool,
-                 seen: dict[str, int]) -> TestRecord:
-    qid, where = _record_id(rec, i, path, TEST_KEYS, "test", seen)
+                 seen: dict[str, int], caption: bool = False, repeats: dict[str, list[int]] | None = None,
+                 text_only: bool = False) -> TestRecord:
+    keys = tuple(k for k in TEST_KEYS if not (k == "answer" and caption) and not (k == "image" and text_only))
+    qid, where = _record_id(rec, i, path, keys, "test", seen, repeats)
     for key in ("text", "answer"):
-        if not isinstance(rec[key], str):
+        if key in rec and not isinstance(rec[key], str):
             raise DataFormatError(
                 f"{where}: {key!r} must be a string, got {_json_type(rec[key])}. Fix the "
                 f"record (write numbers and options as text)."
@@ -552,8 +633,9 @@ def _test_record(rec: Any, i: int, path: Path, datasets_dir: Path, check_images:
             f"{where}: 'text' contains an {IMAGE_TOKEN} token other than a leading one. The "
             f"prompt builder adds the image token itself; remove it from the text."
         )
-    image = _resolve_image(rec["image"], datasets_dir, check_images, where)
-    return TestRecord(question_id=qid, image=image, text=text, answer=rec["answer"])
+    image = _resolve_image(rec["image"], datasets_dir, check_images, where) if "image" in rec else None
+    source = str(rec["question_id"]) if qid != str(rec["question_id"]) else None
+    return TestRecord(question_id=qid, image=image, text=text, answer=rec.get("answer", ""), source_id=source)
 
 
 def load_caption_references(
@@ -690,14 +772,22 @@ def load_task(
     skip = on_bad_record == "skip"
     bad: list[BadRecord] | None = [] if skip else None
     data_dir = Path(data_dir)
-    folder = Path(instructions_dir or data_dir / "instructions") / spec.dir
+    folder = task_folder(instructions_dir or data_dir / "instructions", spec)
     datasets_dir = Path(datasets_dir or data_dir / "datasets")
     test_path = folder / spec.test_file
     train_path = folder / spec.train_file
     # Every record is validated, but only the images of the kept records are checked (a debug run
     # on a few records works with a partial download, and 40k file opens are skipped).
-    train = load_train_file(train_path, datasets_dir, check_images=False, task_name=spec.name, skipped=bad)
-    indexed = _indexed_test_records(test_path, datasets_dir, False, spec.name, bad)
+    train = load_train_file(train_path, datasets_dir, check_images=False, task_name=spec.name, skipped=bad,
+                            text_only=spec.text_only)
+    repeats: dict[str, list[int]] | None = {} if spec.repeated_ids else None
+    indexed = _indexed_test_records(test_path, datasets_dir, False, spec.name, bad, spec.kind == "caption",
+                                    repeats, spec.text_only)
+    if repeats:
+        shown = ", ".join(f"{qid!r} at {idx}" for qid, idx in list(repeats.items())[:5])
+        log.warning("%s: %d question id(s) repeat (%s%s): every record is answered; each is scored against the "
+                    "last record of its id under scoring=original, as the official scorer does, and against its "
+                    "own answer under corrected", test_path, len(repeats), shown, ", ..." if len(repeats) > 5 else "")
     test = [r for _, r in indexed]
     references = None
     if spec.kind == "caption":
@@ -710,7 +800,9 @@ def load_task(
     if test_limit is not None:
         test = test[:test_limit]
     if check_images:
-        def image_ok(path: Path, file: Path, index: int, rid: str) -> bool:
+        def image_ok(path: Path | None, file: Path, index: int, rid: str) -> bool:
+            if path is None:  # a text-only record (spec.text_only)
+                return True
             try:
                 _check_image(path, datasets_dir, f"{file}: {_record_label(index, rid)}", max_image_pixels, decode=skip)
                 return True
@@ -730,4 +822,4 @@ def load_task(
                     f"data.on_bad_record=skip (first reason: {bad[0].reason if bad else '?'})")
         if skipped is not None:
             skipped.extend(bad)
-    return TaskData(name=spec.name, kind=spec.kind, train=train, test=test, references=references)
+    return TaskData(name=spec.name, kind=spec.kind, train=train, test=test, references=references, spec=spec)

@@ -149,10 +149,12 @@ class OwnTowersEncoder:
 
     @torch.no_grad()
     def encode(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        pixels = batch["pixel_values"].to(self.vision_tower.dtype)
-        hidden = self.vision_tower(pixel_values=pixels, output_hidden_states=True).hidden_states
-        image = hidden[self.image_layer][:, 1:].float().mean(1)  # patch tokens, CLS dropped
-        return image, self.text_features(list(batch["instructions"]), pixels.device)
+        def patch_mean(pixels):
+            hidden = self.vision_tower(pixel_values=pixels.to(self.vision_tower.dtype), output_hidden_states=True)
+            return hidden.hidden_states[self.image_layer][:, 1:].float().mean(1)  # patch tokens, CLS dropped
+
+        image = image_rows(batch, self.image_dim, patch_mean)
+        return image, self.text_features(list(batch["instructions"]), image.device)
 
     @torch.no_grad()
     def text_features(self, instructions: list[str], device) -> torch.Tensor:
@@ -203,16 +205,44 @@ class ClipAnchorEncoder:
 
     @torch.no_grad()
     def encode(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        pixels = batch["pixel_values"]
-        if pixels.shape[-1] != self.image_size:
-            raise ValueError(f"The backbone's images are {pixels.shape[-1]} px but the CLIP anchor encoder "
-                             f"expects {self.image_size} px; use a CLIP of the backbone's resolution")
-        self.model.to(pixels.device)
-        image = self.model.get_image_features(pixel_values=pixels.to(self.model.dtype))
-        if not isinstance(image, torch.Tensor):  # newer transformers return an output object
-            image = image.pooler_output
+        device = batch_device(batch)
+        self.model.to(device)
+
+        def clip_image(pixels):
+            if pixels.shape[-1] != self.image_size:
+                raise ValueError(f"The backbone's images are {pixels.shape[-1]} px but the CLIP anchor encoder "
+                                 f"expects {self.image_size} px; use a CLIP of the backbone's resolution")
+            image = self.model.get_image_features(pixel_values=pixels.to(self.model.dtype))
+            if not isinstance(image, torch.Tensor):  # newer transformers return an output object
+                image = image.pooler_output
+            return image.float()
+
+        image = image_rows(batch, self.image_dim, clip_image)
         tokens = self.tokenizer(list(batch["instructions"]), padding=True, truncation=True,
-                                max_length=self.max_length, return_tensors="pt").to(pixels.device)
+                                max_length=self.max_length, return_tensors="pt").to(device)
         text = self.model.text_model(input_ids=tokens["input_ids"],
                                      attention_mask=tokens["attention_mask"]).pooler_output
-        return image.float(), text.float()
+        return image, text.float()
+
+
+def batch_device(batch: dict) -> torch.device:
+    """Where a batch's tensors are: its images', or its tokens' when it has no image."""
+    pixels = batch["pixel_values"]
+    return pixels.device if pixels is not None else batch["input_ids"].device
+
+
+def image_rows(batch: dict, dim: int, features) -> torch.Tensor:
+    """`features(pixels)` of a batch's images, one row per record; a record without an image
+    (a text-only question) gets a zero row, whose cosine similarity to every image anchor is 0,
+    so routing it goes by its instruction alone."""
+    rows = len(batch["instructions"])
+    pixels = batch["pixel_values"]
+    if pixels is None:
+        return torch.zeros(rows, dim, device=batch_device(batch))
+    image = features(pixels)
+    mask = batch.get("has_image")
+    if mask is None or bool(mask.all()):
+        return image
+    full = torch.zeros(rows, image.shape[1], dtype=image.dtype, device=image.device)
+    full[mask.to(image.device)] = image
+    return full

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from hide.data.collate import batch_pixels
 from hide.methods.base import ContinualMethod
 from hide.errors import ConfigError
 
@@ -62,7 +63,7 @@ class LwF(ContinualMethod):
             with torch.no_grad():
                 out = functional_call(model, self.teacher, args=(), kwargs=dict(
                     input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    pixel_values=batch["pixel_values"].to(model.dtype)), strict=False)
+                    pixel_values=batch_pixels(batch, model.dtype)), strict=False)
         finally:
             model.train(was_training)
         return out.logits

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from transformers import AutoImageProcessor, AutoTokenizer, LlavaForConditionalGeneration
 
+from hide.data.prompt import VICUNA_V1, ConversationTemplate, load_template, template_named
 from hide.errors import HideError
 
 log = logging.getLogger(__name__)
@@ -24,12 +25,13 @@ class BackboneError(HideError, RuntimeError):
 
 @dataclass
 class Backbone:
-    """A LLaVA model with the tokenizer and image processor that go with it."""
+    """A LLaVA model with the tokenizer, image processor and conversation template that go with it."""
 
     model: LlavaForConditionalGeneration
     tokenizer: object  # a transformers tokenizer
     image_processor: object
     name: str
+    template: ConversationTemplate = VICUNA_V1
 
     @property
     def image_token_id(self) -> int:
@@ -80,8 +82,14 @@ def load_pretrained_backbone(
     dtype: str = "float32",
     attn_implementation: str = "auto",
     gradient_checkpointing: bool = False,
+    template: str | None = None,
+    default_template: ConversationTemplate = VICUNA_V1,
 ) -> Backbone:
-    """Load model, tokenizer and image processor from a hub id or a local directory."""
+    """Load model, tokenizer and image processor from a hub id or a local directory.
+
+    `template` names the conversation template (`hide.data.prompt.TEMPLATES`); None: the one the
+    checkpoint folder keeps (`conversation_template.json`), else `default_template` (LLaVA-1.5's
+    vicuna_v1, which llava-hf checkpoints do not store)."""
     local = Path(path)
     if local.exists() and not (local / "config.json").exists():
         raise BackboneError(
@@ -112,7 +120,11 @@ def load_pretrained_backbone(
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.unk_token
-    return Backbone(model=model, tokenizer=tokenizer, image_processor=image_processor, name=str(path))
+    if template:
+        chosen = template_named(template)
+    else:
+        chosen = load_template(local, default_template) if local.is_dir() else default_template
+    return Backbone(model=model, tokenizer=tokenizer, image_processor=image_processor, name=str(path), template=chosen)
 
 
 def enable_activation_checkpointing(model) -> None:

@@ -45,7 +45,7 @@ from hide.cache import build_once
 from hide.data import synth
 from hide.data.collate import Encoder, TrainCollator
 from hide.data.formats import IMAGE_TOKEN, TrainRecord, load_train_file
-from hide.data.prompt import SYSTEM
+from hide.data.prompt import TINY_V1
 from hide.models.backbone import Backbone, load_pretrained_backbone
 from hide.module import cosine_with_warmup
 
@@ -64,7 +64,7 @@ MAX_COUNT = 9  # counts above are pretrained as 9
 def build_tokenizer() -> PreTrainedTokenizerFast:
     """A lowercase word-level tokenizer over the synthetic benchmark's vocabulary and the prompt."""
     words = set(synth.vocabulary())
-    words.update(re.findall(WORD_PATTERN, (SYSTEM + " USER: ASSISTANT:").lower()))
+    words.update(re.findall(WORD_PATTERN, (f"{TINY_V1.system} {TINY_V1.user}: {TINY_V1.assistant}:").lower()))
     words.update("0123456789abcdefghijklmnopqrstuvwxyz")
     words = sorted(w.lower() for w in words)
     vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
@@ -193,7 +193,7 @@ def pretrain_language(backbone: Backbone, records: list[TrainRecord], epochs: in
                       progress: bool = True) -> list[float]:
     """Instruction tuning of projector and language model (and the vision tower if `train_vision`;
     LLaVA-1.5 keeps it frozen) on the pretraining mixture; returns the per-step losses."""
-    encoder = Encoder(backbone.tokenizer, backbone.image_processor, backbone.image_seq_length)
+    encoder = Encoder.for_backbone(backbone)
     collate = TrainCollator(encoder)
     model = backbone.model
     model.train()
@@ -418,7 +418,9 @@ def load_tiny_backbone(cache_dir: str, progress: bool = True, shipped_dir: str |
 
     build_once(path, lambda: (path / "build.json").exists(), build)
     with _without_loading_bar():  # a few MB load in milliseconds: a bar would be noise
-        return load_pretrained_backbone(str(path), dtype="float32", attn_implementation="sdpa")
+        # a backbone built before its folder kept a template was taught TINY_V1
+        return load_pretrained_backbone(str(path), dtype="float32", attn_implementation="sdpa",
+                                        default_template=TINY_V1)
 
 
 @contextmanager
@@ -441,7 +443,8 @@ def _build_tiny(path: Path, spec: dict, progress: bool) -> None:
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": size}, crop_size={"height": size, "width": size}
     )
-    backbone = Backbone(model=model, tokenizer=tokenizer, image_processor=image_processor, name="tiny")
+    backbone = Backbone(model=model, tokenizer=tokenizer, image_processor=image_processor, name="tiny",
+                        template=TINY_V1)
     language_pretrain = dict(spec["language_pretrain"])
     num_samples = language_pretrain.pop("num_samples", 6000)
     repeat_share = language_pretrain.pop("repeat_share", 0.0)
@@ -472,6 +475,7 @@ def _build_tiny(path: Path, spec: dict, progress: bool) -> None:
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     image_processor.save_pretrained(tmp)
+    backbone.template.save(tmp)
     with open(tmp / "build.json", "w") as f:
         json.dump({"spec": spec, "vision_losses": vision_losses, "text_losses": text_losses, "losses": losses, "built_on": build_machine()}, f)
     if path.exists():
