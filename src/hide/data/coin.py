@@ -343,8 +343,11 @@ class CoINBenchmark(Benchmark):
                     continue
                 setattr(report, role, len(train) if role == "train" else len(test))
                 report.problems += describe_bad(bad, path)
-            if repeats:
-                report.problems.append(
+            text_only = sum(r.image is None for r in [*train, *(test or [])])
+            if text_only:
+                report.notes.append(f"{folder}: {text_only} record(s) without an image, answered as text-only")
+            if repeats:  # the official files hold some: said, not a fault
+                report.notes.append(
                     f"{test_path}: {len(repeats)} question id(s) repeat; every record is answered, and scored "
                     f"(under scoring=original) against the last record of its id, as CoIN's {OFFICIAL[spec.name].scorer} "
                     f"looks references up by id: " + "; ".join(f"{q!r} at indices {where}"
