@@ -1,8 +1,18 @@
-"""Caption-like English for the caption_scoring benchmark, written offline from a seeded grammar:
-capitals, commas, full stops, question and exclamation marks, semicolons, colons, quotes,
-parentheses, hyphenated words, ellipses, dashes, numbers, possessives and contractions (n't, 's,
-'re, 've, 'll, 'd, 'm), as in COCO's human captions. Each image has 5 references and 1
-prediction that shares some of their words, so every metric has matches to count."""
+"""Caption-like English for the caption tests and the caption_scoring benchmark, written offline
+from a seeded grammar.
+
+`corpus`: capitals, commas, full stops, question and exclamation marks, semicolons, colons,
+quotes, parentheses, hyphenated words, ellipses, dashes, numbers, possessives and contractions
+(n't, 's, 're, 've, 'll, 'd, 'm), as in COCO's human captions; all of it inside
+`hide.metrics.ptb`'s safe class. Each image has 5 references and 1 prediction that shares some of
+their words, so every metric has matches to count.
+
+`mixed_corpus`: the same captions with the cases where Stanford's PTB tokenizer looks past a
+word: abbreviations before numbers ("No. 5", "St. 3"), punctuation runs ("mat., looking",
+"wow!!!", "...?"), emoticons (":)", ":-(", ";)"), single capitals before a full stop ("vitamin
+C.") at the end of an image's last reference or prediction, followed by an image whose first
+caption starts with a lower-case letter, a capital or a digit, so that the tokens depend on the
+neighbouring line."""
 
 from __future__ import annotations
 
@@ -61,4 +71,52 @@ def corpus(num_images: int = 3000, refs_per_image: int = 5, seed: int = 0) -> tu
         predictions[f"img{i}"] = caption(rng, subject if rng.random() < 0.6 else rng.choice(SUBJECTS),
                                          rng.choice(VERBS), obj if rng.random() < 0.5 else rng.choice(OBJECTS))
         references[f"img{i}"] = refs
+    return predictions, references
+
+
+# Captions whose tokens depend on the line after them: put last, before a chosen first word.
+LINE_ENDS = ["A bottle of vitamin C.", "He takes vitamin C.", "The bus is No.", "A small shop on St.", "It is plan B.",
+             "A grade of A.", "A smiling girl ;)", "A happy dog :)", "A sad face :-(", "The house is No.",
+             "See fig.", "A photo from Jan."]
+# Captions with the other cases inside them
+INSIDE = ["No. 5 is painted on the bus.", "A bus on St. 3 near the park.", "The jersey says No. 12!",
+          "Fig. 2 shows a cat.", "A cat sits on a mat., looking up.", "Wow!!! A huge wave.", "What is this...?",
+          "Really?! A cat on a roof.", "A happy dog :) in the grass.", "A sad clown :-( with a balloon.",
+          "A man winks ;) at the camera.", "Mr. Smith's red car.", "The U.S. flag on a pole.", "A 3.5 inch screen.",
+          "A sign with 555 1234 on it.", "Two dogs (xx) playing.", "Vitamin C. The label is orange.",
+          "vitamin C. the label is orange.", "A can of paint, no. 7 on the lid.", "A dog!!! A cat???"]
+# First words for the caption after a LINE_ENDS one: lower case, capital, digit
+FOLLOWERS = ["the label is orange.", "The label is orange.", "5 dogs run in a park.", "a man rides a bike.",
+             "3 kids play soccer.", "About ten people wait.", "it is a sunny day."]
+
+
+def mixed_corpus(num_images: int = 3000, refs_per_image: int = 5, seed: int = 0) -> tuple[dict, dict]:
+    """`corpus` with the cases above in about a third of its images, each list taken in turn so
+    that a hundred images hold every one of them (see the module's docstring):
+    ({image id: prediction}, {image id: [reference, ...]}), image ids 1..N."""
+    rng = random.Random(seed)
+    predictions, references = corpus(num_images, refs_per_image, seed)
+    predictions = {i + 1: p for i, p in enumerate(predictions.values())}
+    references = {i + 1: list(r) for i, r in enumerate(references.values())}
+    turn: dict[str, int] = {}
+
+    def next_of(name: str, cases: list[str]) -> str:
+        turn[name] = turn.get(name, -1) + 1
+        return cases[turn[name] % len(cases)]
+
+    for i in range(1, num_images + 1):
+        refs = references[i]
+        if rng.random() < 0.3:
+            refs[-1] = next_of("reference end", LINE_ENDS)
+            if i < num_images:
+                references[i + 1][0] = next_of("reference follower", FOLLOWERS)
+        if rng.random() < 0.2:
+            refs[rng.randrange(1, refs_per_image - 1)] = next_of("reference inside", INSIDE)
+        roll = rng.random()
+        if roll < 0.15:
+            predictions[i] = next_of("prediction end", LINE_ENDS)
+            if i < num_images:
+                predictions[i + 1] = next_of("prediction follower", FOLLOWERS)
+        elif roll < 0.3:
+            predictions[i] = next_of("prediction inside", INSIDE)
     return predictions, references

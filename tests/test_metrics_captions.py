@@ -1,14 +1,25 @@
-"""COCO caption metrics: score_captions must reproduce pycocoevalcap's own pipeline exactly.
+"""COCO caption metrics: score_captions must reproduce UCIT's official scorer exactly.
+
+The official scorer is HiDe-LLaVA's llava/eval/eval_caption.py: pycocotools' COCO / loadRes and
+pycocoevalcap's COCOEvalCap.evaluate, which tokenizes the references' dict and then the
+predictions' dict in two Java PTBTokenizer runs (the lexer reads each caption together with the
+next line) and scores Bleu(4), Meteor, Rouge and Cider. `official_eval_caption` below runs that
+code itself on files written as eval_caption.py writes them, with only SPICE (unused) stubbed.
 
 The comparisons with pycocoevalcap need Java (its PTB tokenizer, METEOR) and skip without it; the
 tests of our own Java-free path run everywhere. No network. One METEOR server is started for the
-whole file (the module's shared one; its start-up, a few seconds, dominates the run time).
+whole file (the module's shared one; its start-up, a few seconds, dominates the run time), and
+one more by the official pipeline's own Meteor().
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import random
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -18,8 +29,10 @@ from pycocoevalcap.bleu.bleu import Bleu  # noqa: E402
 from pycocoevalcap.cider.cider import Cider  # noqa: E402
 from pycocoevalcap.meteor.meteor import Meteor  # noqa: E402
 from pycocoevalcap.rouge.rouge import Rouge  # noqa: E402
-from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer  # noqa: E402
+from pycocoevalcap.tokenizer import ptbtokenizer as ptbtokenizer_module  # noqa: E402
+from pycocoevalcap.tokenizer.ptbtokenizer import PUNCTUATIONS, PTBTokenizer  # noqa: E402
 
+from bench.caption_corpus import FOLLOWERS, INSIDE, LINE_ENDS, corpus, mixed_corpus  # noqa: E402
 from hide.metrics import captions, ptb  # noqa: E402
 from hide.metrics.captions import CAPTION_METRICS, score_captions  # noqa: E402
 
@@ -86,9 +99,9 @@ PLAIN_PREDICTIONS = {k: PLAIN_PREDICTIONS[k] for k in PLAIN_REFERENCES}
 
 @pytest.fixture(scope="module")
 def meteor_server() -> Meteor:
+    """The module's shared METEOR server (started once here, reused by every test)."""
     if shutil.which("java") is None:
         pytest.skip("METEOR needs Java")
-    """The module's shared METEOR server (started once here, reused by every test)."""
     with captions._METEOR_LOCK:
         server = captions._get_meteor()
     assert server is not None, "Java is present, so the METEOR server must start"
@@ -168,12 +181,18 @@ def test_all_predictions_empty_is_zero() -> None:
         assert r[name] == 0.0
 
 
-def test_line_breaks_inside_a_caption_do_not_shift_other_images() -> None:
+def test_line_breaks_inside_a_caption_do_not_shift_other_images(caplog: pytest.LogCaptureFixture) -> None:
     # Upstream only replaces "\n"; the PTB tokenizer also breaks lines at "\r", U+2028, ... which
-    # would move every later caption onto the wrong image. Here they behave like a space.
+    # would move every later caption onto the wrong image. Here they behave like a space, loudly.
     broken = {**PLAIN_PREDICTIONS, "2": "Two men\rtalking next\u2028to a car."}
-    assert (score_captions(broken, PLAIN_REFERENCES, meteor=False)
-            == score_captions(PLAIN_PREDICTIONS, PLAIN_REFERENCES, meteor=False))
+    with caplog.at_level(logging.WARNING, logger=captions.__name__):
+        assert (score_captions(broken, PLAIN_REFERENCES, meteor=False)
+                == score_captions(PLAIN_PREDICTIONS, PLAIN_REFERENCES, meteor=False))
+    assert any("line break" in rec.getMessage() for rec in caplog.records)
+    # "\n" is what pycocoevalcap itself replaces (ptbtokenizer.py line 37): exactly one space, no warning
+    assert captions._one_line("a dog\nruns\n") == "a dog runs "
+    # U+0085 and the ASCII separators are no line breaks to the Java lexer: left as they are
+    assert captions._one_line("a\x85b\x1cc") == "a\x85b\x1cc"
 
 
 @needs_java
@@ -249,12 +268,12 @@ def test_meteor_start_failure_is_absent(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_no_java_at_all_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(captions, "_java", lambda: None)
-    with pytest.raises(RuntimeError, match="needs Java"):
-        score_captions(PREDICTIONS, REFERENCES)
+    with pytest.raises(RuntimeError, match="needs Java.*No. 5"):
+        score_captions({**PREDICTIONS, "4": "Kids in shirts No. 5 and 7."}, REFERENCES)
 
 
-# COCO's own image ids are integers; two of these captions are outside hide.metrics.ptb's rules
-# (quotes, an apostrophe before a year) and go to the Java tokenizer.
+# COCO's own image ids are integers; one reference is outside hide.metrics.ptb's safe class (an
+# apostrophe before a year), so the references go to the Java tokenizer and the predictions do not.
 COCO_STYLE = {
     1: ["a man riding a wave on top of a surfboard", "a surfer rides a large wave"],
     2: ["two dogs playing with a frisbee in a park", "dogs chase a frisbee on the grass"],
@@ -272,10 +291,8 @@ COCO_PREDICTIONS = {1: "a surfer riding a wave", 2: "two dogs with a frisbee", 3
 
 @needs_java
 def test_integer_image_ids_give_pycocoevalcaps_numbers(meteor_server: Meteor) -> None:
-    from hide.metrics import ptb
-
-    assert any(ptb.tokenize(c) is None for refs in COCO_STYLE.values() for c in refs)  # the Java path runs
-    assert ptb.tokenize(COCO_PREDICTIONS[3]) is None
+    assert ptb.tokenize_corpus(c for refs in COCO_STYLE.values() for c in refs) is None  # the Java path runs
+    assert ptb.tokenize_corpus(COCO_PREDICTIONS.values()) is not None  # the Python path runs
     ours = score_captions(COCO_PREDICTIONS, COCO_STYLE)
     expected = direct_pipeline(COCO_PREDICTIONS, COCO_STYLE, meteor_server)
     for name in CAPTION_METRICS:
@@ -299,53 +316,307 @@ def test_shared_server_is_reused(meteor_server: Meteor) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# The fast path: hide.metrics.ptb against the Java tokenizer, hide.metrics.coco against
-# pycocoevalcap's scorers
+# The official pipeline on captions whose Stanford tokens depend on the next line
 # --------------------------------------------------------------------------------------------
 
-TRICKY = [
-    "(a dog) runs.", 'A "big" dog.', "the colour of the neighbour's car", "A black-and-white photo of 2 dogs",
-    "It's a dog's life", "I can't, won't, don't!", "Wait... what?", "a dog -- running", "a dog - running",
-    "Mr. Smith is here.", "The U.S. flag.", "a 3.5 inch screen", "1,000 people", "cannot go", "gonna go",
-    "Two men's hats", "the dogs' bowls", "4x4 truck", "2nd place", "A dog. A cat.", "etc.", "THE DOG'S BONE",
-    "I'm here; you're there: we've gone", "a dog ,", "( a dog )", "a dog!!", "a dog?!", "-a dog", "well-- yes",
-    "a e i o u.", "A Dog.", "Look at THAT.", "x-ray", "ain't it", "shan't", "a '90s car", "O'Reilly's pub",
-    "rock'n'roll", "y'all", "Hmm... a st. bernard", "a man doing the wash.", "Miss. Wash. Calif.", "x... y",
-    "jr... ok", "co.", "It's 5 o'clock", "tab\there", "café au lait", "a\u00a0dog", "",
-]
+
+class _NoSpice:
+    """COCOEvalCap.evaluate's SPICE scorer (eval.py:45), which UCIT does not report and which needs
+    a download: the one part of the official pipeline left out."""
+
+    def compute_score(self, gts: dict, res: dict) -> tuple[float, list[float]]:
+        return 0.0, [0.0] * len(gts)
+
+    def method(self) -> str:
+        return "SPICE"
 
 
-def _fuzz_captions(count: int, seed: int = 0) -> list[str]:
-    import random
+OFFICIAL_NAMES = {"Bleu_1": "BLEU-1", "Bleu_2": "BLEU-2", "Bleu_3": "BLEU-3", "Bleu_4": "BLEU-4",
+                  "METEOR": "METEOR", "ROUGE_L": "ROUGE-L", "CIDEr": "CIDEr"}
 
-    rng = random.Random(seed)
-    words = ["a", "dog", "The", "CAT", "it's", "don't", "can't", "won't", "I'm", "we're", "man's", "black-and-white",
-             "2", "3rd", "well", "-", "--", "...", "colour", "Mr", "etc", "no", "A", "OK", "e-mail", "isn't", "st",
-             "Wash", "wash", "Calif", "Hmm", "dr", "vs", "us", "US", "Dog", "THAT", "inc", "bros"]
-    before = ["", "", "", "(", '"', "((", "'"]
-    after = ["", "", ".", ",", "!", "?", ";", ":", ")", '"', "...", "--", ".)", '."', "'", "..", "!?", "-"]
-    return [" ".join(rng.choice(before) + rng.choice(words) + rng.choice(after) for _ in range(rng.randint(1, 10)))
-            for _ in range(count)]
+
+def official_eval_caption(predictions: list[str], references: dict[int, list[str]], folder: Path,
+                          meteor: Meteor) -> dict[str, float]:
+    """HiDe-LLaVA's llava/eval/eval_caption.py on these captions: create_coco_type's prediction file
+    (image ids 1..N in answer order), a COCO-format annotation file, then eval_single: COCO(...),
+    loadRes(...), COCOEvalCap(...).evaluate(), each metric x 100. Its Meteor() is the module's
+    running server (pycocoevalcap's Meteor, compute_score unmodified), which saves a JVM start."""
+    pycocotools_coco = pytest.importorskip("pycocotools.coco")
+    from pycocoevalcap import eval as coco_eval_module
+
+    pairs = [(i, c) for i, refs in references.items() for c in refs]
+    annotation = {"images": [{"id": i, "file_name": f"{i}.jpg"} for i in references],
+                  "annotations": [{"image_id": i, "id": n, "caption": c} for n, (i, c) in enumerate(pairs, 1)]}
+    annotation_file, result_file = folder / "val_coco_type.json", folder / "pred_coco_type.json"
+    annotation_file.write_text(json.dumps(annotation))
+    result_file.write_text(json.dumps([{"image_id": i + 1, "caption": p} for i, p in enumerate(predictions)], indent=4))
+    coco = pycocotools_coco.COCO(str(annotation_file))
+    coco_res = coco.loadRes(str(result_file))
+    evaluator = coco_eval_module.COCOEvalCap(coco, coco_res)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(coco_eval_module, "Spice", _NoSpice)
+        patch.setattr(coco_eval_module, "Meteor", lambda: meteor)
+        with captions._METEOR_LOCK:
+            evaluator.evaluate()
+    return {ours: 100.0 * evaluator.eval[theirs] for theirs, ours in OFFICIAL_NAMES.items()}
+
+
+MIXED_PREDICTIONS, MIXED_REFERENCES = mixed_corpus(150, seed=5)
+
+
+def _lines(captions_of_image: dict) -> list[str]:
+    return [c for caps in captions_of_image.values() for c in ([caps] if isinstance(caps, str) else caps)]
+
+
+def test_the_mixed_corpus_has_every_case_in_both_dicts() -> None:
+    refs, preds = _lines(MIXED_REFERENCES), _lines(MIXED_PREDICTIONS)
+    for needle in ("No. 5", "St. 3", "mat., looking", "!!!", "...?", ":)", ":-(", ";)", "vitamin C."):
+        assert any(needle in line for line in refs), needle
+    assert ptb.tokenize_corpus(refs) is None and ptb.tokenize_corpus(preds) is None  # Java for both
+    # a caption that looks past its end ("vitamin C.", "No.", ";)") last in an image's captions, and
+    # a lower-case, an upper-case and a digit first word after it: in the references and in the predictions
+    for lines in (refs, preds):
+        after = {lines[i + 1][0] for i in range(len(lines) - 1) if lines[i] in LINE_ENDS}
+        assert any(c.islower() for c in after) and any(c.isupper() for c in after) and any(c.isdigit() for c in after)
 
 
 @needs_java
-def test_fast_tokenizer_equals_the_java_ptb_tokenizer() -> None:
-    from bench.caption_corpus import corpus
-    from hide.metrics import ptb
+def test_the_mixed_corpus_depends_on_neighbouring_lines() -> None:
+    # What the official run gives each caption differs from what Java gives the same captions among
+    # other neighbours (here: the unsafe ones alone, as a per-caption fallback would send them).
+    lines = _lines(MIXED_REFERENCES)
+    in_context = PTBTokenizer().tokenize({0: [{"caption": c} for c in lines]})[0]
+    unsafe = [i for i, c in enumerate(lines) if ptb.tokenize(c) is None]
+    alone = PTBTokenizer().tokenize({0: [{"caption": lines[i]} for i in unsafe]})[0]
+    changed = [lines[i] for i, tokens in zip(unsafe, alone) if tokens != in_context[i]]
+    assert len(changed) >= 5 and any("vitamin C." in c for c in changed)
 
-    predictions, references = corpus(400, seed=3)
-    captions = TRICKY + list(predictions.values()) + [c for refs in references.values() for c in refs]
-    captions += _fuzz_captions(4000)
-    java = PTBTokenizer().tokenize({str(i): [{"caption": c}] for i, c in enumerate(captions)})
-    ours = [ptb.tokenize(c) for c in captions]
-    mismatches = [(c, o, java[str(i)][0]) for i, (c, o) in enumerate(zip(captions, ours)) if o is not None
-                  and o != java[str(i)][0]]
-    assert mismatches == []
-    # the rules cover caption-like English: the Java tokenizer is the exception, not the rule
-    corpus_part = ours[len(TRICKY):len(TRICKY) + 400 * 6]
-    assert sum(o is None for o in corpus_part) == 0
-    assert 300 < sum(o is not None for o in ours[-4000:]) < 4000  # the fuzz exercises both paths
 
+@pytest.fixture(scope="module")
+def official_mixed(tmp_path_factory: pytest.TempPathFactory, meteor_server: Meteor) -> dict[str, float]:
+    return official_eval_caption(list(MIXED_PREDICTIONS.values()), MIXED_REFERENCES,
+                                 tmp_path_factory.mktemp("official"), meteor_server)
+
+
+def test_mixed_corpus_equals_the_official_eval_caption(official_mixed: dict, meteor_server: Meteor) -> None:
+    ours = score_captions(MIXED_PREDICTIONS, MIXED_REFERENCES)
+    assert ours["METEOR_available"] is True
+    for name in CAPTION_METRICS:
+        assert ours[name] == pytest.approx(official_mixed[name], abs=1e-9, rel=0), name
+    # and the direct calls of pycocoevalcap's scorers that the other tests use agree with it
+    direct = direct_pipeline(MIXED_PREDICTIONS, MIXED_REFERENCES, meteor_server)
+    for name in CAPTION_METRICS:
+        assert direct[name] == pytest.approx(official_mixed[name], abs=1e-9, rel=0), name
+
+
+def test_ordinary_corpus_equals_the_official_eval_caption(meteor_server: Meteor, tmp_path: Path) -> None:
+    predictions, references = corpus(150, seed=4)
+    predictions = {i + 1: p for i, p in enumerate(predictions.values())}
+    references = {i + 1: r for i, r in enumerate(references.values())}
+    assert ptb.tokenize_corpus(_lines(references)) is not None  # the Python path for both dicts
+    assert ptb.tokenize_corpus(_lines(predictions)) is not None
+    expected = official_eval_caption(list(predictions.values()), references, tmp_path, meteor_server)
+    ours = score_captions(predictions, references)
+    for name in CAPTION_METRICS:
+        assert ours[name] == pytest.approx(expected[name], abs=1e-9, rel=0), name
+
+
+class _RecordingTokenizer(PTBTokenizer):
+    calls: list[list[str]] = []
+
+    def tokenize(self, captions_for_image: dict) -> dict:
+        type(self).calls.append([c["caption"] for caps in captions_for_image.values() for c in caps])
+        return super().tokenize(captions_for_image)
+
+
+@needs_java
+def test_java_gets_each_dict_whole_in_the_official_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(captions, "PTBTokenizer", _RecordingTokenizer)
+    monkeypatch.setattr(_RecordingTokenizer, "calls", [])
+    score_captions(MIXED_PREDICTIONS, MIXED_REFERENCES, meteor=False)
+    # COCOEvalCap: tokenize(gts) then tokenize(res), each image's captions in order (eval.py:24-34)
+    assert _RecordingTokenizer.calls == [_lines(MIXED_REFERENCES), _lines(MIXED_PREDICTIONS)]
+    # a dict that is all safe is not sent; the other one still goes whole
+    monkeypatch.setattr(_RecordingTokenizer, "calls", [])
+    safe_predictions = {k: "a dog on the grass." for k in MIXED_PREDICTIONS}
+    score_captions(safe_predictions, MIXED_REFERENCES, meteor=False)
+    assert _RecordingTokenizer.calls == [_lines(MIXED_REFERENCES)]
+
+
+@needs_java
+def test_the_references_do_not_neighbour_the_predictions(meteor_server: Meteor) -> None:
+    # The last reference and the first prediction are in separate tokenizer runs (eval.py:33-34):
+    # "vitamin C." ends its file ("c."), even though "The ..." starts the predictions.
+    references = {1: ["A cat on a mat."], 2: ["A bottle of vitamin C."]}
+    predictions = {1: "The cat sits.", 2: "The label is orange."}
+    gts, res = captions._tokenize(references, predictions)
+    assert gts[2] == ["a bottle of vitamin c."] and res[1] == ["the cat sits"]
+    ours = score_captions(predictions, references)
+    expected = direct_pipeline(predictions, references, meteor_server)
+    for name in CAPTION_METRICS:
+        assert ours[name] == pytest.approx(expected[name], abs=1e-9, rel=0), name
+
+
+# --------------------------------------------------------------------------------------------
+# Tokenization worked by hand
+# --------------------------------------------------------------------------------------------
+
+# Safe lines and pycocoevalcap's tokens for them (tokenizer/ptbtokenizer.py): the Java command
+# lower-cases every token (line 30, -lowerCase) and only then are PUNCTUATIONS (lines 21-22)
+# dropped (lines 65-66), so "(" -> -LRB- -> "-lrb-" is no longer in that list and stays a word.
+BY_HAND = [
+    ("A dog's toy (red).", "a dog 's toy -lrb- red -rrb-"),  # clitic split, brackets kept as words
+    ("don't, can't", "do n't ca n't"),  # n't split from the word before it; the commas dropped
+    ("I'm here; you're there", "i 'm here you 're there"),
+    ("wow!!! what...?", "wow !!! what"),  # "!!!" is one token and not in PUNCTUATIONS; "..." and "?" are
+    ("Wow!! cool?!", "wow !! cool ?!"),
+    ("a ----- b --- c - d", "a ----- b c d"),  # 3-4 hyphens become "--" (dropped), 5 stay as they are
+    ('"fun" day', "fun day"),  # quotes become `` and '', both dropped
+    ("dogs' bowls", "dogs bowls"),  # a bare apostrophe is a token of its own, dropped
+    ("Hmm... a black-and-white dog.", "hmm a black-and-white dog"),
+    ("A 4x4 truck, 2nd place", "a 4x4 truck 2nd place"),
+    ("", ""),
+]
+
+# Outside the safe class, and why (each token decision looks at more than the word)
+NOT_SAFE = ["vitamin C.", "No. 5", "St. 3", "a cat on a mat., looking", "a dog :)", "sad :-(", "wink ;)",
+            "(xx) dogs", "call 555 1234", "gonna go", "cannot", "etc.", "Mr. Smith", "cont'd", "somethin'",
+            "a 3.5 inch screen", "1,000 people", "O'Reilly's pub", "y'all", "THE DOG'S BONE", "a '90s car",
+            "tab\there", "café", "a\u00a0dog", "-a dog", "anti- war", "x.com", "a<b"]
+
+# Dicts (one tokenizer call each, in order) and their tokens, worked out from PTBLexer 3.4.1's
+# rules and pycocoevalcap's filter; the neighbours (and the end of the file) matter here.
+BY_HAND_IN_CONTEXT = [
+    (["vitamin C.", "the end"], ["vitamin c.", "the end"]),  # ACRO + ".": kept before a lower-case word
+    (["vitamin C.", "The end"], ["vitamin c", "the end"]),  # ... split before "The" (ACRONYM's list)
+    (["vitamin C."], ["vitamin c."]),  # ... and kept at the end of the file
+    (["No. 5"], ["no. 5"]),  # ABBREV3 before a number
+    (["it is No.", "5 dogs"], ["it is no.", "5 dogs"]),  # ... even across the line break
+    (["it is No.", "five dogs"], ["it is no", "five dogs"]),
+    (["St. 3 bus"], ["st. 3 bus"]),
+    (["mat., looking"], ["mat. looking"]),  # {WORD}\.{INSENTP}: the full stop stays on the word
+    (["wink ;)", "x"], ["wink ;-rrb-", "x"]),  # SMILEY needs a non-alphanumeric character after it:
+    (["wink ;)"], ["wink -rrb-"]),  # the end of the file is none, so ";" and ")" split
+    ([":) :-( ;)", "x"], [":-rrb- :--lrb- ;-rrb-", "x"]),
+    (["(xx) (x)"], ["-lrb-xx-rrb- -lrb- x -rrb-"]),  # ASIANSMILEY
+    (["gonna go", "cannot"], ["gon na go", "can not"]),
+]
+
+
+def test_safe_lines_by_hand() -> None:
+    for caption, tokens in BY_HAND:
+        assert ptb.tokenize(caption) == tokens, caption
+    for caption in NOT_SAFE:
+        assert ptb.tokenize(caption) is None, caption
+    assert ptb.tokenize_corpus([c for c, _ in BY_HAND]) == [t for _, t in BY_HAND]
+    assert ptb.tokenize_corpus([BY_HAND[0][0], NOT_SAFE[0]]) is None
+
+
+@needs_java
+def test_by_hand_cases_are_the_java_tokenizers() -> None:
+    lines = [c for c, _ in BY_HAND]
+    assert PTBTokenizer().tokenize({0: [{"caption": c} for c in lines]})[0] == [t for _, t in BY_HAND]
+    for lines, tokens in BY_HAND_IN_CONTEXT:
+        assert ptb.tokenize_corpus(lines) is None, lines  # so score_captions hands them to this very call
+        assert PTBTokenizer().tokenize({0: [{"caption": c} for c in lines]})[0] == tokens, lines
+
+
+# --------------------------------------------------------------------------------------------
+# The safe class against the Java tokenizer
+# --------------------------------------------------------------------------------------------
+
+JAR = Path(ptbtokenizer_module.__file__).parent / ptbtokenizer_module.STANFORD_CORENLP_3_4_1_JAR
+
+
+def _java_lines(lines: list[str], tmp_path: Path) -> list[str]:
+    """pycocoevalcap's tokenizer on one file of lines (its command and filter, lines 28-30 and
+    62-67, without the dict), for lines too many for a dict of their own."""
+    path = tmp_path / "lines.txt"
+    path.write_bytes("\n".join(lines).encode())
+    out = subprocess.run(["java", "-cp", str(JAR), "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines",
+                          "-lowerCase", str(path)], capture_output=True, check=True).stdout.decode().split("\n")
+    assert len(out) == len(lines)
+    return [" ".join(w for w in line.rstrip().split(" ") if w not in PUNCTUATIONS) for line in out]
+
+
+@needs_java
+def test_abbreviations_are_the_lexers(tmp_path: Path) -> None:
+    # Every 2-3 letter word and every listed abbreviation, in lower, Title and UPPER case, before
+    # ".": the words the lexer keeps with their full stop in any of these contexts are exactly
+    # ptb.ABBREVIATIONS (single letters are never safe before ".").
+    import itertools
+    import string
+
+    words = {"".join(t) for n in (2, 3) for t in itertools.product(string.ascii_lowercase, repeat=n)}
+    words = {w2 for w in words for w2 in (w, w.capitalize(), w.upper())}
+    words |= {w2 for w in ptb.ABBREVIATIONS for w2 in (w, w.capitalize(), w.upper())}
+    words = sorted(w for w in words if not ptb._ASSIMILATIONS.search(w))
+    lines = [line for w in words for line in (f"{w}. 5 {w}. the {w}. The {w}. About {w}. ltd {w}.", "5")]
+    out = _java_lines(lines, tmp_path)[::2]
+    kept = {w.lower() for w, tokens in zip(words, out) if f"{w.lower()}." in tokens.split(" ")}
+    assert kept == set(ptb.ABBREVIATIONS)
+
+
+def _random_lines(count: int, rng: random.Random) -> list[str]:
+    """Lines near the edges of the safe class: words that are abbreviations, single letters,
+    clitics of every kind, brackets, quotes, runs of punctuation, emoticons, numbers."""
+    vocabulary = ["a", "A", "I", "i", "x", "X", "dog", "Dog", "DOG", "the", "The", "she", "SHE", "you", "they", "do",
+                  "ca", "wo", "ai", "does", "inn", "an", "don", "cont", "somethin", "ol", "goin", "miss", "Miss",
+                  "wash", "Wash", "no", "No", "St", "Mr", "etc", "fig", "Jr", "co", "pty", "cannot", "gonna", "2",
+                  "12", "123", "1234", "2nd", "4x4", "x-ray", "black-and-white", "12-345-6789", "1-2", "pro-choice",
+                  "e-mail", "O", "D", "L", "y", "n", "vs", "US", "U", "C", "About", "He", "lrb", "com", "www",
+                  "txt", "Ph", "a1", "A4", "colour", "na", "OK", "hmm"] + sorted(ptb.ABBREVIATIONS)[::7]
+    leads = ["", "", "", "(", '"', "((", '("', '"(', "'", "`", "-", ".", "<", "$"]
+    clitics = ["", "", "", "", "'s", "'m", "'d", "'re", "'ve", "'ll", "'t", "n't", "'", "'S", "N'T", "'x", "'em"]
+    trails = ["", "", "", ".", ",", "!", "?", ";", ":", ")", '"', "...", "..", "....", "......", "!!", "?!", ".)",
+              '."', ".,", ".;", ":)", ";)", ":-(", ":D", ")", ").", '".', "!.", ",,", "-", "--", "'", "/2", ".com",
+              ".5", ",000", ":30", "'s."]
+    alone = ["-", "--", "---", "----", "-----", ".", "...", ". . .", "!", "?!", ",", ";", ":", "(", ")", '"', "'",
+             "''", "-LRB-", ":)", "(xx)", "(12)", "&"]
+
+    def word() -> str:
+        roll = rng.random()
+        if roll < 0.6:
+            return rng.choice(vocabulary)
+        if roll < 0.8:
+            return "".join(rng.choice("abcdenostxyzADNOSTX") for _ in range(rng.randint(1, 6)))
+        return "".join(rng.choice("abn'tsd0123-") for _ in range(rng.randint(1, 6)))
+
+    def piece() -> str:
+        if rng.random() < 0.1:
+            return rng.choice(alone)
+        return rng.choice(leads) + word() + rng.choice(clitics) + rng.choice(trails)
+
+    return [" " * rng.randint(0, 1) + rng.choice([" ", "  "]).join(piece() for _ in range(rng.randint(0, 7)))
+            + " " * rng.randint(0, 1) for _ in range(count)]
+
+
+@needs_java
+def test_safe_lines_equal_the_java_tokenizer_whatever_their_neighbours(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    ordinary = _lines(corpus(300, seed=3)[1])
+    lines = [c for c, _ in BY_HAND] + ordinary + _random_lines(12000, rng)
+    ours = [ptb.tokenize(line) for line in lines]
+    safe = [line for line, tokens in zip(lines, ours) if tokens is not None]
+    assert 1500 < len(safe) < len(lines) - 5000  # both sides of the boundary are exercised
+    # (1) in a random order among unsafe lines and the lines that change a word's fate
+    # (lower/upper case, digits, empty lines), a safe line last in the file (no newline after it)
+    neighbours = lines + FOLLOWERS + LINE_ENDS + INSIDE + ["", ""]
+    mixed = neighbours * 2
+    rng.shuffle(mixed)
+    mixed.append(safe[-1])
+    java = _java_lines(mixed, tmp_path)
+    wrong = [(line, ptb.tokenize(line), j) for line, j in zip(mixed, java)
+             if ptb.tokenize(line) is not None and ptb.tokenize(line) != j]
+    assert wrong == []
+    # (2) the safe lines alone, shuffled: a corpus that takes the Python path
+    rng.shuffle(safe)
+    assert ptb.tokenize_corpus(safe) == _java_lines(safe, tmp_path)
+
+
+# --------------------------------------------------------------------------------------------
+# The scorers
+# --------------------------------------------------------------------------------------------
 
 def test_fast_scores_equal_pycocoevalcap_scorers() -> None:
     import random

@@ -1,18 +1,35 @@
-"""COCO caption metrics (protocol.md, "Scoring"): BLEU-1..4, METEOR, ROUGE-L, CIDEr, as pycocoevalcap.
+"""COCO caption metrics (protocol.md, "Scoring"): BLEU-1..4, METEOR, ROUGE-L, CIDEr, as UCIT's scorer.
+
+The official scorer is HiDe-LLaVA's ``llava/eval/eval_caption.py`` (``eval_single``): pycocotools
+``COCO(annotation_file)`` / ``loadRes(predictions)`` and pycocoevalcap's ``COCOEvalCap.evaluate``
+(``eval.py``). That puts the references of every image, in ``coco.getImgIds()`` order (the order
+of the annotation file's images) and each image's captions in annotation order, into one dict
+``gts``, and the predictions, same image order, into ``res`` (eval.py:20-26); tokenizes
+``gts`` and then ``res`` in two separate calls of its PTBTokenizer (eval.py:32-34), each one Java
+run over all of that dict's captions, one per line; then scores Bleu(4), Meteor, Rouge, Cider
+(eval.py:40-53). Here ``references`` plays ``gts`` and ``predictions`` ``res``, both in the order
+of ``references``' keys, which the caller keeps in the annotation file's image order.
 
 The numbers are pycocoevalcap's (tests/test_metrics_captions.py compares them to 1e-9), computed
-faster: captions are tokenized by `hide.metrics.ptb` (pycocoevalcap's Stanford PTB tokenization
-without starting Java) and only the captions it cannot vouch for go to pycocoevalcap's Java
-PTBTokenizer, in one call; BLEU, ROUGE-L and CIDEr come from `hide.metrics.coco` (the same formulas
-over numpy arrays), METEOR from pycocoevalcap's Java server. Only things that would crash or
-silently misalign pycocoevalcap are handled here (see ``_one_line`` and the input checks). SPICE is
-not used (it needs a download). bench/caption_scoring.py measures the speed-up.
+faster. Tokenization is decided per dict, as pycocoevalcap runs it: when every caption of the
+dict is in `hide.metrics.ptb`'s safe class (where Stanford's tokens provably do not depend on the
+neighbouring lines and are reproduced exactly), the dict is tokenized in Python; otherwise the
+whole dict goes to pycocoevalcap's own Java PTBTokenizer, in the official order, so that every
+caption has the neighbours it has in the official run. BLEU, ROUGE-L and CIDEr come from
+`hide.metrics.coco` (the same formulas over numpy arrays), METEOR from pycocoevalcap's Java
+server. SPICE is not used (it needs a download). bench/caption_scoring.py measures the speed-up.
+
+One departure, where the official run misassigns captions: pycocoevalcap replaces only ``\\n``
+inside a caption, but the Java lexer also ends a line at ``\\r``, ``\\v``, ``\\f``, U+2028 and
+U+2029, so one such caption moves every later caption of the dict onto the wrong image (or drops
+the last image, which then fails Bleu's key check). Those characters are turned into spaces here,
+with a warning (see ``_one_line``); no other caption is changed.
 
 METEOR runs a Java server with a multi-second start-up (it loads paraphrase tables), so one is
 started lazily per process and reused; it is shut down at interpreter exit. Without Java, or if it
 fails, METEOR is reported as absent (None, ``METEOR_available: False``) and the mean is over the
-other six metrics; a warning says so once. Captions that need the Java PTB tokenizer (see
-`hide.metrics.ptb`) cannot be scored without Java: scoring then raises.
+other six metrics; a warning says so once. A dict with a caption outside the safe class cannot be
+tokenized without Java: scoring then raises.
 """
 
 from __future__ import annotations
@@ -25,7 +42,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from contextlib import contextmanager
 from typing import IO
 
@@ -183,15 +200,24 @@ def _meteor_score(gts: dict[str, list[str]], res: dict[str, list[str]]) -> float
             return None
 
 
-def _one_line(text: str) -> str:
-    """Join a caption's lines with spaces.
+# The characters PTBLexer 3.4.1 ends a line at besides "\n" (its NEWLINE; U+0085 is in it too but
+# its LDOTS rule, listed first, takes it as an ellipsis).
+_JAVA_LINE_BREAKS = re.compile("[\r\x0b\x0c\u2028\u2029]")
 
-    pycocoevalcap writes one caption per line for the PTB tokenizer and only replaces ``\\n``;
-    the tokenizer also breaks lines at ``\\r``, ``\\v``, ``\\f``, U+2028 and U+2029, which shifts
-    every later caption onto the wrong image. PTB splits tokens on whitespace anyway, so this
-    changes no tokens of a well-formed caption.
+
+def _one_line(text: str) -> str:
+    """A caption as pycocoevalcap writes it on its line (``\\n`` replaced by a space, line 37 of
+    its ptbtokenizer.py), with the other line breaks of the Java lexer also made spaces.
+
+    Those would split the caption over two lines of the tokenizer's output and shift every later
+    caption onto the wrong image; that is the only change made to any caption.
     """
-    return " ".join(text.splitlines())
+    text = text.replace("\n", " ")
+    if _JAVA_LINE_BREAKS.search(text):
+        log.warning("a caption contains a line break other than \\n (%r): scored as a space; pycocoevalcap "
+                    "would misassign the captions after it", text[:80])
+        text = _JAVA_LINE_BREAKS.sub(" ", text)
+    return text
 
 
 _PTB_REPORT = re.compile(r"^PTBTokenizer tokenized \d+ tokens at [\d.]+ tokens per second\.$")
@@ -217,31 +243,46 @@ def _without_ptb_report():
                 sys.stderr.write("\n".join(rest) + "\n")
 
 
-def _tokenize(references: dict[str, list[str]], predictions: dict[str, str]) -> tuple[dict, dict]:
-    """pycocoevalcap's tokenization of both sides ({id: [tokens joined by spaces, ...]}, lower-cased,
-    punctuation removed): `hide.metrics.ptb` where it can, one Java PTBTokenizer call for the rest."""
-    items = [(key, j, _one_line(c)) for key, caps in references.items() for j, c in enumerate(caps)]
-    items += [(key, -1, _one_line(predictions[key])) for key in references]
-    tokens = {(key, j): ptb.tokenize(text) for key, j, text in items}
-    # pycocoevalcap's tokenizer takes string ids; ours may be any hashable (COCO's are ints), so the
-    # Java call gets positions as ids and the answers are mapped back through them.
-    needs_java = [(key, j, text) for key, j, text in items if tokens[(key, j)] is None]
-    rest = {str(n): [{"caption": text}] for n, (_, _, text) in enumerate(needs_java)}
-    if rest:
+def _tokenize_dict(captions: dict[Hashable, list[str]]) -> dict[Hashable, list[str]]:
+    """pycocoevalcap's ``PTBTokenizer().tokenize`` of one dict ({image: [caption, ...]}, in its
+    order): {image: [tokens joined by spaces, ...]}, lower-cased, punctuation removed.
+
+    In Python when every caption is in `hide.metrics.ptb`'s safe class; otherwise one Java run over
+    the whole dict, line for line what pycocoevalcap writes, so that each caption has the same
+    neighbours as in the official run (the Java lexer reads across lines).
+    """
+    lines = [_one_line(c) for caps in captions.values() for c in caps]
+    tokens = ptb.tokenize_corpus(lines)
+    if tokens is None:
         if _java() is None:
+            unsafe = next(line for line in lines if ptb.tokenize(line) is None)
             raise RuntimeError(
-                f"score_captions needs Java for {len(rest)} caption(s) outside the rules of hide.metrics.ptb "
-                f"(e.g. {next(iter(rest.values()))[0]['caption']!r}): the COCO caption numbers are defined on "
-                f"pycocoevalcap's Stanford PTB tokenizer, a Java program. Install a JRE (e.g. openjdk-17-jre-headless).")
+                f"score_captions needs Java: a caption (e.g. {unsafe!r}) is outside the captions whose Stanford "
+                f"PTB tokens hide.metrics.ptb reproduces, and the COCO caption numbers are defined on pycocoevalcap's "
+                f"PTB tokenizer, a Java program. Install a JRE (e.g. openjdk-17-jre-headless).")
+        # positions as image ids: pycocoevalcap keys its answer by them, any hashable ids of ours map back
+        request, position = {}, 0
+        for n, caps in enumerate(captions.values()):
+            request[n] = [{"caption": line} for line in lines[position:position + len(caps)]]
+            position += len(caps)
         with _without_ptb_report():
-            java = PTBTokenizer().tokenize(rest)
-        # A crashed JVM gives fewer lines, which pycocoevalcap zips away silently.
-        if java.keys() != rest.keys():
-            raise RuntimeError("PTB tokenizer returned a different number of captions than it was given")
-        for n, (key, j, _) in enumerate(needs_java):
-            tokens[(key, j)] = java[str(n)][0]
-    gts = {key: [tokens[(key, j)] for j in range(len(caps))] for key, caps in references.items()}
-    res = {key: [tokens[(key, -1)]] for key in references}
+            answer = PTBTokenizer().tokenize(request)
+        # pycocoevalcap zips lines with captions: a JVM that died early would silently lose captions
+        if [len(answer.get(n, ())) for n in request] != [len(caps) for caps in request.values()]:
+            raise RuntimeError("the PTB tokenizer returned a different number of captions than it was given")
+        tokens = [t for n in request for t in answer[n]]
+    out, position = {}, 0
+    for key, caps in captions.items():
+        out[key] = tokens[position:position + len(caps)]
+        position += len(caps)
+    return out
+
+
+def _tokenize(references: dict, predictions: dict) -> tuple[dict, dict]:
+    """pycocoevalcap's tokenization of both sides, as COCOEvalCap does it: the references' dict,
+    then the predictions' dict, two separate tokenizer calls, same image order."""
+    gts = _tokenize_dict(references)
+    res = _tokenize_dict({key: [predictions[key]] for key in references})
     return gts, res
 
 
@@ -274,6 +315,10 @@ def score_captions(
 ) -> dict[str, float | bool | None]:
     """COCO caption metrics of one prediction per image against its reference captions.
 
+    The order of ``references`` is the order pycocoevalcap's run uses (the annotation file's
+    images, each image's captions in file order): the Java tokenizer reads each caption with its
+    neighbours, so the same captions in another order can tokenize differently.
+
     Returns ``{"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr"}`` scaled
     x100, ``"score"`` = the plain mean of the available ones, and ``"METEOR_available"``. With
     ``meteor=False``, or when METEOR cannot run (no Java / its server fails; logged once),
@@ -286,10 +331,10 @@ def score_captions(
 
     Raises ValueError if the id sets differ (naming some ids), an image has no references, or
     every reference is empty after tokenization (CIDEr is undefined then). Raises RuntimeError
-    when a caption needs the Java PTB tokenizer and there is no Java.
+    when a caption needs the Java PTB tokenizer (see `hide.metrics.ptb`) and there is no Java.
     """
     _check_inputs(predictions, references)
-    keys = list(references)  # one fixed order for both sides
+    keys = list(references)  # the official image order, for both sides
     gts, res = _tokenize({k: list(references[k]) for k in keys}, {k: predictions[k] for k in keys})
     if not any(ref for refs in gts.values() for ref in refs):
         # pycocoevalcap's Cider would die on max() of an empty document-frequency table.

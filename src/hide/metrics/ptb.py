@@ -1,137 +1,196 @@
-"""pycocoevalcap's caption tokenization without starting Java, for the captions where that is safe.
+"""pycocoevalcap's caption tokenization without starting Java, for corpora where it is provably the same.
 
-pycocoevalcap runs Stanford's PTBTokenizer 3.4.1 (`-preserveLines -lowerCase`) and then drops the
-punctuation tokens. For a caption made only of ASCII letters, digits, spaces and . , ! ? ; : ' "
-( ) -, the tokens that survive are fixed by a few rules, implemented here: whitespace splits, the
-punctuation at a word's edges is split off, the clitics n't 's 're 've 'll 'd 'm are split from
-their word, and everything is lower-cased (pycocoevalcap's command line leaves British spellings
-as they are: colour stays colour). Anything outside those rules (other characters,
-abbreviations and initials before a full stop, decimals and 1,000-style numbers, quotes made of
-apostrophes, words PTB splits such as cannot / gonna, other apostrophe forms) returns None: the
-caller sends those captions to the Java tokenizer, so the result is always PTB's.
-tests/test_metrics_captions.py checks the rules against the Java tokenizer caption by caption.
+What is reproduced. The official UCIT scorer is HiDe-LLaVA's ``llava/eval/eval_caption.py``: it
+builds pycocotools COCO objects and runs pycocoevalcap's ``COCOEvalCap.evaluate`` (``eval.py``),
+which fills ``gts`` and ``res`` per image id in ``coco.getImgIds()`` order (eval.py:20-26) and
+tokenizes them in two separate calls, ``tokenizer.tokenize(gts)`` then ``tokenizer.tokenize(res)``
+(eval.py:32-34). pycocoevalcap's ``tokenizer/ptbtokenizer.py`` joins ALL captions of one dict,
+image by image, with ``\\n`` after replacing each caption's own ``\\n`` by a space (line 37), writes
+them to one file and runs Stanford CoreNLP 3.4.1's ``PTBTokenizer -preserveLines -lowerCase`` on it
+(lines 28-30, 50-55); output line i is caption i (lines 62-67), minus the tokens in its
+PUNCTUATIONS list (lines 21-22, 65-66). The Java lexer reads the file as one stream, so a
+caption's tokens can depend on the next line: "vitamin C." keeps "c." before a line that starts
+with "the" but gives "c" "." before one that starts with "The"; "No." before a line that starts
+with a digit stays "no.". So the unit of decision is the corpus (one dict, one Java run), never
+the caption: `tokenize_corpus` answers for a whole corpus or returns None, and then the caller
+runs Java on that whole corpus in the official order (hide.metrics.captions).
+
+The safe class (`tokenize`; checked against the rules of PTBLexer.flex at CoreNLP tag v3.4.1,
+the lexer compiled into stanford-corenlp-3.4.1.jar). A line is in it when:
+
+- it holds only ASCII letters, digits, the space and  . , ! ? ; : ( ) " ' -
+- split on spaces, every piece is either a run of hyphens, or
+  ``lead* [word [apostrophe]] trail*`` with lead in ``( "``, word = letters/digits runs joined by
+  single hyphens, trail in ``. , ! ? ; : ) "``, and:
+- a word followed directly by "." is not one letter and not (in any case) one of the lexer's
+  abbreviations before a full stop (`ABBREVIATIONS`: its ABBREV1, ABBREV2/ABBREV4, ABBREV3 and
+  "pty./co." lists; a single letter is its ACRO, "vitamin C." above);
+- no "." is directly followed by "," ";" or ":" (its {WORD}\\./{INSENTP} keeps "mat." in
+  "mat., looking"); ";" and ":" end their piece (its SMILEY, ":)" ";-(" ":D", needs a character
+  after them);
+- "(" is not followed by a digit or x/X (PHONE "(12) 3456789"; ASIANSMILEY "(xx)", "(x-x)");
+- no digit is followed by spaces and a digit (PHONE "12 345 6789" is one token);
+- no cannot/gonna/gotta/lemme/gimme/wanna anywhere, any case (split by its assimilation rules);
+- apostrophes only as: word of 2+ letters (or "i"/"I") + 's 'm 'd 're 've 'll (lower case; not
+  "cont'd", its APOWORD); letters ending in "n", at least two before it, the one before not "n",
+  + 't ("don't" -> do n't, its SWORD/SREDAUX); 2+ letters + a bare ' ("dogs'"; not somethin' /
+  dunkin' / ol', its APOWORD).
+
+Why nothing outside a safe line changes its tokens. The lexer has no state that a line can
+leave behind (its one lexical state is set in the constructor; the one flag it keeps only
+silences repeated warnings), so a line's tokens depend on the
+neighbouring text only through a rule whose pattern (or trailing context) can run over the line's
+end, and a line's own tokens cannot run into the next line unless they can cover a newline. The
+patterns that can cover a newline are SGML ("<"), the contexts {SPACENL}/{SENTEND}/{SPACENLS}
+(after ACRONYM, ABBREV1, ABBREV3, ACRO, TBSPEC2, FILENAME), [^][^] (after ABBREV1), [^A-Za-z]
+(after REDAUX, SREDAUX), [^A-Za-z0-9] (after SMILEY), and NEWLINE itself. In a safe line "<"
+cannot occur, ACRONYM/ABBREV1/ABBREV3 cannot match (no abbreviation or single letter before a
+".", no "." between letters), FILENAME and TBSPEC2 cannot (no "." or "'" before a letter or
+digit), nor SMILEY. What is left: ACRO/{SPACENL} (a single letter at the line's end), REDAUX and
+SREDAUX/[^A-Za-z] (a clitic at the line's end): their context is the newline itself, not what
+follows it, and at the end of the last line, where there is no newline, the lexer falls back to
+{WORD} and to {REDAUX}/{SREDAUX} without context, which give the same token text. The other
+contexts that can reach a line's end ({DBLQUOT}/[A-Za-z0-9$], '/[A-Za-z][^ \\t\\n\\r\\u00A0],
+{ABBREV4}/{SPACE}) exclude the newline, so they fail there whatever the next line holds. So every
+newline is a NEWLINE token of its own, each line is lexed from a fresh start, and its tokens are
+those of the line alone.
+
+What the tokens are. Within a safe line the reachable rules are few: a word is one token (WORD,
+THING, HTHING, NUMBER, DATE and hyphenated PHONE all match the same whole word; the URL, EMAIL,
+FILENAME, TWITTER, currency and symbol rules need a character, or a "." before a letter or digit,
+that a safe line lacks), except that "xn't" gives "x" "n't" and "x's" gives "x" "'s"; "(" is -LRB- and
+")" -RRB-, which ``-lowerCase`` turns into "-lrb-" / "-rrb-" before pycocoevalcap's filter (which
+lists them upper-case), so they stay as words; a run of "!" and "?" is one token, kept unless
+it is a lone "!" or "?"; a run of hyphens is one token, "--" for 3-4 and kept for 5 or more;
+"." runs (LDOTS or single), "," ";" ":", quotes and bare apostrophes become tokens that the
+filter removes. tests/test_metrics_captions.py compares all of this with the Java tokenizer:
+hand-worked lines, every 2-3 letter word and every listed abbreviation before a full stop,
+random lines around the class's edges in random orders, and the official pipeline on a corpus
+that mixes safe and unsafe lines.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Iterable
 
-# pycocoevalcap's list of tokens removed after tokenization
-PUNCTUATION = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";"}
+# pycocoevalcap's tokenizer/ptbtokenizer.py, PUNCTUATIONS: the tokens it drops after tokenizing
+PUNCTUATION = frozenset({"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":",
+                         "-", "--", "...", ";"})
 
-_SAFE = re.compile(r"[A-Za-z0-9 .,!?;:'\"()\-]*")
-_WORD = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
-_CLITIC = re.compile(r"([A-Za-z]+?)(n't|N'T|'s|'S|'re|'RE|'ve|'VE|'ll|'LL|'d|'D|'m|'M)")
-# words the PTB lexer splits or treats specially
-_SPECIAL = {"cannot", "gonna", "gotta", "wanna", "lemme", "gimme", "gonnae", "dunno", "whaddya", "whatcha"}
-_LEADING = {"(": "-LRB-", '"': "``"}
-_TRAILING = {",": ",", ";": ";", ":": ":", "!": "!", "?": "?", ")": "-RRB-", '"': "''"}
-
-def _word(core: str) -> list[str] | None:
-    if not core:
-        return []
-    if core in ("-", "--"):
-        return [core]
-    if _WORD.fullmatch(core):
-        if core.lower() in _SPECIAL:
-            return None
-        return [core]
-    clitic = _CLITIC.fullmatch(core)
-    if clitic and clitic.group(1).lower() not in _SPECIAL:
-        base, suffix = clitic.groups()
-        if suffix.lower() == "n't" and base.lower() in ("ca", "wo", "ai", "sha"):
-            return [base, suffix]  # can't -> ca n't, as PTB
-        return [base, suffix]
-    return None
-
-
-def _chunk(chunk: str) -> list[str] | None:
-    """The PTB tokens of one whitespace-separated piece, or None when a rule here may differ."""
-    lead = []
-    while chunk and chunk[0] in _LEADING:
-        lead.append(_LEADING[chunk[0]])
-        chunk = chunk[1:]
-    trail: list[str] = []
-    while chunk:
-        if chunk.endswith("...") and chunk != "...":
-            if not _plain_word_before_stop(chunk[:-3]):
-                return None  # "x..." and "etc..." keep a full stop: x. ..
-            trail.insert(0, "...")
-            chunk = chunk[:-3]
-        elif chunk.endswith("--") and chunk != "--":
-            trail.insert(0, "--")
-            chunk = chunk[:-2]
-        elif chunk[-1] in "!?" and len(chunk) > 1 and chunk[-2] in "!?":
-            return None  # PTB keeps "!!" and "?!" as one token
-        elif chunk[-1] in _TRAILING and len(chunk) > 1:
-            trail.insert(0, _TRAILING[chunk[-1]])
-            chunk = chunk[:-1]
-        elif chunk.endswith(".") and chunk != "...":
-            core = chunk[:-1]
-            if core and not _plain_word_before_stop(core):
-                return None  # initials, abbreviations (Mr., St., U.S.), numbers, capitalised words
-            trail.insert(0, ".")
-            chunk = core
-        else:
-            break
-    if chunk in _TRAILING or chunk in (".", "..."):
-        return lead + [_TRAILING.get(chunk, chunk)] + trail
-    if chunk and not (chunk[0].isalnum() or chunk in ("-", "--")):
-        return None
-    if chunk.endswith("-") and chunk not in ("-", "--"):
-        return None
-    core = _word(chunk)
-    return None if core is None else lead + core + trail
-
-
-# Words after which PTB keeps the full stop (an abbreviation: "st." stays "st."), found by running
-# the Java tokenizer on "x WORD. y" for every lower-case 2-5 letter WORD, Title- and UPPER-case
-# 2-4 letter WORD (and Title-case 5 letter), and known longer abbreviations.
-_ABBREVIATIONS = frozenset("""
-    adj adm adv al ala alex apr ariz assn assoc asst atty attys aug ave bancorp bhd bldg blvd brig bros calif
-    capt cf cie cmdr co col colo comdr conn corp cos cpl ct dak dec dept det dr drs elec ens esq est etc ext
-    feb fla fri ft ga gen gimme gonna gotta gov govs hon inc ind insp intl invt jan jos jr jul jun kan kans ky
-    lemme lieut lt ltd maj mar md messrs mfg mich minn mlle mme mo mon mont mr mrs ms msgr mt mtg natl neb nev
-    nov oct okla penn pfc ph plc ppte pptes ppty pptys pres prof profs pte ptes pty ptys pvt rd rep reps rev
-    rt sen sens sep sept seq sfc sgt spc sq sr st ste supt supts sys tel tenn thu thurs treas tue tues univ va
-    vs vt wanna wed wis wisc wm wyo
+# Every word PTBLexer 3.4.1 may keep together with a following "." (lower-cased; the lexer is
+# caseless for these literals, and a few that it matches only capitalised are listed anyway).
+# ABBREV1: ABMONTH, ABDAYS, ABSTATE, ABCOMP, ABNUM, ABPTIT, etc|al|seq|Bldg
+# ABBREV2 = ABBREV4 + ".": ABTITLE, vs|Alex|Wm|Jos|Cie|cf|TREAS|Ph, ABCOMP2 (ACRO: single letters)
+# ABBREV3 (before a number): ca|figs?|prop|nos?|art|bldg|pp|op; and (pt[eyEY]|co)./ before ltd|lim
+ABBREVIATIONS = frozenset("""
+    jan feb mar apr jun jul aug sep sept oct nov dec
+    mon tue tues wed thu thurs fri
+    ala ariz az ark calif colo conn ct dak del fla ga ill ind kan kans ky la mass md mich minn miss mo
+    mont neb nev okla ore pa penn tenn tex va vt wash wis wisc wyo
+    inc co cos corp pte ptes pty ptys ppte pptes ppty pptys ltd plc rt bancorp bhd assn univ intl sys
+    tel est ext sq
+    jr sr bros blvd rd esq
+    etc al seq bldg
+    mr mrs ms dr drs prof profs sen sens rep reps atty attys lt col gen messrs gov govs adm rev maj sgt
+    cpl pvt capt st ste ave pres lieut hon brig cmdr comdr pfc spc supt supts det mt ft adj adv asst
+    assoc ens insp mlle mme msgr sfc
+    vs alex wm jos cie cf treas ph
+    invt elec natl mfg mtg dept
+    ca fig figs prop no nos art pp op
 """.split())
-# ... and only when not lower-case (lower-case "wash." splits, "Wash." does not)
-_CAPITALISED_ABBREVIATIONS = frozenset("ark az del ill la mass miss ore pa tex wash".split())
+
+# split by the lexer's assimilation rules (cannot -> can not, gonna -> gon na, ...)
+_ASSIMILATIONS = re.compile(r"cannot|gonna|gotta|lemme|gimme|wanna", re.IGNORECASE)
+_DIGITS = frozenset("0123456789")
+_PIECE = re.compile(r"""
+    (?P<lead>[("]*)
+    (?:(?P<word>[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*)(?P<apostrophe>'(?:s|m|d|re|ve|ll|t)?)?)?
+    (?P<trail>[.,!?;:)"]*)
+""", re.VERBOSE)
+_PAREN_BEFORE = re.compile(r"\([0-9xX]")
+_STOP_BEFORE_INSENTP = re.compile(r"\.[,;:]")
+_INSENTP_NOT_LAST = re.compile(r"[;:].")
+_BANG_RUNS = re.compile(r"[!?]+|\)")
+_NT_BASE = re.compile(r"[A-Za-z]+[A-MO-Za-mo-z]n")
+_LETTERS = re.compile(r"[A-Za-z]+")
+_APOWORDS = frozenset({"somethin", "dunkin", "ol"})  # kept with their apostrophe: "somethin'"
 
 
-def _plain_word_before_stop(core: str) -> bool:
-    """A word whose full stop PTB splits off: 2+ ASCII letters, lower-, Title- or UPPER-case, and
-    not an abbreviation (checked up to 5 letters against the Java tokenizer; longer words are
-    abbreviations only in the listed cases)."""
-    if not (core.isalpha() and core.isascii() and len(core) > 1):
-        return False
-    lower = core.lower()
-    if core != lower and core not in (lower.capitalize(), lower.upper()):
-        return False
-    if len(core) > 4 and core == lower.upper():
-        return False  # UPPER-case words of 5+ letters were not checked
-    return lower not in _ABBREVIATIONS and (core == lower or lower not in _CAPITALISED_ABBREVIATIONS)
+@functools.lru_cache(maxsize=1 << 16)
+def _piece(piece: str) -> tuple[str, ...] | None:
+    """What pycocoevalcap keeps of one non-empty, space-free piece of a safe line (the lexer's
+    tokens, lower-cased, its punctuation dropped), or None when the piece is outside the safe
+    class. Pieces repeat across captions, hence the cache."""
+    if _ASSIMILATIONS.search(piece):
+        return None
+    if piece.isalnum() and piece.isascii():  # a plain word or number: the common case
+        return (piece.lower(),)
+    if piece.strip("-") == "":
+        # HYPHENS: one token, "--" for 3-4 hyphens, itself otherwise
+        tokens = ["--" if 3 <= len(piece) <= 4 else piece]
+    else:
+        match = _PIECE.fullmatch(piece)
+        if match is None or _PAREN_BEFORE.search(piece) or _INSENTP_NOT_LAST.search(piece):
+            return None
+        lead, word, apostrophe, trail = match.group("lead", "word", "apostrophe", "trail")
+        if _STOP_BEFORE_INSENTP.search(trail):
+            return None
+        tokens = ["-LRB-" if c == "(" else "``" for c in lead]  # a quote is `` or '': both dropped
+        if word is not None:
+            if apostrophe is None:
+                if trail.startswith(".") and (len(word) == 1 or word.lower() in ABBREVIATIONS):
+                    return None
+                tokens.append(word)
+            elif apostrophe == "'t":
+                if not _NT_BASE.fullmatch(word):
+                    return None
+                tokens += [word[:-1], "n't"]
+            elif apostrophe == "'":
+                if not (_LETTERS.fullmatch(word) and len(word) > 1 and word.lower() not in _APOWORDS):
+                    return None
+                tokens += [word, "'"]
+            else:
+                if not (_LETTERS.fullmatch(word) and (len(word) > 1 or word in "iI")):
+                    return None
+                if apostrophe == "'d" and word.lower() == "cont":
+                    return None  # APOWORD cont'd
+                tokens += [word, apostrophe]
+        # trail: a run of ! and ? is one token; ")" is -RRB-; the rest are dropped by the filter
+        tokens += ["-RRB-" if run == ")" else run for run in _BANG_RUNS.findall(trail)]
+    # lower-cased before the filter, as Java's -lowerCase runs first: so "-lrb-" survives it
+    return tuple(t for t in (token.lower() for token in tokens) if t not in PUNCTUATION)
 
 
 def tokenize(caption: str) -> str | None:
-    """The caption as pycocoevalcap tokenizes it (lower-cased PTB tokens without punctuation, joined by
-    single spaces), or None when only the Java tokenizer can say."""
-    if not _SAFE.fullmatch(caption):
-        return None
+    """The caption as pycocoevalcap tokenizes it (lower-cased tokens without its punctuation,
+    joined by single spaces) if it is in the safe class, else None.
+
+    The answer is that of the Java tokenizer for this line whatever lines surround it, but only
+    when they are safe too: use `tokenize_corpus` for the captions of one tokenizer call."""
     tokens: list[str] = []
-    for chunk in caption.split(" "):
-        if not chunk:
+    digit_before = False
+    for piece in caption.split(" "):
+        if not piece:
             continue
-        if chunk.isalnum():  # the common case: a plain word or number (ASCII: checked above)
-            if chunk.lower() in _SPECIAL:
-                return None
-            tokens.append(chunk)
-            continue
-        piece = _chunk(chunk)
-        if piece is None:
+        if digit_before and piece[0] in _DIGITS:
+            return None  # PHONE: "12 345 6789" is one token
+        found = _piece(piece)
+        if found is None:
             return None
-        tokens += piece
-    # lower-cased before the punctuation is dropped, as pycocoevalcap does: so its "-LRB-" and "-RRB-"
-    # never match and a caption's parentheses stay in as the words "-lrb-" and "-rrb-"
-    return " ".join(t for t in (token.lower() for token in tokens) if t not in PUNCTUATION)
+        tokens += found
+        digit_before = piece[-1] in _DIGITS
+    return " ".join(tokens)
+
+
+def tokenize_corpus(captions: Iterable[str]) -> list[str] | None:
+    """pycocoevalcap's tokenization of the captions of one tokenizer call (one line each, in its
+    order), or None unless every one of them is in the safe class."""
+    out = []
+    for caption in captions:
+        tokens = tokenize(caption)
+        if tokens is None:
+            return None
+        out.append(tokens)
+    return out
