@@ -188,6 +188,8 @@ def test_references_matched_by_sorted_image_id(tree: Path) -> None:
         "t1": ["second"],
         "t2": ["third"],
     }
+    # in the file's image order, as pycocoevalcap scores them (COCO.getImgIds: the 'images' list)
+    assert list(load_caption_references(refs, test)) == ["t2", "t0", "t1"]
 
 
 def test_check_images_flag_and_limit_only_checks_kept_images(tree: Path) -> None:

@@ -29,7 +29,7 @@ def score_task(task: TaskData, predictions: dict[str, str]) -> dict:
     if task.scorer is not None:
         return task.scorer(predictions)
     if task.kind == "caption":
-        return score_captions(predictions, {r.question_id: task.references[r.question_id] for r in task.test})
+        return score_captions(predictions, task.references)  # in the reference file's image order
     return {"score": exact_match_score(predictions, official_answers(task.test, task.scoring), task.scoring)}
 
 

@@ -729,7 +729,13 @@ def load_caption_references(
             _skip_or_raise(err, skipped, path, position, {"question_id": rec.question_id}, "question_id")
             continue
         out[rec.question_id] = captions[iid]
-    return out
+    # In the file's image order: pycocoevalcap tokenises and scores the images in the order COCO's
+    # getImgIds gives them (the annotation file's 'images' list), and its tokenizer reads each
+    # line in the context of the next, so the order is part of the score.
+    in_file = {iid: i for i, iid in enumerate(captions)}
+    matched = {rec.question_id: ids[position] for position, rec in zip(positions if positions is not None
+                                                                         else range(count), test_records)}
+    return dict(sorted(out.items(), key=lambda item: in_file[matched[item[0]]]))
 
 
 def _check_limit(name: str, value: int | None) -> None:
@@ -813,7 +819,8 @@ def load_task(
         train = [r for i, r in enumerate(train) if image_ok(r.image, train_path, i, r.id)]
         test = [r for i, r in enumerate(test) if image_ok(r.image, test_path, i, r.question_id)]
     if references is not None:
-        references = {r.question_id: references[r.question_id] for r in test}
+        kept = {r.question_id for r in test}
+        references = {qid: refs for qid, refs in references.items() if qid in kept}
     if skip:
         for kind, records in (("training", train), ("test", test)):
             if not records:
