@@ -10,7 +10,7 @@ from PIL import Image
 
 from hide.data.check import main as check_main
 from hide.data.coin import COIN_TASKS, OFFICIAL, CoINBenchmark
-from hide.data.formats import DataFormatError, TaskSpec
+from hide.data.formats import DataFormatError
 from hide.errors import ConfigError
 from hide.loop import run_continual
 from hide.metrics import coin
@@ -215,20 +215,16 @@ def test_the_official_files_load_as_released(tmp_path):
 
 def test_each_task_is_generated_as_its_official_script():
     specs = {s.name: s for s in CoINBenchmark("/nonexistent").specs}
-    declared = {f for f in TaskSpec.__dataclass_fields__}
     for name, spec in specs.items():
         official = OFFICIAL[name]
-        if "image_processing" in declared:
-            # model_vqa.py:64, model_vqa_science.py:50: image_processor.preprocess, no padding;
-            # model_text_vqa.py, model_gqa.py, model_vizwiz.py, model_ocr_vqa.py: process_images (pad)
-            assert spec.image_processing == ("crop" if official.generation in ("model_vqa.py", "model_vqa_science.py")
-                                             else "pad"), name
-        if "max_new_tokens" in declared:
-            # model_vqa.py:79 and model_vqa_science.py:81: 1024; the others' --max_new_tokens default: 128
-            assert spec.max_new_tokens == (1024 if official.generation in ("model_vqa.py", "model_vqa_science.py")
-                                           else 128), name
-        if "prompt_suffix" in declared:
-            assert spec.prompt_suffix == "", name  # 1_eval_sqa.sh passes no --single-pred-prompt
+        # model_vqa.py:64, model_vqa_science.py:50: image_processor.preprocess, no padding;
+        # model_text_vqa.py, model_gqa.py, model_vizwiz.py, model_ocr_vqa.py: process_images (pad)
+        assert spec.image_processing == ("crop" if official.generation in ("model_vqa.py", "model_vqa_science.py")
+                                         else "pad"), name
+        # model_vqa.py:79 and model_vqa_science.py:81: 1024; the others' --max_new_tokens default: 128
+        assert spec.max_new_tokens == (1024 if official.generation in ("model_vqa.py", "model_vqa_science.py")
+                                       else 128), name
+        assert spec.prompt_suffix == "", name  # 1_eval_sqa.sh passes no --single-pred-prompt
     assert {n: OFFICIAL[n].generation for n in COIN_TASKS} == {
         "ScienceQA": "model_vqa_science.py", "TextVQA": "model_text_vqa.py", "ImageNet": "model_vqa.py",
         "GQA": "model_gqa.py", "VizWiz": "model_vizwiz.py", "Grounding": "model_vqa.py", "VQAv2": "model_vqa.py",
@@ -236,9 +232,8 @@ def test_each_task_is_generated_as_its_official_script():
     # a budget given to the benchmark serves every task (debug=fast's 8); the processing stays official
     capped = {s.name: s for s in CoINBenchmark("/nonexistent", max_new_tokens=8).specs}
     assert CoINBenchmark("/nonexistent", max_new_tokens=8).max_new_tokens == 8
-    if "max_new_tokens" in declared:
-        assert all(s.max_new_tokens is None for s in capped.values())
-        assert {s.image_processing for s in capped.values()} == {"pad", "crop"}
+    assert all(s.max_new_tokens is None for s in capped.values())
+    assert {s.image_processing for s in capped.values()} == {"pad", "crop"}
 
 
 def test_repeated_question_ids_are_scored_as_the_official_scripts(tmp_path):

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from conftest import FAST, ROOT
-from test_coin import make_official_coin
+from test_coin import coin_benchmark, make_official_coin
 from test_retention import make_mme, make_pope, make_seed
 
 from hide.data.check import main as check_main
@@ -42,3 +42,21 @@ def test_coin_and_the_general_sets_run_from_their_official_files(tmp_path, capsy
         assert {"base", "final"} <= set(entry), name
     answers = json.loads((out / "predictions" / "stage3.json").read_text())
     assert all(answers[name] for name in metrics["tasks"])  # every task answered, text-only questions too
+
+
+def test_coin_tasks_are_evaluated_with_their_official_settings(tmp_path, tiny_backbone):
+    """Each loaded task carries its official script's settings to the collator: ImageNet cropped
+    with model_vqa.py's 1024 tokens, TextVQA padded with model_text_vqa.py's 128."""
+    from hide.data.collate import Encoder, EvalCollator
+
+    coin = make_official_coin(tmp_path / "coin")
+    tasks = {t.name: t for t in coin_benchmark(coin, select=["TextVQA", "ImageNet"]).load()}
+    encoder = Encoder.for_backbone(tiny_backbone)
+    imagenet = EvalCollator.for_task(encoder, tasks["ImageNet"].spec)
+    textvqa = EvalCollator.for_task(encoder, tasks["TextVQA"].spec)
+    assert (imagenet.image_processing, imagenet.max_new_tokens) == ("crop", 1024)
+    assert (textvqa.image_processing, textvqa.max_new_tokens) == ("pad", 128)
+    record = tasks["ImageNet"].test[0]
+    cropped, padded = (EvalCollator(encoder, image_processing=p)([(0, record)])["pixel_values"] for p in ("crop", "pad"))
+    assert imagenet([(0, record)])["pixel_values"].equal(cropped) and not cropped.equal(padded)
+    assert imagenet([(0, record)])["max_new_tokens"] == 1024

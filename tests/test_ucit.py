@@ -125,3 +125,21 @@ def test_official_records_load_and_the_data_check_names_what_is_not_plain(tmp_pa
     assert out.count("1 question id(s) repeat ('ImageNet-R-t0' at records 0, 3)") == 1
     assert "1 question id(s) repeat ('ArxivQA-t0' at records 0, 3)" in out
     assert f"{data / 'instructions' / 'VizWiz-caption' / 'test_3000.json'}" in out  # the scripts' folder is read
+
+
+def test_names_made_for_repeated_and_missing_ids_never_collide(tmp_path):
+    """A repeated id's record is named "<id>#<index>", a training record without id "#<index>";
+    where a file already uses that name, another "#" makes it unique, so no answer overwrites another."""
+    from hide.data.formats import load_test_file, load_train_file
+
+    (tmp_path / "a.jpg").parent.mkdir(exist_ok=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
+    tests = [{"question_id": q, "image": "a.jpg", "text": "?", "answer": "x"} for q in ("a", "a", "a#1")]
+    write_test_file(tmp_path / "test.json", tests)
+    records = load_test_file(tmp_path / "test.json", tmp_path, repeats={})
+    assert [r.question_id for r in records] == ["a", "a#1", "a#1#2"]
+    assert [r.source_id for r in records] == [None, "a", "a#1"]
+    turns = [{"from": "human", "value": "<image>\nq"}, {"from": "gpt", "value": "x"}]
+    write_train_file(tmp_path / "train.json", [{"id": "#1", "image": "a.jpg", "conversations": turns},
+                                              {"image": "a.jpg", "conversations": turns}])
+    assert [r.id for r in load_train_file(tmp_path / "train.json", tmp_path)] == ["#1", "#1#"]

@@ -85,7 +85,6 @@ def test_each_answer_set_scores_as_hide_llavas_eval_caption(task, references, ca
         assert ours["score"] == pytest.approx(sum(official.values()) / 7, abs=1e-9, rel=0), (task, n)
 
 
-@needs_java
 @pytest.mark.parametrize(("answer", "reference", "bleu_1", "rouge_l"), [
     # VizWiz-Caption: tokens a can of soup (4) against a can of tomato soup on a table (8): every
     # answer word matches (precision 4/4), brevity penalty exp(1 - 8/4); LCS 4: P 4/4, R 4/8

@@ -114,6 +114,7 @@ def export_peft(backbone: Backbone, method: ContinualMethod, out: Path) -> Path:
     unwrap_adapters(backbone.language_model, method.adapters)
     write_peft_adapters(backbone, {"default": updates}, out,
                         modules_to_save=["multi_modal_projector"] if method.train_projector else None)
+    backbone.template.save(out)  # the conversation the adapter was trained in
     return out
 
 

@@ -114,13 +114,14 @@ class TrainedModel:
         return self.source
 
     def predict(self, images: list, instructions: list[str], batch_size: int | None = None) -> list[str]:
-        """Greedy answers, one per (image, instruction): an image is a file path or a PIL image;
-        an instruction is the question alone (the prompt template and the image token are added
-        as in training). `batch_size` defaults to the run's `data.eval_batch_size`."""
+        """Greedy answers, one per (image, instruction): an image is a file path, a PIL image or
+        None (a text-only question); an instruction is the question alone (the prompt template and
+        the image token are added as in training). `batch_size` defaults to the run's
+        `data.eval_batch_size`."""
         if len(images) != len(instructions):
             raise ValueError(f"{len(images)} images for {len(instructions)} instructions")
-        records = [TestRecord(question_id=str(i), image=image if isinstance(image, Image.Image) else Path(image),
-                              text=text, answer="") for i, (image, text) in enumerate(zip(images, instructions))]
+        records = [TestRecord(question_id=str(i), image=image if image is None or isinstance(image, Image.Image)
+                              else Path(image), text=text, answer="") for i, (image, text) in enumerate(zip(images, instructions))]
         answers = self._answer([(UNKNOWN_TASK, r) for r in records], batch_size)
         return [answers[r.question_id] for r in records]
 

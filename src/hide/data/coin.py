@@ -20,7 +20,6 @@ reproduces CoIN's scorers, quirks included; `corrected` changes what docs/protoc
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -39,7 +38,6 @@ from hide.metrics import coin as metrics
 log = logging.getLogger(__name__)
 
 COIN_TASKS = ("ScienceQA", "TextVQA", "ImageNet", "GQA", "VizWiz", "Grounding", "VQAv2", "OCRVQA")
-OFFICIAL_EVAL = "ETrain/Eval/LLaVA/CoIN"
 
 
 @dataclass(frozen=True)
@@ -143,8 +141,7 @@ class CoINBenchmark(Benchmark):
                                     skipped=bad)
             task = loaded.task
             task.scorer = self.scorer(spec, task, loaded.boxes, bad, loaded.positions)
-            if hasattr(task, "scoring"):
-                task.scoring = self.scoring
+            task.scoring = self.scoring
             if bad is not None and not task.test:
                 raise DataFormatError(f"task {spec.name!r} has no usable test record left: all were left out "
                                       f"under data.on_bad_record=skip (first reason: {bad[0].reason if bad else '?'})")
@@ -423,11 +420,11 @@ class CoINBenchmark(Benchmark):
 
 def file_id(record: TestRecord) -> str:
     """The question_id the file gives the record (a repeated one is renamed in `question_id`)."""
-    return getattr(record, "source_id", None) or record.question_id
+    return record.source_id or record.question_id
 
 
 def spec_settings(name: str, official_budget: bool = True) -> dict:
-    """A task's `TaskSpec` fields beyond its files (those TaskSpec declares): what its files hold
+    """A task's `TaskSpec` fields beyond its files: what its files hold
     (ScienceQA's text-only questions; question ids that may repeat, which the official scorers
     accept) and its official evaluation settings (the generation budget only with
     `official_budget`; else the benchmark's)."""
@@ -436,8 +433,7 @@ def spec_settings(name: str, official_budget: bool = True) -> dict:
                 "image_processing": official.image_processing}
     if official_budget:
         settings["max_new_tokens"] = official.max_new_tokens
-    declared = {f.name for f in dataclasses.fields(TaskSpec)}
-    return {key: value for key, value in settings.items() if key in declared}
+    return settings
 
 
 def _ids(ids: list[str], limit: int = 200) -> str:
@@ -611,5 +607,5 @@ def load_coin_task(instructions_dir: Path, images_dir: Path, spec: TaskSpec, tra
         raise DataFormatError(f"task {spec.name!r} has no usable training record left: all were left out under "
                               f"data.on_bad_record=skip (first reason: {skipped[0].reason if skipped else '?'})")
     kept = {r.question_id for r in test}
-    task = TaskData(name=spec.name, kind=spec.kind, train=train, test=test)
+    task = TaskData(name=spec.name, kind=spec.kind, train=train, test=test, spec=spec)
     return _Loaded(task, {q: (box, max(size)) for q, (box, size) in boxes.items() if q in kept}, positions)

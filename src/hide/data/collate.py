@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hide.data.formats import IMAGE_TOKEN, DataFormatError, TestRecord, TrainRecord
+from hide.data.formats import IMAGE_PROCESSING, IMAGE_TOKEN, DataFormatError, TestRecord, TrainRecord
 from hide.data.prompt import VICUNA_V1, ConversationTemplate
 
 IGNORE_INDEX = -100
@@ -38,9 +38,6 @@ def to_rgb(image: Image.Image) -> Image.Image:
         top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 1.0)
         image = Image.fromarray(np.clip(values / top * 255.0, 0, 255).round().astype(np.uint8), mode="L")
     return image.convert("RGB")
-
-
-IMAGE_PROCESSING = ("pad", "crop")
 
 
 def load_image(path: Path | Image.Image, image_processor, record: str = "", processing: str = "pad") -> Image.Image:
@@ -190,6 +187,10 @@ class EvalCollator:
     prompt_suffix: str = ""
     image_processing: str = "pad"
     max_new_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.image_processing not in IMAGE_PROCESSING:
+            raise ValueError(f"image_processing={self.image_processing!r}; choose one of {IMAGE_PROCESSING}")
 
     @classmethod
     def for_task(cls, encoder: Encoder, spec=None) -> "EvalCollator":

@@ -462,7 +462,7 @@ def _record_id(rec: Any, i: int, path: Path, keys: tuple[str, ...], kind: str, s
             f"remove the record."
         )
     if unnamed:
-        return f"#{i}", where
+        return _new_name(f"#{i}", i, seen), where
     if not _is_id(rid):
         raise DataFormatError(
             f"{where}: {id_key!r} must be a string or an integer, got {_json_type(rid)}. "
@@ -471,7 +471,7 @@ def _record_id(rec: Any, i: int, path: Path, keys: tuple[str, ...], kind: str, s
     rid = str(rid)
     if rid in seen and repeats is not None:
         repeats.setdefault(rid, [seen[rid]]).append(i)
-        return f"{rid}#{i}", where
+        return _new_name(f"{rid}#{i}", i, seen), where
     if rid in seen:
         label = "Ids" if id_key == "id" else "Question ids"
         raise DataFormatError(
@@ -480,6 +480,15 @@ def _record_id(rec: Any, i: int, path: Path, keys: tuple[str, ...], kind: str, s
         )
     seen[rid] = i
     return rid, where
+
+
+def _new_name(name: str, i: int, seen: dict[str, int]) -> str:
+    """`name`, made unique among the file's ids and names so far (a "#" more while it is taken),
+    and taken: no two records share a name, so no answer is lost."""
+    while name in seen:
+        name += "#"
+    seen[name] = i
+    return name
 
 
 TRAIN_KEYS = ("id", "image", "conversations")
@@ -791,9 +800,11 @@ def load_task(
                                     repeats, spec.text_only)
     if repeats:
         shown = ", ".join(f"{qid!r} at {idx}" for qid, idx in list(repeats.items())[:5])
-        log.warning("%s: %d question id(s) repeat (%s%s): every record is answered; each is scored against the "
-                    "last record of its id under scoring=original, as the official scorer does, and against its "
-                    "own answer under corrected", test_path, len(repeats), shown, ", ..." if len(repeats) > 5 else "")
+        scored = ("caption references are matched by position, whatever the ids" if spec.kind == "caption" else
+                  "each is scored against the last record of its id under scoring=original, as the official "
+                  "scorer does, and against its own answer under corrected")
+        log.warning("%s: %d question id(s) repeat (%s%s): every record is answered; %s", test_path, len(repeats),
+                    shown, ", ..." if len(repeats) > 5 else "", scored)
     test = [r for _, r in indexed]
     references = None
     if spec.kind == "caption":

@@ -35,21 +35,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hide.data.formats import DataFormatError, TestRecord, _describe_dir, _read_json, _strip_image_token
+from hide.data.formats import (IMAGE_PROCESSING, DataFormatError, TestRecord, _describe_dir, _read_json,
+                               _strip_image_token)
 from hide.errors import ConfigError
 from hide.metrics.qa import exact_match
 from hide.metrics.retention import (MME_COGNITION, MME_PERCEPTION, SCORINGS, check_scoring, mme_scores,
                                     pope_scores, seed_scores)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
-IMAGE_PROCESSING = ("pad", "crop")
 
 # LLaVA-1.5's prompts (its docs/Evaluation.md, "short-answer" and "option-only"), as its question
 # files hold them: llava_mme.jsonl and llava_pope_test.jsonl end every question with SHORT_ANSWER,
 # llava-seed-bench.jsonl every question-and-options text with OPTION_LETTER.
 SHORT_ANSWER = "\nAnswer the question using a single word or phrase."
 OPTION_LETTER = "\nAnswer with the option's letter from the given choices directly."
-SEED_PROMPT = OPTION_LETTER.lstrip("\n")
 # MME's own answer instruction, which ends each of its questions; llava_mme.jsonl leaves it out
 # (its convert_answer_to_mme.py, lines 64-69, puts it back to find each question in MME's files).
 MME_YES_NO = "Please answer yes or no."

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-SCORINGS = ("original", "corrected")
+from hide.metrics.qa import SCORINGS
 
 
 def _check_scoring(scoring: str) -> None:

@@ -34,7 +34,9 @@ def exact_match(prediction: str, answer: str, scoring: str = "original") -> bool
 def official_answers(records: Sequence, scoring: str = "original") -> dict[str, str]:
     """{question_id: reference} of a task's test records. Under `original` a record whose id the
     file repeats (`TestRecord.source_id`) takes the last record of that id's answer, as the
-    official scorer's dict keeps it; under `corrected` each record keeps its own."""
+    official scorer's dict keeps it; under `corrected` each record keeps its own. The last among
+    the records loaded: a subset (`benchmark.test_per_task`, `data.on_bad_record=skip`) may have
+    left the file's last one out, where the official script reads the whole file."""
     check_scoring(scoring)
     if scoring == "corrected":
         return {r.question_id: r.answer for r in records}
