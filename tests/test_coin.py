@@ -345,7 +345,7 @@ def test_data_check_finds_every_planted_coin_fault_in_one_pass(tmp_path, capsys)
     assert f"question_id '601': size [100, 100] but the image {data / 'COCO2014' / 'train2014' / '7.jpg'} " \
            f"is 200x100" in printed
     assert "record at index 2 (id '602'): 'answer_bbox' '0.1; 0.3; 0.4; 0.5' does not read as four numbers" in printed
-    assert "1 question id(s) repeat" in printed and "'101' at indices [1, 2]" in printed
+    assert "1 question id(s) repeat" in printed and "'101' at records 1, 2" in printed
     assert "1 question(s) of the ScienceQA test split" in printed and "counts each as wrong: '102'" in printed
     assert "question_id '200': its 'answers' in" in printed and "are not ten strings" in printed
     assert "[OCRVQA]" in printed and "'conversations' is empty" in printed

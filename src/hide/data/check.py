@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hide.data.formats import (DataFormatError, TaskSpec, load_caption_references, load_test_file,
-                               load_train_file, task_folder)
+                               load_train_file, repeated_ids, task_folder)
 
 SHOWN_MISSING = 5
 
@@ -74,9 +74,8 @@ def check_task(data_dir: Path, spec: TaskSpec, instructions_dir: Path | None = N
             except DataFormatError as error:
                 report.problems.append(str(error))
     if repeats:
-        shown = "; ".join(f"{qid!r} at records {', '.join(map(str, idx))}" for qid, idx in list(repeats.items())[:5])
-        report.notes.append(f"{files['test']}: {len(repeats)} question id(s) repeat ({shown}"
-                            f"{'; ...' if len(repeats) > 5 else ''}): every record is answered, and under "
+        report.notes.append(f"{files['test']}: {len(repeats)} question id(s) repeat ({repeated_ids(repeats)}): "
+                            f"every record is answered, and under "
                             f"scoring=original each is scored against the last record of its id, as the official "
                             f"scorer does")
     for role in ("train", "test"):

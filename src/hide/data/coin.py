@@ -31,7 +31,7 @@ from hide.data.datamodule import Benchmark
 from hide.data.formats import (IMAGE_TOKEN, ON_BAD_RECORD, TRAIN_KEYS, BadRecord, DataFormatError, TaskData, TaskSpec,
                                TestRecord, TrainRecord, _check_image, _check_limit, _check_not_all_skipped,
                                _expect_list, _json_type, _parse_conversations, _read_json, _record_id,
-                               _record_label, _resolve_image, _skip_or_raise, _test_record)
+                               _record_label, _resolve_image, _skip_or_raise, _test_record, repeated_ids)
 from hide.errors import ConfigError
 from hide.metrics import coin as metrics
 
@@ -347,9 +347,7 @@ class CoINBenchmark(Benchmark):
                 report.notes.append(
                     f"{test_path}: {len(repeats)} question id(s) repeat; every record is answered, and scored "
                     f"(under scoring=original) against the last record of its id, as CoIN's {OFFICIAL[spec.name].scorer} "
-                    f"looks references up by id: " + "; ".join(f"{q!r} at indices {where}"
-                                                                for q, where in list(repeats.items())[:200])
-                    + (f"; ... ({len(repeats) - 200} more)" if len(repeats) > 200 else ""))
+                    f"looks references up by id: {repeated_ids(repeats, limit=200)}")
             missing = [(role, r, r.image) for role, rs in (("train", train), ("test", test or []))
                        for r in rs if r.image is not None and not Path(r.image).is_file()]
             report.missing_images = len(missing)
@@ -581,9 +579,8 @@ def load_coin_task(instructions_dir: Path, images_dir: Path, spec: TaskSpec, tra
     repeats: dict[str, list[int]] = {}
     test, boxes, positions = read_test_records(test_path, images_dir, spec.name, skipped, repeats)
     if repeats:
-        shown = ", ".join(f"{qid!r} at {where}" for qid, where in list(repeats.items())[:5])
-        log.warning("%s: %d question id(s) repeat (%s%s): every record is answered and scored as CoIN's %s "
-                    "scores a repeated id", test_path, len(repeats), shown, ", ..." if len(repeats) > 5 else "",
+        log.warning("%s: %d question id(s) repeat (%s): every record is answered and scored as CoIN's %s "
+                    "scores a repeated id", test_path, len(repeats), repeated_ids(repeats),
                     OFFICIAL[spec.name].scorer if spec.name in OFFICIAL else "scorer")
     if train_limit is not None:
         train = train[:train_limit]

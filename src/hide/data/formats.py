@@ -482,6 +482,13 @@ def _record_id(rec: Any, i: int, path: Path, keys: tuple[str, ...], kind: str, s
     return rid, where
 
 
+def repeated_ids(repeats: dict[str, list[int]], limit: int = 5) -> str:
+    """The repeated question ids of a file and where they stand, for messages:
+    "'a' at records 0, 3; 'b' at records 1, 2; ... (4 more)"."""
+    shown = "; ".join(f"{qid!r} at records {', '.join(map(str, where))}" for qid, where in list(repeats.items())[:limit])
+    return shown + (f"; ... ({len(repeats) - limit} more)" if len(repeats) > limit else "")
+
+
 def _new_name(name: str, i: int, seen: dict[str, int]) -> str:
     """`name`, made unique among the file's ids and names so far (a "#" more while it is taken),
     and taken: no two records share a name, so no answer is lost."""
@@ -799,12 +806,11 @@ def load_task(
     indexed = _indexed_test_records(test_path, datasets_dir, False, spec.name, bad, spec.kind == "caption",
                                     repeats, spec.text_only)
     if repeats:
-        shown = ", ".join(f"{qid!r} at {idx}" for qid, idx in list(repeats.items())[:5])
         scored = ("caption references are matched by position, whatever the ids" if spec.kind == "caption" else
                   "each is scored against the last record of its id under scoring=original, as the official "
                   "scorer does, and against its own answer under corrected")
-        log.warning("%s: %d question id(s) repeat (%s%s): every record is answered; %s", test_path, len(repeats),
-                    shown, ", ..." if len(repeats) > 5 else "", scored)
+        log.warning("%s: %d question id(s) repeat (%s): every record is answered; %s", test_path, len(repeats),
+                    repeated_ids(repeats), scored)
     test = [r for _, r in indexed]
     references = None
     if spec.kind == "caption":
