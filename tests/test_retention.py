@@ -7,7 +7,7 @@ Official code read (FILE:LINE below):
 - calculation.py: MME's eval_tool/calculation.py, distributed with MME's data (the copy read is
   github.com/zjunlp/Deco, eval_tool/calculation.py).
 - convert_answer_to_mme.py: LLaVA's playground/data/eval/MME/convert_answer_to_mme.py, from its
-  eval.zip (the copy read is in the haotian-liu/LLaVA network at commit 32cebc38), with the
+  eval.zip (the copy read was committed to a fork in the haotian-liu/LLaVA network), with the
   question files llava_mme.jsonl and llava_pope_test.jsonl beside it.
 - eval_pope.py: LLaVA's llava/eval/eval_pope.py; evaluate.py: POPE's own (AoiDragon/POPE).
 - convert_seed_for_submission.py: LLaVA's scripts/convert_seed_for_submission.py.
