@@ -1,6 +1,8 @@
 """The pretraining mixture: the base model's own instruction data. Each family is the pretraining
-counterpart of one task (its module's `pretraining`): the task's kind of scene under other
-instructions and answer formats (yes/no, "it is red", number words), never the task's own.
+counterpart of one task (its module's `pretraining`): the task's kind of scene, drawn by the
+task's own drawing code, under other instructions and answer formats (yes/no, "it is red", number
+words) beside the tasks' formats. What it shares with each task's test set (images, questions,
+answers, caption phrases) is measured by `experiments/mixture_overlap.py`.
 """
 
 from __future__ import annotations
