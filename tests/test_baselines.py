@@ -303,6 +303,55 @@ def test_lwf_teacher_is_the_previous_state_without_touching_the_model(fast_cfg, 
     assert seen.get("checked")
 
 
+def test_lwf_training_loss_is_the_kl_to_the_previous_states_logits(fast_cfg, tmp_path, monkeypatch):
+    """During the second task's training, LwF's extra loss equals tau^2 x the mean over answer tokens
+    of KL(teacher || student), with the teacher's logits computed here by hand: a copy of the model
+    holding the first task's final adapter and projector, evaluated without dropout. A loss that
+    distilled from the student's own logits would be zero and fail here."""
+    import copy
+
+    taught, checked = {}, []
+
+    def at_start(self, module, t):
+        if t == 1:  # the state the first task ended in: the teacher of the second
+            model = copy.deepcopy(module.model).eval()
+            with torch.no_grad():
+                for n, p in model.named_parameters():
+                    if n in self.teacher:
+                        p.copy_(self.teacher[n])
+            taught["model"] = model
+
+    original = LwF.extra_loss
+
+    def extra_loss(self, module, batch, outputs):
+        loss = original(self, module, batch, outputs)
+        if loss is not None:
+            with torch.no_grad():
+                teacher = taught["model"](input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                          pixel_values=batch["pixel_values"]).logits
+            tau, labels = self.temperature, batch["labels"]
+            total, count = 0.0, 0
+            for b in range(labels.shape[0]):
+                for i in range(labels.shape[1] - 1):
+                    if labels[b, i + 1] != -100:  # logits at i predict token i + 1
+                        p = torch.softmax(teacher[b, i].double() / tau, -1)
+                        q = torch.log_softmax(outputs.logits[b, i].detach().double() / tau, -1)
+                        total += float((p * (p.log() - q)).sum())
+                        count += 1
+            expected = self.distill_weight * tau ** 2 * total / count
+            checked.append((float(loss), expected))
+        return loss
+
+    capture_after(monkeypatch, LwF, "on_task_start", at_start)
+    monkeypatch.setattr(LwF, "extra_loss", extra_loss)
+    run_continual(fast_cfg("method=lwf", "method.dropout=0"), tmp_path)
+    assert len(checked) >= 3
+    for loss, expected in checked:
+        assert loss == pytest.approx(expected, rel=1e-4, abs=1e-7)
+    # the first step's student is the teacher; once it has learnt, the loss is the distance
+    assert checked[0][1] < 1e-6 and checked[-1][1] > 1e-3
+
+
 def test_replay_mixes_the_buffer_into_later_stages(fast_cfg, tmp_path, monkeypatch):
     from hide.data.datamodule import ContinualDataModule
 

@@ -57,6 +57,12 @@ class LwF(ContinualMethod):
 
     def teacher_logits(self, module, batch: dict) -> torch.Tensor:
         model = module.model
+        # functional_call skips names the model does not have (strict=False: buffers are not
+        # passed), which would make the teacher the student itself and the loss zero
+        unknown = self.teacher.keys() - dict(model.named_parameters()).keys()
+        if unknown:
+            raise RuntimeError(f"LwF's teacher state names {len(unknown)} parameter(s) the model does not have "
+                               f"(e.g. {sorted(unknown)[:3]}): the model's parameters were renamed since the task began")
         was_training = model.training
         model.eval()  # the teacher answers without dropout
         try:
