@@ -1,6 +1,7 @@
 """The multi-process path on CPU (trainer=ddp_cpu: 2 gloo processes) through the real train.py."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -10,9 +11,15 @@ import torch
 from conftest import FAST, ROOT
 
 
-def _train(out, *overrides):
+def _train(out, *overrides, probe=None):
+    """train.py's metrics; with `probe` (a folder), each process lists the prompts it answers
+    there (tests/probes/sitecustomize.py)."""
+    env = dict(os.environ)
+    if probe is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "tests" / "probes"), env.get("PYTHONPATH")]))
+        env["HIDE_ANSWER_PROBE"] = str(probe)
     done = subprocess.run([sys.executable, str(ROOT / "train.py"), *FAST, "logger=none", f"hydra.run.dir={out}",
-                           *overrides], cwd=ROOT, capture_output=True, text=True, timeout=900)
+                           *overrides], cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
     assert done.returncode == 0, done.stderr[-4000:]
     if "trainer=ddp_cpu" in overrides:
         assert "running on 2 processes" in done.stdout
@@ -32,10 +39,16 @@ def test_sharded_evaluation_equals_one_process(tmp_path):
     single-process answer to every prompt, and the same metrics."""
     overrides = ["method=zeroshot", "benchmark.num_tasks=3"]  # a caption task: non-zero scores
     one = _train(tmp_path / "one", *overrides)
-    two = _train(tmp_path / "two", *overrides, "trainer=ddp_cpu")
+    two = _train(tmp_path / "two", *overrides, "trainer=ddp_cpu", probe=tmp_path / "probe")
     assert two["matrix"] == one["matrix"] and any(v > 0 for v in one["matrix"][0])
     a, b = _answers(tmp_path / "one", 0), _answers(tmp_path / "two", 0)
     assert sum(len(v) for v in a.values()) == 24
+    # each rank answered its own half of the base model's prompts, and together all of them (the
+    # lines of the general-ability set, task -1, left aside)
+    asked = {r: [line for line in (tmp_path / "probe" / f"rank{r}.txt").read_text().splitlines()
+                 if not line.startswith("-1 ")] for r in (0, 1)}
+    assert [len(asked[0]), len(asked[1])] == [12, 12]
+    assert not set(asked[0]) & set(asked[1]) and len(set(asked[0]) | set(asked[1])) == 24
     assert len({answer for task in a.values() for answer in task.values()}) > 4  # a shard swap would show
     for task in a:
         assert list(b[task]) == list(a[task]) and all(b[task][q] == a[task][q] for q in a[task]), task

@@ -93,12 +93,11 @@ class Run:
             outputs = [outputs]
         local = [(task, qid, text) for per_loader in outputs for batch in per_loader for task, qid, text in batch]
         # Under DDP each rank answered its own shard (`ContinualDataModule.test_dataloader`): gather
-        # them all, so that every rank scores the whole test sets exactly as one process would.
-        predictions: dict[int, dict[str, str]] = {t: {} for t in task_indices}
-        for shard in gather_objects(local):
-            for task, qid, text in shard:
-                predictions[task][qid] = text
-        return predictions
+        # them all, so that every rank scores the whole test sets exactly as one process would, in
+        # the test files' order.
+        said = {(task, qid): text for shard in gather_objects(local) for task, qid, text in shard}
+        return {t: {record.question_id: said[(t, record.question_id)] for _, record in loader.dataset}
+                for t, loader in zip(task_indices, loaders)}
 
 
 def retention_names(cfg: DictConfig, benchmark) -> list[str]:

@@ -231,10 +231,24 @@ class ContinualDataModule(pl.LightningDataModule):
         general-ability set), sharded over ranks as `test_dataloader`; `collate` carries the
         evaluation settings (None: the defaults, with the run's budget)."""
         items = [(task_index, record) for record in records]
-        items = items[global_rank()::world_size()]
         collate = collate or EvalCollator(self.encoder)
-        return DataLoader(items, batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate,
+        return DataLoader(items, batch_size=self.eval_batch_size, sampler=RankShard(len(items)), collate_fn=collate,
                           num_workers=self.num_workers)
+
+
+class RankShard(torch.utils.data.Sampler):
+    """Every world-th of n items, from this rank's index on, in order. The rank and the world are
+    read when the loader is iterated, not when it is built: the base model's test loaders are built
+    before Lightning starts the process group, and each rank must still answer only its shard."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __iter__(self):
+        return iter(range(global_rank(), self.n, world_size()))
+
+    def __len__(self) -> int:
+        return len(range(global_rank(), self.n, world_size()))
 
 
 class RankShardedBatches(torch.utils.data.Sampler):
