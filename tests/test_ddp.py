@@ -23,6 +23,10 @@ def _train(out, *overrides, probe=None):
     assert done.returncode == 0, done.stderr[-4000:]
     if "trainer=ddp_cpu" in overrides:
         assert "running on 2 processes" in done.stdout
+        # rank 0 alone speaks: each stage's heading once, no per-process Lightning lines
+        headings = [line for line in done.stdout.splitlines() if "stage " in line and "training on" in line]
+        assert headings and len(headings) == len(set(headings)), headings
+        assert "Initializing distributed" not in done.stdout + done.stderr
     return json.loads((out / "metrics.json").read_text())
 
 

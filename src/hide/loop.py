@@ -58,7 +58,7 @@ def run_sequence(cfg: DictConfig, out_dir) -> tuple[Run, dict]:
         if not train_on:
             record.results.copy_row(stage - 1, stage)  # nothing trained: the model is the previous one
             continue
-        record.console.rule(f"stage {stage}/{len(run.tasks)}: training on {', '.join(names[t] for t in train_on)}")
+        record.rule(f"stage {stage}/{len(run.tasks)}: training on {', '.join(names[t] for t in train_on)}")
         module.stage, module.current_task = stage, train_on[-1]
         run.datamodule.set_stage(stage, train_on, method.extra_train_items(run.datamodule.tasks, train_on))
         run.to_compute_device()

@@ -101,6 +101,11 @@ class RunRecord:
             self.console.print(f"[bold]resuming[/] {self.out_dir}: stages 0..{self.done_stage} done"
                                if self.done_stage >= 0 else f"[bold]resuming[/] {self.out_dir} in its first stage")
 
+    def rule(self, text: str) -> None:
+        """A stage's heading on the console, once: every rank runs the loop, rank 0 speaks."""
+        if is_main_process():
+            self.console.rule(text)
+
     def stage_done(self, run, stage: int, predictions: dict[int, dict[str, str]], shown: list[int]) -> None:
         """After stage `stage` is evaluated and scored: its predictions, the results so far, and
         what a resumed run continues from."""
