@@ -145,3 +145,51 @@ def test_meteor_lost_mid_run_stops_rather_than_mixing_definitions(fast_cfg, tmp_
     monkeypatch.setattr(captions, "_meteor_score", lambda gts, res: 0.25)
     resumed = run_continual(fast_cfg(*settings, "resume=true"), tmp_path)
     assert all(resumed["details"][str(s)]["ObjectCaption"]["METEOR_available"] for s in range(3))
+
+
+def test_wandb_gets_the_config_and_each_stage_as_it_is_scored(fast_cfg, tmp_path, monkeypatch):
+    """The resolved config goes to the logger at the start; each stage's row and the seen-task
+    average are logged as they are scored, against the stage."""
+    import pytorch_lightning.loggers
+    from pytorch_lightning.loggers.logger import Logger
+
+    calls = {"hyperparams": [], "logged": [], "defined": []}
+
+    class Experiment:
+        def define_metric(self, name, step_metric=None):
+            calls["defined"].append((name, step_metric))
+
+        def log(self, data):
+            calls["logged"].append(data)
+
+    class WandbLogger(Logger):  # the name the run looks for; records what it is given
+        def __init__(self, **kwargs):
+            super().__init__()
+            self.experiment = Experiment()
+
+        name, version = "fake", 0
+
+        def log_hyperparams(self, params, *args, **kwargs):
+            calls["hyperparams"].append(params)
+
+        def log_metrics(self, metrics, step=None):
+            pass
+
+        def log_table(self, **kwargs):
+            pass
+
+        def log_image(self, **kwargs):
+            pass
+
+    monkeypatch.setattr(pytorch_lightning.loggers, "WandbLogger", WandbLogger)
+    metrics = run_continual(fast_cfg("logger=wandb", "method=lora"), tmp_path)
+    config = calls["hyperparams"][0]
+    assert config["method"]["_target_"].endswith("LoRA") and config["seed"] == 0
+    stages = [entry for entry in calls["logged"] if "stage" in entry]
+    assert [entry["stage"] for entry in stages] == [0, 1, 2]
+    for entry, row in zip(stages, metrics["matrix"]):
+        assert {k: v for k, v in entry.items() if k.startswith("scores/") and k != "scores/seen_average"} == {
+            f"scores/{task}": value for task, value in zip(metrics["tasks"], row)}
+    assert "scores/seen_average" not in stages[0]
+    assert stages[2]["scores/seen_average"] == sum(metrics["matrix"][2]) / 2
+    assert ("scores/*", "stage") in calls["defined"]

@@ -83,6 +83,9 @@ class RunRecord:
         })
         if run.datamodule.skipped:
             self.report_skipped(run.datamodule.skipped)
+        if is_main_process():  # a sweep's dashboard groups runs by their settings (method, seed, ...)
+            for logger in run.loggers:
+                logger.log_hyperparams(OmegaConf.to_container(run.cfg, resolve=True))
         if (self.checkpoints / RUN_STATE).exists():
             state = load_checkpoint(self.checkpoints / RUN_STATE)
             load_trained_state(run.module, state["trained"], self.checkpoints / RUN_STATE)
@@ -116,6 +119,8 @@ class RunRecord:
             self.results.write()
             if stage == 0 and world_size() > 1:  # the processes exist from the first Trainer call on
                 self.console.print(f"running on {world_size()} processes")
+            for logger in run.loggers:
+                log_stage_to_wandb(logger, self.results, stage)
             scores = ", ".join(f"{names[t]} {self.results.matrix[stage][t]:.1f}" for t in shown)
             self.console.print(f"[bold]after {'base' if stage == 0 else names[stage - 1]}[/]: {scores}")
             phases = self.timing()  # one reading of the clock for the checkpoint and timing.json
@@ -185,6 +190,22 @@ class RunRecord:
         counts = ", ".join(f"{task} {len(bad)}" for task, bad in by_task.items())
         self.console.print(f"[yellow]data.on_bad_record=skip left out {len(skipped)} bad records[/] ({counts}); "
                            f"ids in metrics.json, reasons in {path}")
+
+
+def log_stage_to_wandb(logger, results: ContinualResults, stage: int) -> None:
+    """A stage's row as it is scored (`scores/<task>`, and `scores/seen_average` over the tasks
+    trained so far), with the stage as the step, when that logger is on."""
+    if type(logger).__name__ != "WandbLogger":
+        return
+    row = results.matrix[stage]
+    scores = {f"scores/{task}": value for task, value in zip(results.tasks, row) if value is not None}
+    seen = [row[i] for i in range(min(stage, len(row))) if row[i] is not None]
+    if seen:
+        scores["scores/seen_average"] = sum(seen) / len(seen)
+    experiment = logger.experiment
+    experiment.define_metric("stage")
+    experiment.define_metric("scores/*", step_metric="stage")
+    experiment.log({**scores, "stage": stage})
 
 
 def log_to_wandb(logger, results: ContinualResults, heatmap: Path) -> None:
