@@ -314,8 +314,8 @@ def make_mme(root: Path, images: int = 2, nested: bool = False) -> Path:
             _image((folder / "images" if split else folder) / f"{stem}.jpg")
             texts = folder / "questions_answers_YN" if split else folder
             texts.mkdir(parents=True, exist_ok=True)
-            (texts / f"{stem}.txt").write_text(f"Is there a cat? Please answer yes or no.\tYes\n"
-                                               f"Is there a dog? Please answer yes or no.\tNo\n")
+            (texts / f"{stem}.txt").write_text("Is there a cat? Please answer yes or no.\tYes\n"
+                                               "Is there a dog? Please answer yes or no.\tNo\n")
     return root
 
 
@@ -327,7 +327,7 @@ def make_pope(root: Path, per_split: int = 4) -> tuple[Path, Path]:
         for i in range(per_split):
             name = f"COCO_val2014_{i:012d}.jpg"
             _image(images / name)
-            lines.append(json.dumps({"question_id": i + 1, "image": name, "text": f"Is there a cup in the image?",
+            lines.append(json.dumps({"question_id": i + 1, "image": name, "text": "Is there a cup in the image?",
                                      "label": "yes" if i % 2 else "no"}))
         (questions / f"coco_pope_{split}.json").write_text("\n".join(lines) + "\n")
     return questions, images

@@ -29,9 +29,10 @@ from PIL import Image
 
 from hide.data.datamodule import Benchmark
 from hide.data.formats import (IMAGE_TOKEN, ON_BAD_RECORD, TRAIN_KEYS, BadRecord, DataFormatError, TaskData, TaskSpec,
-                               TestRecord, TrainRecord, _check_image, _check_limit, _check_not_all_skipped,
+                               TestRecord, TrainRecord, _check_limit, _check_not_all_skipped,
                                _expect_list, _json_type, _parse_conversations, _read_json, _record_id,
-                               _record_label, _resolve_image, _skip_or_raise, _test_record, repeated_ids)
+                               _record_label, _resolve_image, _skip_or_raise, _test_record, readable_image,
+                               repeated_ids)
 from hide.errors import ConfigError
 from hide.metrics import coin as metrics
 
@@ -588,15 +589,7 @@ def load_coin_task(instructions_dir: Path, images_dir: Path, spec: TaskSpec, tra
         test = test[:test_limit]
     if check_images:
         def image_ok(image: Path | None, file: Path, index: int, rid: str) -> bool:
-            if image is None:
-                return True
-            try:
-                _check_image(image, images_dir, f"{file}: {_record_label(index, rid)}", max_image_pixels,
-                             decode=skipped is not None)
-                return True
-            except DataFormatError as err:
-                _skip_or_raise(err, skipped, file, index, {"id": rid}, "id")
-                return False
+            return readable_image(image, images_dir, file, index, rid, max_image_pixels, skipped)
 
         train = [r for i, r in enumerate(train) if image_ok(r.image, train_path, i, r.id)]
         test = [r for r in test if image_ok(r.image, test_path, positions[r.question_id], r.question_id)]

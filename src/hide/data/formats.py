@@ -764,6 +764,22 @@ def _check_limit(name: str, value: int | None) -> None:
 ON_BAD_RECORD = ("error", "skip")
 
 
+def readable_image(path: Path | None, datasets_dir: Path, file: Path, index: int, rid: str,
+                   max_image_pixels: int | None, skipped: list[BadRecord] | None) -> bool:
+    """Whether a kept record's image opens (a text-only record, `path` None, has none to open); a
+    bad one raises, or with a `skipped` list (data.on_bad_record=skip, which also decodes every
+    image in full) is listed there and False."""
+    if path is None:
+        return True
+    try:
+        _check_image(path, datasets_dir, f"{file}: {_record_label(index, rid)}", max_image_pixels,
+                     decode=skipped is not None)
+        return True
+    except DataFormatError as err:
+        _skip_or_raise(err, skipped, file, index, {"id": rid}, "id")
+        return False
+
+
 def load_task(
     data_dir: str | os.PathLike,
     spec: TaskSpec,
@@ -824,14 +840,7 @@ def load_task(
         test = test[:test_limit]
     if check_images:
         def image_ok(path: Path | None, file: Path, index: int, rid: str) -> bool:
-            if path is None:  # a text-only record (spec.text_only)
-                return True
-            try:
-                _check_image(path, datasets_dir, f"{file}: {_record_label(index, rid)}", max_image_pixels, decode=skip)
-                return True
-            except DataFormatError as err:
-                _skip_or_raise(err, bad, file, index, {"id": rid}, "id")
-                return False
+            return readable_image(path, datasets_dir, file, index, rid, max_image_pixels, bad)
 
         train = [r for i, r in enumerate(train) if image_ok(r.image, train_path, i, r.id)]
         test = [r for i, r in enumerate(test) if image_ok(r.image, test_path, i, r.question_id)]
