@@ -339,7 +339,7 @@ def test_lwf_training_loss_is_the_kl_to_the_previous_states_logits(fast_cfg, tmp
                         total += float((p * (p.log() - q)).sum())
                         count += 1
             expected = self.distill_weight * tau ** 2 * total / count
-            checked.append((float(loss), expected))
+            checked.append((float(loss.detach()), expected))
         return loss
 
     capture_after(monkeypatch, LwF, "on_task_start", at_start)
