@@ -82,3 +82,19 @@ def test_decoder_layer_index():
     assert decoder_layer_index("model.language_model.layers.12.mlp.up_proj") == 12
     with pytest.raises(ValueError, match="decoder layer"):
         decoder_layer_index("model.multi_modal_projector.linear_1")
+
+
+def test_adapters_disabled_reaches_every_adapter_layer_class():
+    """A layer class of its own (a subclass of AdapterLayer) is switched off with the others,
+    without joining any list."""
+    from hide.models.lora import AdapterLayer, LoRALinear, adapters_disabled
+
+    class Scaled(AdapterLayer):
+        def __init__(self):
+            super().__init__()
+            self.base = nn.Linear(2, 2)
+
+    model = nn.Sequential(Scaled(), LoRALinear(nn.Linear(2, 2), rank=1, alpha=1))
+    with adapters_disabled(model):
+        assert [layer.disabled for layer in model] == [True, True]
+    assert [layer.disabled for layer in model] == [False, False]

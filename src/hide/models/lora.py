@@ -26,7 +26,14 @@ from torch import nn
 LLAMA_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-class LoRALinear(nn.Module):
+class AdapterLayer(nn.Module):
+    """What every adapter layer is: a frozen `base` layer plus a trained update, and a `disabled`
+    flag that makes it the base layer alone (`adapters_disabled`). A new layer class subclasses it."""
+
+    disabled: bool = False
+
+
+class LoRALinear(AdapterLayer):
     """A frozen linear layer plus `num_slots` low-rank experts, one of which is active.
 
     `init_std`: A ~ N(0, init_std^2) (0.01 in the per-task-expert method's publication); None gives the
@@ -111,7 +118,7 @@ class MergedSlotsLoRALinear(LoRALinear):
         return out
 
 
-class MoELoRALinear(nn.Module):
+class MoELoRALinear(AdapterLayer):
     """CoIN's MoELoRA: the rank split over `num_experts` experts of rank rank / num_experts, mixed
     per token by a softmax router on the layer input; router and every expert train on every task:
 
@@ -306,9 +313,9 @@ def routed_by(layers, weights: torch.Tensor):
 
 @contextmanager
 def adapters_disabled(model: nn.Module):
-    """Within the block every `LoRALinear` of `model` is its frozen base layer (e.g. to encode
+    """Within the block every adapter layer of `model` is its frozen base layer (e.g. to encode
     with the base language model while its adapters hold trained experts)."""
-    layers = [m for m in model.modules() if isinstance(m, (LoRALinear, MoELoRALinear))]
+    layers = [m for m in model.modules() if isinstance(m, AdapterLayer)]
     previous = [m.disabled for m in layers]
     for layer in layers:
         layer.disabled = True
