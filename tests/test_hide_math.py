@@ -6,7 +6,7 @@ from torch import nn
 
 from hide.methods.anchors import AnchorBank, routing_weights
 from hide.methods.hide import resolve_layers
-from hide.models.lora import FUSION_RULES, MultiExpertLoRALinear, fuse_experts
+from hide.methods.hide_experts import FUSION_RULES, MultiExpertLoRALinear, fuse_experts
 
 
 def _layer(num_slots=3, d_in=12, d_out=7, rank=4, seed=0):

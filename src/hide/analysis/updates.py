@@ -17,7 +17,8 @@ import torch
 from pytorch_lightning.utilities import move_data_to_device
 
 from hide.data.collate import EvalCollator, batch_pixels
-from hide.models.lora import MultiExpertLoRALinear, decoder_layer_index
+from hide.methods.hide_experts import MultiExpertLoRALinear
+from hide.models.lora import decoder_layer_index
 
 
 def _per_layer_mean(values: dict[int, list[float]]) -> list[float]:

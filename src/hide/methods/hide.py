@@ -26,7 +26,8 @@ from hide.methods.base import ContinualMethod
 from hide.models.backbone import Backbone
 from hide.errors import ConfigError
 from hide.generation import PrefixPlan
-from hide.models.lora import FUSION_RULES, MultiExpertLoRALinear, decoder_layer_index, routed_by
+from hide.methods.hide_experts import FUSION_RULES, MultiExpertLoRALinear, routed_by
+from hide.models.lora import decoder_layer_index
 
 ROUTINGS = ("anchors", "oracle")
 
