@@ -28,9 +28,9 @@ from pathlib import Path
 from PIL import Image
 
 from hide.data.datamodule import Benchmark
-from hide.data.formats import (IMAGE_TOKEN, ON_BAD_RECORD, TRAIN_KEYS, BadRecord, DataFormatError, TaskData, TaskSpec,
+from hide.data.formats import (IMAGE_TOKEN, ON_BAD_RECORD, BadRecord, DataFormatError, TaskData, TaskSpec,
                                TestRecord, TrainRecord, _check_limit, _check_not_all_skipped,
-                               _expect_list, _json_type, _parse_conversations, _read_json, _record_id,
+                               _expect_list, _json_type, _read_json, _record_id, load_train_file,
                                _record_label, _resolve_image, _skip_or_raise, _test_record, readable_image,
                                repeated_ids)
 from hide.errors import ConfigError
@@ -458,22 +458,9 @@ def read_train_records(path: Path, images_dir: Path, task_name: str, skipped: li
     text-only conversation (image None, no <image> token), and ids are only names (a repeated
     one is kept, named "<id>#<index>"). Images are not opened here. `skipped`: as
     `load_train_file`'s."""
-    records = _expect_list(_read_json(path, "training file"), path, "training file", "conversation records")
-    if not records:
-        raise DataFormatError(f"task {task_name!r} has no training records in {path} (the file holds an empty list).")
-    out: list[TrainRecord] = []
-    seen: dict[str, int] = {}
     repeats: dict[str, list[int]] = {}
-    for i, rec in enumerate(records):
-        try:
-            keys = TRAIN_KEYS if not isinstance(rec, dict) or "image" in rec else ("id", "conversations")
-            rid, where = _record_id(rec, i, path, keys, "training", seen, repeats)
-            image = _resolve_image(rec["image"], images_dir, False, where) if "image" in rec else None
-            out.append(TrainRecord(id=rid, image=image,
-                                   turns=_parse_conversations(rec["conversations"], where, image=image is not None)))
-        except DataFormatError as err:
-            _skip_or_raise(err, skipped, path, i, rec, "id")
-    _check_not_all_skipped(out, skipped, path)
+    out = load_train_file(path, images_dir, check_images=False, task_name=task_name, skipped=skipped,
+                          text_only=True, repeats=repeats)
     if repeats:
         log.info("%s: %d id(s) repeat; every record is trained on (ids only name them)", path, len(repeats))
     return out
@@ -588,11 +575,10 @@ def load_coin_task(instructions_dir: Path, images_dir: Path, spec: TaskSpec, tra
     if test_limit is not None:
         test = test[:test_limit]
     if check_images:
-        def image_ok(image: Path | None, file: Path, index: int, rid: str) -> bool:
-            return readable_image(image, images_dir, file, index, rid, max_image_pixels, skipped)
-
-        train = [r for i, r in enumerate(train) if image_ok(r.image, train_path, i, r.id)]
-        test = [r for r in test if image_ok(r.image, test_path, positions[r.question_id], r.question_id)]
+        train = [r for i, r in enumerate(train)
+                 if readable_image(r.image, images_dir, train_path, i, r.id, max_image_pixels, skipped)]
+        test = [r for r in test if readable_image(r.image, images_dir, test_path, positions[r.question_id],
+                                                  r.question_id, max_image_pixels, skipped)]
     if skipped is not None and not train:
         raise DataFormatError(f"task {spec.name!r} has no usable training record left: all were left out under "
                               f"data.on_bad_record=skip (first reason: {skipped[0].reason if skipped else '?'})")

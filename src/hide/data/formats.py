@@ -403,11 +403,13 @@ def load_train_file(
     task_name: str | None = None,
     skipped: list[BadRecord] | None = None,
     text_only: bool = False,
+    repeats: dict[str, list[int]] | None = None,
 ) -> list[TrainRecord]:
     """Load and validate a LLaVA-format training file.
 
     A record without an `id` is named by its index ("#i"); with `text_only`, a record without an
-    `image` is a text-only conversation (no `<image>` token), as LLaVA's trainer reads one.
+    `image` is a text-only conversation (no `<image>` token), as LLaVA's trainer reads one; with
+    `repeats`, a repeated id is kept (named "<id>#<index>") and listed there, as in `_record_id`.
 
     Image paths are resolved against `datasets_dir` (checked to exist when `check_images`).
     The `<image>` token (exactly one, in the first human turn) is stripped from the instruction.
@@ -428,7 +430,7 @@ def load_train_file(
     seen: dict[str, int] = {}
     for i, rec in enumerate(records):
         try:
-            out.append(_train_record(rec, i, path, datasets_dir, check_images, seen, text_only))
+            out.append(_train_record(rec, i, path, datasets_dir, check_images, seen, text_only, repeats))
         except DataFormatError as err:
             _skip_or_raise(err, skipped, path, i, rec, "id")
     _check_not_all_skipped(out, skipped, path)
@@ -502,9 +504,10 @@ TRAIN_KEYS = ("id", "image", "conversations")
 
 
 def _train_record(rec: Any, i: int, path: Path, datasets_dir: Path, check_images: bool,
-                  seen: dict[str, int], text_only: bool = False) -> TrainRecord:
+                  seen: dict[str, int], text_only: bool = False,
+                  repeats: dict[str, list[int]] | None = None) -> TrainRecord:
     keys = tuple(k for k in TRAIN_KEYS if not (k == "image" and text_only))
-    rid, where = _record_id(rec, i, path, keys, "training", seen)
+    rid, where = _record_id(rec, i, path, keys, "training", seen, repeats)
     image = _resolve_image(rec["image"], datasets_dir, check_images, where) if "image" in rec else None
     turns = _parse_conversations(rec["conversations"], where, image=image is not None)
     return TrainRecord(id=rid, image=image, turns=turns)
@@ -839,11 +842,10 @@ def load_task(
     if test_limit is not None:
         test = test[:test_limit]
     if check_images:
-        def image_ok(path: Path | None, file: Path, index: int, rid: str) -> bool:
-            return readable_image(path, datasets_dir, file, index, rid, max_image_pixels, bad)
-
-        train = [r for i, r in enumerate(train) if image_ok(r.image, train_path, i, r.id)]
-        test = [r for i, r in enumerate(test) if image_ok(r.image, test_path, i, r.question_id)]
+        train = [r for i, r in enumerate(train)
+                 if readable_image(r.image, datasets_dir, train_path, i, r.id, max_image_pixels, bad)]
+        test = [r for i, r in enumerate(test)
+                if readable_image(r.image, datasets_dir, test_path, i, r.question_id, max_image_pixels, bad)]
     if references is not None:
         kept = {r.question_id for r in test}
         references = {qid: refs for qid, refs in references.items() if qid in kept}
