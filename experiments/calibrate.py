@@ -1,6 +1,6 @@
 """Measure the regime of a benchmark configuration against LLaVA-1.5-7B on UCIT (R1-R5).
 
-    python experiments/calibrate.py [HYDRA OVERRIDES ...] [--out DIR] [--quick] [--resume]
+    python experiments/calibrate.py [HYDRA OVERRIDES ...] [--out DIR] [--quick] [--resume] [--r1-r3]
 
 On one seed and the same test sets, through the same configs and task loop as train.py:
 - `method=lora` (sequential LoRA): the zero-shot row (row 0), MFT and Last -> R1 (with
@@ -15,6 +15,7 @@ Writes DIR/calibration.json (every number used: the statistics, the bands, the 7
 run's matrix, the HiDe variants, the single-task rows, the update sizes) and DIR/calibration.md,
 and prints the table. `--quick` scores 60 test samples per task instead of the config's count.
 `--resume` continues a killed calibration (each finished run only reloads its results).
+`--r1-r3` measures R1, R2 and R3 alone (sequential LoRA and multitask; R4 and R5 left out).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ VARIANTS = ["all:sum_ab", "none:sum_ab", "top:sum_ab", "top:sum_ba"]
 QUICK_TEST_PER_TASK = 60
 
 
-def measure(overrides: list[str], out: Path) -> dict:
+def measure(overrides: list[str], out: Path, r1_to_r3: bool = False) -> dict:
     started = time.perf_counter()
     lora = compose_config(["method=lora", *overrides], out / "lora")
     settings = regime_settings(lora)
@@ -45,7 +46,11 @@ def measure(overrides: list[str], out: Path) -> dict:
     runs["multitask"] = run_continual(compose_config(["method=multitask", *overrides], out / "multitask"),
                                       out / "multitask")
     tasks = runs["lora"]["tasks"]
+    if r1_to_r3:
+        return measure_r1_to_r3(overrides, settings, runs, started)
+    hide_started = time.perf_counter()
     hide_metrics, hide_rows = run_variants(overrides, out / "hide", VARIANTS)
+    hide_minutes = (time.perf_counter() - hide_started) / 60  # training, and evaluation under 4 variants
     variants = {row["variant"]: row for row in hide_rows[1:]}
     single = [train_alone(name, overrides, out / "single_task") for name in tasks]
     stats = regime_statistics(
@@ -64,6 +69,21 @@ def measure(overrides: list[str], out: Path) -> dict:
         "hide_default_Last": variants["top:sum_ab"]["Last"], "hide_sum_ba_Last": variants["top:sum_ba"]["Last"],
         "update_sizes": {"frobenius": hide_rows[0]["per_layer"], "functional": hide_rows[0]["functional_per_layer"]},
         "single_task": single,
+        "hide_minutes": hide_minutes,
+        "wall_minutes": (time.perf_counter() - started) / 60,
+    }
+
+
+def measure_r1_to_r3(overrides: list[str], settings: dict, runs: dict, started: float) -> dict:
+    """R1, R2 and R3 alone: the zero-shot row, sequential LoRA and multitask (R4 and R5: None)."""
+    stats = regime_statistics(zero_shot=runs["lora"]["matrix"][0], multitask=runs["multitask"]["matrix"][-1],
+                              lora_matrix=runs["lora"]["matrix"])
+    return {
+        "overrides": overrides, "settings": settings, "tasks": runs["lora"]["tasks"], "seed": runs["lora"]["seed"],
+        "R1": stats["R1"], "R2": stats["R2"], "R3": stats["R3"], "R4": None, "R5": None,
+        "statistics": stats, "bands": BANDS, "seven_b": SEVEN_B, "task_ratio_max": TASK_RATIO_MAX,
+        "matrices": {"lora": runs["lora"]["matrix"], "multitask": runs["multitask"]["matrix"]},
+        "lora_metrics": {k: runs["lora"][k] for k in ("Last", "Avg", "MFT", "BWT", "FWT", "Forgetting")},
         "wall_minutes": (time.perf_counter() - started) / 60,
     }
 
@@ -88,6 +108,10 @@ def table(result: dict) -> str:
     ]
     lines = ["| statistic | this config | LLaVA-1.5-7B | band | in band |", "|---|---:|---:|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
+    if "hide_variants" not in result:  # --r1-r3
+        lines = lines[:5] + ["", f"zero-shot {s['zero_shot']:.1f}, multitask {s['multitask']:.1f}; sequential LoRA "
+                                 f"MFT {s['lora_MFT']:.1f}, Last {s['lora_Last']:.1f}, BWT {fmt(s['lora_BWT'], 1)}"]
+        return "\n".join(lines) + "\n"
     lines += ["", f"zero-shot {s['zero_shot']:.1f}, multitask {s['multitask']:.1f}; sequential LoRA MFT "
               f"{s['lora_MFT']:.1f}, Last {s['lora_Last']:.1f}, BWT {fmt(s['lora_BWT'], 1)}; HiDe default "
               f"{result['hide_default_Last']:.1f}, top : sum_ba {result['hide_sum_ba_Last']:.1f}, expand-all "
@@ -110,13 +134,15 @@ def main() -> None:
     parser.add_argument("--out", default="outputs/calibration")
     parser.add_argument("--quick", action="store_true", help=f"score {QUICK_TEST_PER_TASK} test samples per task")
     parser.add_argument("--resume", action="store_true", help="continue a killed calibration in --out")
+    parser.add_argument("--r1-r3", action="store_true",
+                        help="R1, R2 and R3 only: sequential LoRA and multitask (no HiDe, no task alone)")
     args, overrides = parser.parse_known_args()
     if args.quick:
         overrides = [*overrides, f"benchmark.test_per_task={QUICK_TEST_PER_TASK}"]
     if args.resume:
         overrides = [*overrides, "resume=true"]
     out = Path(args.out)
-    result = measure(overrides, out)
+    result = measure(overrides, out, r1_to_r3=args.r1_r3)
     out.mkdir(parents=True, exist_ok=True)
     (out / "calibration.json").write_text(json.dumps(result, indent=2))
     (out / "calibration.md").write_text(table(result))

@@ -111,7 +111,7 @@ def markdown(table: dict) -> str:
     lines = [f"Mixture: {m['conversations']} conversations ({m['distinct_images']} distinct images, "
              f"{m['image_size']} px, seed {m['seed']}, mixture v{m['version']}).", "",
              "| task | test items | identical images | questions asked in the mixture | answers the mixture gives "
-             "| distinct answers taught | items with a mixture caption inside a reference | reference 4-grams "
+             "| distinct answers taught | items with a mixture answer of 4+ words inside a reference | reference 4-grams "
              "in mixture answers (%) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in table["rows"]:
         lines.append(f"| {r['task']} | {r['test_items']} | {r['images']} | {r['questions']} | {r.get('answers', '-')} "

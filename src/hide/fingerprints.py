@@ -52,7 +52,9 @@ def benchmark_fingerprint(samples: int = 4) -> str:
     for task in synth.TASKS:
         for split in ("train", "test"):
             for i in range(samples):
-                image, text, answer, references, _ = task.sample(synth.build.sample_rng(SEED, task.NAME, split, i), SIZE)
+                image, text, answer, references, _ = (
+                    task.sample(synth.build.sample_rng(SEED, task.NAME, split, i), SIZE) if split == "train"
+                    else synth.build.draw_test_sample(task, SEED, i, SIZE))
                 parts += [[task.NAME, split, text, answer, references], _pixels(image)]
     return _digest(parts)
 
@@ -62,7 +64,7 @@ def mixture_fingerprint(samples: int = 60) -> str:
 
     parts = []
     for i in range(samples):
-        image, qa, meta = synth.mixture.sample(synth.build.sample_rng(SEED, synth.MIXTURE_STREAM, "train", i), SIZE)
+        image, qa, meta = synth.build.draw_mixture_sample(SEED, "train", i, SIZE)
         parts += [[meta["family"], qa, [synth.mixture.states_a_fact(q) for q, _ in qa]], _pixels(image)]
     return _digest(parts)
 

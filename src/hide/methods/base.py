@@ -15,6 +15,7 @@ from torch import nn
 from hide.generation import PrefixPlan
 from hide.models.backbone import Backbone
 from hide.models.lora import LLAMA_LINEARS, LoRALinear, MergedSlotsLoRALinear, inject_lora
+from hide.models.translation import entry_factor
 
 
 class ContinualMethod:
@@ -23,7 +24,11 @@ class ContinualMethod:
     Args (conf/adapter/lora.yaml, which every method's config includes; a subclass takes its own
     arguments and passes these on):
         rank, alpha, dropout, init_std: the LoRA adapters on every language-model linear
-            (scale s = alpha / rank; see `LoRALinear`).
+            (scale s = alpha / rank; see `LoRALinear`). init_std is a published value: each
+            layer's A gets it carried to the layer's width (`init_std_of`).
+        published_fan_in: the input width of each target where the settings were published
+            (LLaVA-1.5-7B's); entry-sized settings are carried from it by `hide.models.translation`
+            (null: taken as numbers).
         targets: names of the linears that get adapters.
         train_projector: train the multimodal projector (at `optim.projector_lr`) on every task.
     """
@@ -32,11 +37,12 @@ class ContinualMethod:
 
     def __init__(self, rank: int = 8, alpha: float = 16.0, dropout: float = 0.05,
                  init_std: float | None = None, targets: tuple[str, ...] = LLAMA_LINEARS,
-                 train_projector: bool = True):
+                 train_projector: bool = True, published_fan_in: dict[str, int] | None = None):
         self.rank = rank
         self.alpha = alpha
         self.dropout = dropout
         self.init_std = init_std
+        self.published_fan_in = dict(published_fan_in) if published_fan_in is not None else None
         self.targets = tuple(targets)
         self.train_projector = train_projector
         self.adapters: dict[str, LoRALinear] = {}
@@ -50,16 +56,24 @@ class ContinualMethod:
         """Freeze the backbone, then inject this method's adapters and unfreeze what trains."""
         backbone.model.requires_grad_(False)
         slots = self.num_slots(num_tasks)
-        self.adapters = inject_lora(backbone.language_model, lambda linear, _: self.make_layer(linear, slots),
+        self.adapters = inject_lora(backbone.language_model,
+                                    lambda linear, name: self.make_layer(linear, slots, self.init_std_of(name, linear)),
                                     targets=self.targets)
         for layer in self.adapters.values():
             layer.lora_A.requires_grad_(True)
             layer.lora_B.requires_grad_(True)
         backbone.projector.requires_grad_(self.train_projector)
 
-    def make_layer(self, linear: nn.Linear, num_slots: int) -> LoRALinear:
-        """The adapter layer that replaces `linear`."""
-        return LoRALinear(linear, self.rank, self.alpha, num_slots, self.dropout, self.init_std)
+    def init_std_of(self, name: str, linear: nn.Linear) -> float | None:
+        """The std of A for the linear `name`: `init_std` carried from its published width to this
+        one (the same size relative to the Kaiming init); None: Kaiming-uniform."""
+        if self.init_std is None:
+            return None
+        return self.init_std * entry_factor(name, linear.in_features, self.published_fan_in)
+
+    def make_layer(self, linear: nn.Linear, num_slots: int, init_std: float | None) -> LoRALinear:
+        """The adapter layer that replaces `linear`, its A drawn with `init_std` (None: Kaiming)."""
+        return LoRALinear(linear, self.rank, self.alpha, num_slots, self.dropout, init_std)
 
     # -- the schedule -----------------------------------------------------------------------
     def stages(self, num_tasks: int) -> list[list[int] | None]:
@@ -168,8 +182,8 @@ class MergedPerTaskSlots(ContinualMethod):
     def num_slots(self, num_tasks: int) -> int:
         return num_tasks
 
-    def make_layer(self, linear: nn.Linear, num_slots: int) -> MergedSlotsLoRALinear:
-        return MergedSlotsLoRALinear(linear, self.rank, self.alpha, num_slots, self.dropout, self.init_std)
+    def make_layer(self, linear: nn.Linear, num_slots: int, init_std: float | None) -> MergedSlotsLoRALinear:
+        return MergedSlotsLoRALinear(linear, self.rank, self.alpha, num_slots, self.dropout, init_std)
 
     def on_task_start(self, module, task_index: int, train_loader) -> None:
         self.current = task_index

@@ -82,7 +82,8 @@ def _check_inference(fusion: str, routing: str, top_k: int | None) -> None:
 
 class HiDe(ContinualMethod):
     """Args (besides the LoRA ones of `ContinualMethod`, whose init_std is 0.01 here, the published
-    init; the scale is s = alpha / rank):
+    init at LLaVA-1.5-7B's widths, carried to the model's widths by `published_fan_in`; the scale
+    is s = alpha / rank):
         task_specific_layers: decoder layers whose experts are routed ([-1]: the top one; "all"; []).
         fusion: how the other layers fuse their experts: sum_ab (published), sum_ba, mean.
         fold_fused: add the fused update into a copy of W at evaluation (one matmul per forward).
@@ -119,8 +120,8 @@ class HiDe(ContinualMethod):
     def num_slots(self, num_tasks: int) -> int:
         return num_tasks
 
-    def make_layer(self, linear: nn.Linear, num_slots: int) -> MultiExpertLoRALinear:
-        return MultiExpertLoRALinear(linear, self.rank, self.alpha, num_slots, self.dropout, self.init_std)
+    def make_layer(self, linear: nn.Linear, num_slots: int, init_std: float | None) -> MultiExpertLoRALinear:
+        return MultiExpertLoRALinear(linear, self.rank, self.alpha, num_slots, self.dropout, init_std)
 
     def attach(self, backbone: Backbone, num_tasks: int) -> None:
         super().attach(backbone, num_tasks)  # one expert slot per task in every linear

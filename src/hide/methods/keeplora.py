@@ -18,7 +18,10 @@ criterion is the one of gradient projection memory (the share of the new update'
 captures), applied to each task's merged update. Under data parallelism every rank estimates
 the gradient on the same batches and finds the same A.
 
-Args (besides the LoRA ones of `ContinualMethod`; init_std is unused: A comes from the gradient):
+Args (besides the LoRA ones of `ContinualMethod`; init_std is unused: A comes from the gradient,
+and alpha is replaced by `scale`):
+    scale: s in s B A, published as alpha = rank / 4; A's rows are orthonormal, a size relative
+        to the Kaiming init that is the same at every width, so 0.25 holds at every width.
     base_energy: share of the pretrained W's energy whose input directions are protected.
     task_energy: share of each merged update's energy whose input directions are added.
     gradient_fraction: share of the task's training batches the gradient is averaged over.
@@ -73,8 +76,11 @@ def grow_protected(protected: torch.Tensor, update: torch.Tensor, energy: float)
 class KeepLoRA(MergedPerTaskSlots):
     name = "keeplora"
 
-    def __init__(self, base_energy: float = 0.6, task_energy: float = 0.99, gradient_fraction: float = 0.2, **lora):
-        super().__init__(**lora)
+    def __init__(self, base_energy: float = 0.6, task_energy: float = 0.99, gradient_fraction: float = 0.2,
+                 scale: float = 0.25, **lora):
+        if scale <= 0:
+            raise ConfigError(f"method.scale must be > 0, got {scale}")
+        super().__init__(**{**lora, "alpha": scale * lora.get("rank", 8)})
         for key, value in (("base_energy", base_energy), ("task_energy", task_energy),
                            ("gradient_fraction", gradient_fraction)):
             if not 0 < value <= 1:

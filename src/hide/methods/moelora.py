@@ -27,6 +27,6 @@ class MoELoRA(ContinualMethod):
             raise ConfigError(f"method.rank={self.rank} must be a multiple of method.num_experts={num_experts}")
         self.num_experts = num_experts
 
-    def make_layer(self, linear: nn.Linear, num_slots: int) -> MoELoRALinear:
+    def make_layer(self, linear: nn.Linear, num_slots: int, init_std: float | None) -> MoELoRALinear:
         """Experts and router train on every task (the base attach leaves the router trainable)."""
-        return MoELoRALinear(linear, self.rank, self.alpha, self.num_experts, self.dropout, self.init_std)
+        return MoELoRALinear(linear, self.rank, self.alpha, self.num_experts, self.dropout, init_std)

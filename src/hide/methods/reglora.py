@@ -9,7 +9,10 @@ loss adds
     reg_weight * mean over adapted linears of ( mean of |B A| at the recorded positions )
 
 for its own B A, unscaled by alpha / r (as published), so the new update leaves the entries that
-carry the earlier tasks alone. Inference: the single merged model. (SEFE's other part, rewriting
+carry the earlier tasks alone. The weight is published for LLaVA-1.5-7B's widths, where an entry of
+an update of a given size relative to W is smaller: each linear's mean is measured in units of its
+Kaiming std relative to the published width's (`hide.models.translation`), so the same relative
+update costs the same at every width. Inference: the single merged model. (SEFE's other part, rewriting
 the answers of the training data into a common style, changes the data, not the training, and is
 not run here, as in MCITlib.)
 
@@ -26,6 +29,7 @@ import torch
 
 from hide.errors import ConfigError
 from hide.methods.base import MergedPerTaskSlots
+from hide.models.translation import entry_factor
 
 
 def top_positions(update: torch.Tensor, fraction: float) -> torch.Tensor:
@@ -37,9 +41,13 @@ def top_positions(update: torch.Tensor, fraction: float) -> torch.Tensor:
     return mask.view_as(update)
 
 
-def recorded_position_penalty(updates: list[torch.Tensor], masks: list[torch.Tensor]) -> torch.Tensor:
-    """Mean over linears of the mean |update| at each linear's recorded positions."""
-    terms = [update.abs()[mask].mean() for update, mask in zip(updates, masks)]
+def recorded_position_penalty(updates: list[torch.Tensor], masks: list[torch.Tensor],
+                              entry_units: list[float] | None = None) -> torch.Tensor:
+    """Mean over linears of the mean |update| at each linear's recorded positions, each divided by
+    its linear's `entry_units` (how much larger an entry of the same relative size is there than
+    where the weight was published; 1 when not given)."""
+    units = entry_units or [1.0] * len(updates)
+    terms = [update.abs()[mask].mean() / unit for update, mask, unit in zip(updates, masks, units)]
     return torch.stack(terms).mean()
 
 
@@ -65,7 +73,8 @@ class RegLoRA(MergedPerTaskSlots):
         for name, update in zip(names, updates):
             if self.recorded[name].device != update.device:  # once, after a resume loaded them on the CPU
                 self.recorded[name] = self.recorded[name].to(update.device)
-        return self.reg_weight * recorded_position_penalty(updates, [self.recorded[n] for n in names])
+        units = [entry_factor(n, self.adapters[n].base.in_features, self.published_fan_in) for n in names]
+        return self.reg_weight * recorded_position_penalty(updates, [self.recorded[n] for n in names], units)
 
     @torch.no_grad()
     def on_task_end(self, module, task_index: int, train_loader) -> None:

@@ -84,12 +84,13 @@ def regime_settings(cfg) -> dict:
     """What of a composed config (`hide.config.compose_config`) every method shares and the regime
     statistics depend on: the optimiser, the training budget (epochs per task, batch size,
     accumulation, clipping), the benchmark's settings, the shared adapter settings and the
-    backbone's recipe. calibrate.py records them so that a committed calibration can be checked
-    against the config it claims to describe. The data generator's code is covered by the
-    benchmark's own cache keys, not here."""
+    backbone's recipe, and the versions of the synthetic data and of the pretraining mixture.
+    calibrate.py records them so that a committed calibration can be checked against the config it
+    claims to describe."""
     from omegaconf import Container, OmegaConf
 
-    from hide.models.tiny import backbone_settings
+    from hide.data import synth
+    from hide.models.tiny import RECIPE_VERSION, backbone_settings
 
     def plain(node):
         return OmegaConf.to_container(node, resolve=True) if isinstance(node, Container) else node
@@ -104,6 +105,7 @@ def regime_settings(cfg) -> dict:
                      "gradient_clip_val": cfg.trainer.get("gradient_clip_val")},
         "benchmark": benchmark,
         "adapter": {key: plain(cfg.method.get(key)) for key in
-                    ("rank", "alpha", "dropout", "targets", "train_projector")},
+                    ("rank", "alpha", "dropout", "targets", "train_projector", "published_fan_in")},
         "model": backbone_settings(cfg.model),
+        "versions": {"benchmark": synth.GENERATOR_VERSION, "mixture": synth.MIXTURE_VERSION, "recipe": RECIPE_VERSION},
     }

@@ -33,8 +33,9 @@ class AdapterLayer(nn.Module):
 class LoRALinear(AdapterLayer):
     """A frozen linear layer plus `num_slots` low-rank experts, one of which is active.
 
-    `init_std`: A ~ N(0, init_std^2) (0.01 in the per-task-expert method's publication); None gives the
-    Kaiming-uniform init of nn.Linear (and of peft), which scales with the input width.
+    `init_std`: A ~ N(0, init_std^2) (a method's published init, carried to this layer's width by
+    `hide.models.translation`); None gives the Kaiming-uniform init of nn.Linear (and of peft),
+    which scales with the input width.
     B starts at zero, so a fresh expert leaves the layer's output unchanged.
     """
 
@@ -188,7 +189,7 @@ def decoder_layer_index(name: str) -> int:
 def inject_lora(language_model: nn.Module, make_layer, targets=LLAMA_LINEARS,
                 layers: list[int] | None = None) -> dict[str, nn.Module]:
     """Replace every target linear of the decoder layers (all, or the given layer indices) by
-    `make_layer(linear, layer_index)`. Returns {qualified name: new module}."""
+    `make_layer(linear, name)` (its qualified name). Returns {qualified name: new module}."""
     pattern = re.compile(r"layers\.\d+\..*\.(" + "|".join(targets) + r")$")
     replaced: dict[str, nn.Module] = {}
     for name, module in list(language_model.named_modules()):
@@ -200,7 +201,7 @@ def inject_lora(language_model: nn.Module, make_layer, targets=LLAMA_LINEARS,
             continue
         parent_name, _, child = name.rpartition(".")
         parent = language_model.get_submodule(parent_name)
-        new = make_layer(module, layer_index)
+        new = make_layer(module, name)
         setattr(parent, child, new)
         replaced[name] = new
     if not replaced:

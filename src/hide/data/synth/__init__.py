@@ -19,9 +19,10 @@ interfere with another. `generate_mixture` writes the base model's own instructi
 as LLaVA-1.5's own instruction data is to UCIT: the same visual primitives under other
 instructions, in sentences ("it is red", number words, yes/no) and in the tasks' answer formats
 (one word, a digit, an option's letter, a one-sentence caption). It asks none of a task's test
-questions, but it names six of Renditions' ten classes, some of its images equal test images and
-its captions share phrases with the caption tasks' references: `experiments/mixture_overlap.py`
-measures each (docs/benchmark.md).
+questions and holds none of their images (test and mixture images come from two halves of the
+image space, `build.image_half`); its captions are phrased its own way, but it names six of
+Renditions' ten classes and draws the tasks' kinds of scene: `experiments/mixture_overlap.py`
+measures what it shares with each test set (docs/benchmark.md).
 
 Layouts are patch-friendly for a ViT trained from scratch (64 px images, 8- or 16-px patches): a
 4x4 layout grid of cells of image_size/4 px (at 64 px one 16-px patch, or 2x2 8-px patches) holds

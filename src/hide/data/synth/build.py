@@ -25,10 +25,10 @@ from hide.data.synth.tasks import TASK_NAMES, TASKS
 from hide.errors import ConfigError
 
 # Bump when any generated image or text of the six tasks changes, so that stale data is regenerated.
-GENERATOR_VERSION = 9
+GENERATOR_VERSION = 11
 # Bump when anything the pretraining mixture draws or asks changes (its scenes share the tasks' drawing code):
 # it is part of the tiny model's cache key, so the base model is rebuilt.
-MIXTURE_VERSION = 8
+MIXTURE_VERSION = 10
 MARKER = ".complete.json"
 MIXTURE = "Mixture"  # its folder under datasets/ and instructions/
 # the name that keys the mixture's random streams (`sample_rng`): changing it draws other data
@@ -45,6 +45,18 @@ def sample_rng(seed: int, stream: str, split: str, index: int, attempt: int = 0)
 
 def _image_key(img: Image.Image) -> bytes:
     return hashlib.blake2b(img.tobytes(), digest_size=16).digest()
+
+
+# Test images and pretraining-mixture images are drawn from two halves of the image space, split by
+# one bit of the pixels' digest: no test image can equal an image the base model was pretrained on,
+# whatever the mixture's size, seed or repeat share, and neither generator needs the other's files.
+# (Training images come from the whole space; test images are also kept distinct from them.)
+TEST_HALF, MIXTURE_HALF = 1, 0
+
+
+def image_half(img: Image.Image) -> int:
+    """Which half of the image space an image is in (`TEST_HALF` or `MIXTURE_HALF`)."""
+    return _image_key(img)[-1] & 1
 
 
 def _save_png(img: Image.Image, path: Path) -> None:
@@ -126,15 +138,11 @@ def _generate_task(root: Path, task, n_train: int, n_test: int, size: int, seed:
     train, test, file_names, references = [], [], [], []
     for split, count in (("train", n_train), ("test", n_test)):
         for i in range(count):
-            attempt = 0
-            while True:
-                img, text, answer, refs, meta = task.sample(sample_rng(seed, name, split, i, attempt), size)
-                key = _image_key(img)
-                if split == "train" or key not in seen:  # no test image is identical to a train image
-                    break
-                attempt += 1
             if split == "train":
-                seen.add(key)
+                img, text, answer, refs, meta = task.sample(sample_rng(seed, name, split, i), size)
+                seen.add(_image_key(img))
+            else:
+                img, text, answer, refs, meta = draw_test_sample(task, seed, i, size, seen)
             rel = f"{name}/{split}/{i}.png"
             _save_png(img, root / "datasets" / rel)
             if split == "train":
@@ -153,6 +161,29 @@ def _generate_task(root: Path, task, n_train: int, n_test: int, size: int, seed:
     write_test_file(folder / spec["test_file"], test)
     if spec["references_file"]:
         write_caption_references(folder / spec["references_file"], file_names, references)
+
+
+def draw_test_sample(task, seed: int, index: int, size: int, train_keys: set[bytes] = frozenset()):
+    """Test sample `index` of a task: drawn again (the next attempt's stream) until its image is in
+    the test half of the image space and none of the task's training images (`train_keys`)."""
+    attempt = 0
+    while True:
+        sample = task.sample(sample_rng(seed, task.NAME, "test", index, attempt), size)
+        key = _image_key(sample[0])
+        if key not in train_keys and key[-1] & 1 == TEST_HALF:
+            return sample
+        attempt += 1
+
+
+def draw_mixture_sample(seed: int, split: str, index: int, size: int, repeat_share: float = 0.0):
+    """Mixture conversation `index` (`mixture.sample`): drawn again until its image is in the
+    mixture's half of the image space."""
+    attempt = 0
+    while True:
+        sample = mixture.sample(sample_rng(seed, MIXTURE_STREAM, split, index, attempt), size, repeat_share)
+        if image_half(sample[0]) == MIXTURE_HALF:
+            return sample
+        attempt += 1
 
 
 def _check_count(name: str, value: int, minimum: int = 1) -> None:
@@ -226,7 +257,7 @@ def generate_mixture(root, num_samples: int = 6000, image_size: int = 64, seed: 
         with _Progress(progress) as bar:
             job = bar.add(MIXTURE, num_samples)
             for i in range(num_samples):
-                img, qa, meta = mixture.sample(sample_rng(seed, MIXTURE_STREAM, split, i), image_size, repeat_share)
+                img, qa, meta = draw_mixture_sample(seed, split, i, image_size, repeat_share)
                 rel = f"{MIXTURE}/{split}/{i}.png"
                 _save_png(img, root / "datasets" / rel)
                 conv = []

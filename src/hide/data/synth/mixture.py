@@ -1,8 +1,10 @@
 """The pretraining mixture: the base model's own instruction data. Each family is the pretraining
 counterpart of one task (its module's `pretraining`): the task's kind of scene, drawn by the
 task's own drawing code, under other instructions and answer formats (yes/no, "it is red", number
-words) beside the tasks' formats. What it shares with each task's test set (images, questions,
-answers, caption phrases) is measured by `experiments/mixture_overlap.py`.
+words) beside the tasks' formats, and captions in a phrasing of its own. Its images are drawn from
+the half of the image space that test images are not (`build.image_half`). What it shares with
+each task's test set (questions, answers, caption phrases) is measured by
+`experiments/mixture_overlap.py`.
 """
 
 from __future__ import annotations

@@ -5,10 +5,11 @@ to a blue book on a table"); three reference captions per image.
 Its pretraining counterpart, the "table" family: the same scenes, asked to describe the objects
 ("the cup is red and the book is blue"), how many objects there are (in words, or a digit),
 whether some kind of object is there, what colour an object is (a sentence, or a word) and which
-of three kinds of object is on the table (an option's letter), and a caption in a style of its
-own that names the objects only ("a yellow cup and a green bottle"), as LLaVA-1.5 had captioned
+of three kinds of object is on the table (an option's letter), and a caption in a phrasing of its
+own that counts the objects ("one yellow cup and one green bottle"), as LLaVA-1.5 had captioned
 images before its continual tasks: the base model captions table tops, the task teaches its
-phrasing (the table, "next to", "sitting on a wooden table"). The vision tower learns to count
+references' phrasing ("a yellow cup", the table, "next to", "sitting on a wooden table"), none of
+whose word sequences of four or more the mixture's captions hold. The vision tower learns to count
 the objects of each kind and colour.
 """
 
@@ -135,7 +136,7 @@ def _object_captions(objects: list[dict]) -> list[str]:
 def sample(rng, size):
     img, meta = _scene_table(rng, size)
     refs = _object_captions(meta["objects"])
-    return img, OBJECT_CAPTION_Q, refs[rng.integers(len(refs))], refs, meta
+    return img, OBJECT_CAPTION_Q, refs[0], refs, meta  # trained on the first, the test record's answer too
 
 
 def pretraining(rng, size):
@@ -152,8 +153,9 @@ def pretraining(rng, size):
           ("which_on_table", which, letter, 1.0)]
     ask = TABLE_OBJECTS[rng.integers(len(TABLE_OBJECTS))]
     qa.append(("obj_there", S0["obj_there"].format(art=art(ask), kind=ask), yes_no(ask in kinds), 1.0))
-    # a caption in the mixture's own style (the objects, no table), not in the task's
-    qa.append(("caption", caption_prompt(rng), and_list([f"a {o['color']} {o['kind']}" for o in objs]), 1.0))
+    # a caption in the mixture's own phrasing ("one red cup and one blue book": the objects counted,
+    # no table), which no reference uses: the task's references say "a red cup", "on a table"
+    qa.append(("caption", caption_prompt(rng), and_list([f"one {o['color']} {o['kind']}" for o in objs]), 1.0))
     unique = [o for o in objs if kinds.count(o["kind"]) == 1]
     if unique:
         o = unique[rng.integers(len(unique))]

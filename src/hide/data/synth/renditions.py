@@ -77,6 +77,7 @@ S0 = {
     "is_shape": "Is the shape {art} {shape}?",
     "shape_color": "What color is the shape?",
     "how_drawn": "How is the shape drawn?",
+    "in_picture": "What is in the picture?",
 }
 S0_ANSWERS = {"this_is": "this is {art} {x}", "a_shape": "{art} {color} {shape}"}
 RENDITION_PHRASES = {
@@ -197,6 +198,9 @@ def pretraining(rng, size):
         if cls in NAMED_IN_MIXTURE:
             qa.append(("what_shape", S0["what_shape"], S0_ANSWERS["this_is"].format(art=art(cls), x=cls), 5.0))
             qa.append(("shape_name", short(S0["shape_name"]), cls, 2.0))
+            # named when asked in general words too, not only as "shape" (colour questions say
+            # "colour"), as an instruction-tuned base names a photo's one object
+            qa.append(("in_picture", short(S0["in_picture"]), cls, 2.0))
         return img, qa, meta
     img, meta = _scene_shape_blocks(rng, size)
     shapes = meta["shapes"]

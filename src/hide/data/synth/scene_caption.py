@@ -6,11 +6,12 @@ reference captions per image.
 Its pretraining counterpart, the "outdoor" family: the same scenes, asked the time of day (a
 sentence, or an option's letter), whether it is day or night, whether there is a house, a person
 or water, how many trees there are (in words, or a digit) and what colour the house is, and a
-caption in a style of its own that lists the scene's things and says the time ("a red house and
-a person , it is night"), as LLaVA-1.5 had captioned images before its continual tasks. The
-task's phrases of place and time ("by the water", "during the day", "under the moon") are what
-the base model has not produced. The task trains on the reference that lists the scene's things
-(`TRAIN_REFERENCE`). The vision tower learns to count the trees, houses and people.
+caption in a phrasing of its own that says the time and counts the scene's things ("a night
+scene of two trees and one red house"), as LLaVA-1.5 had captioned images before its continual
+tasks; no reference uses that phrasing. The task's phrases of place and time ("by the water",
+"during the day", "under the moon") are what the base model has not produced. Each training image
+is captioned by its first reference, as ObjectCaption's. The vision
+tower learns to count the trees, houses and people.
 """
 
 from __future__ import annotations
@@ -52,8 +53,6 @@ TIME_PHRASES = register({
     "night": ("under a night sky", "at night", "under the moon"),
     "sunset": ("at sunset", "in the evening", "under an orange sky"),
 })
-# the training caption: the reference that lists the scene's things (`_scene_captions`' second)
-TRAIN_REFERENCE = 1
 GROUND_PHRASES = register({"grass": ("on the grass", "in a green field"), "water": ("by the water", "near a lake")})
 
 # The mixture's questions and answers about outdoor scenes (keys are names, not text: only the values
@@ -70,6 +69,8 @@ S0 = {
 S0_ANSWERS = {"daytime": "it is daytime", "night": "it is night", "day": "it is day", "sunset": "it is sunset"}
 register([list(S0.values()), list(S0_ANSWERS.values())])
 register(["tree", "trees"])
+MIXTURE_CAPTION = register("a {time} scene of {things}")
+MIXTURE_TREES = register({1: "one tree", 2: "two trees", 3: "three trees"})
 
 
 def _draw_tree(draw, cx, base, S, night: bool):
@@ -199,9 +200,7 @@ def _scene_captions(meta: dict) -> list[str]:
 def sample(rng, size):
     img, meta = _scene_outdoor(rng, size)
     refs = _scene_captions(meta)
-    # trained on the reference that lists the scene's things, the way the mixture's own captions
-    # of outdoor scenes do: the task teaches where and when, in its own phrasing
-    return img, SCENE_Q, refs[TRAIN_REFERENCE], refs, meta
+    return img, SCENE_Q, refs[0], refs, meta  # trained on the first, the test record's answer too
 
 
 def pretraining(rng, size):
@@ -217,11 +216,12 @@ def pretraining(rng, size):
           ("n_trees_digit", short(S0["n_trees"]), str(meta["trees"]), 1.0)]
     if meta["house"]:
         qa.append(("house_color", short(S0["house_color"]), meta["house_color"], 1.0))
-    # a caption in the mixture's own style (the things, then "it is night"), never the task's
-    # phrases of place and time
-    things = [p for p in (f"a {meta['house_color']} house" if meta["house"] else None,
-                          TREE_PHRASES.get(meta["trees"]), "a person" if meta["person"] else None) if p]
-    qa.append(("caption", caption_prompt(rng), f"{and_list(things)} , {S0_ANSWERS['daytime' if time == 'day' else time]}", 1.0))
+    # a caption in the mixture's own phrasing ("a night scene of two trees , one red house and one
+    # person": the time first, then the things counted, trees first), which shares no four words in a
+    # row with a reference; never the task's phrases of place and time
+    things = [p for p in (MIXTURE_TREES.get(meta["trees"]), f"one {meta['house_color']} house" if meta["house"] else None,
+                          "one person" if meta["person"] else None) if p]
+    qa.append(("caption", caption_prompt(rng), MIXTURE_CAPTION.format(time=time, things=and_list(things)), 1.0))
     if time != "sunset":
         qa.append(("day_night", S0["day_night"], S0_ANSWERS[time], 1.0))
     return img, qa, meta

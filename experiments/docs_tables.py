@@ -1,0 +1,200 @@
+"""The tables in docs/ that report measurements, regenerated from the result files they come from.
+
+    python experiments/docs_tables.py            # rewrite every generated block in docs/
+    python experiments/docs_tables.py --check    # exit 1, naming each block that differs
+
+A generated block in a markdown file under docs/ reads
+
+    <!-- table: NAME -->
+    ...
+    <!-- end table -->
+
+and NAME is one of `TABLES`, each a function of files kept in docs/results/:
+- `calibration`, `calibration-tasks`: the default config's calibrations, one file per seed
+  (docs/results/calibration/seed<N>.json, written by experiments/calibrate.py; a seed measured with
+  --r1-r3 has R1-R3 only);
+- `levers`: every design in docs/results/levers/*.json (calibrate.py's files, one per design, the
+  design's own name in the file name), R1-R5 with HiDe's variants, update sizes and times;
+- `designs`: earlier designs of the proxy, docs/results/calibration_designs/*.json;
+- `mixture-overlap`: docs/results/mixture_overlap.json (experiments/mixture_overlap.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+RESULTS = DOCS / "results"
+BLOCK = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S)
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _seed_files() -> list[dict]:
+    files = sorted((RESULTS / "calibration").glob("seed*.json"), key=lambda p: int(p.stem[4:]))
+    return [_load(p) for p in files]
+
+
+def _num(value, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _yes(value) -> str:
+    return "-" if value is None else ("yes" if value else "**no**")
+
+
+def _stat(stats: dict, name: str, digits: int) -> str:
+    """A statistic, in bold when it is outside its band."""
+    text = _num(stats[name], digits)
+    return f"**{text}**" if stats["in_band"].get(name) is False else text
+
+
+def _band(name: str, bands: dict) -> str:
+    low, high = bands[name]
+    return f">= {low}" if high is None else f"{low} - {high}"
+
+
+def calibration() -> str:
+    """R1-R5 of the default on every seed measured, beside the 7B values and the bands."""
+    runs = _seed_files()
+    if not runs:
+        return "No calibration file in docs/results/calibration/.\n"
+    first = runs[0]
+    bands, seven_b = first["bands"], first["seven_b"]
+    head = "| statistic | " + " | ".join(f"seed {r['seed']}" for r in runs) + " | LLaVA-1.5-7B | band |"
+    lines = [head, "|---|" + "---:|" * len(runs) + "---:|---|"]
+
+    def row(label, cells, seven, band):
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {seven} | {band} |")
+
+    stats = [r["statistics"] for r in runs]
+    row("R1 zero-shot / multitask", [_stat(s, "R1", 3) for s in stats], seven_b["R1"], _band("R1", bands))
+    row("R1 per task (each < 0.8)", [" ".join(_num(v) for v in s["R1_per_task"]) for s in stats], "0.15-0.85",
+        f"< {first['task_ratio_max']}")
+    row("R2 sequential LoRA MFT - Last", [_stat(s, "R2", 1) for s in stats], seven_b["R2"], _band("R2", bands))
+    row("R3 (Last - ZS) / (MFT - ZS)", [_stat(s, "R3", 3) for s in stats], "0.5-0.7", _band("R3", bands))
+    row("R4 fuse-all / expand-all Last", [_stat(s, "R4", 2) for s in stats], seven_b["R4"], _band("R4", bands))
+    row("R5 every task learnable alone", [_yes(s["R5"]) for s in stats], "yes", ">= 50 and >= 2x chance")
+    row("zero-shot / multitask", [f"{s['zero_shot']:.1f} / {s['multitask']:.1f}" for s in stats], "26 / 69", "")
+    row("sequential LoRA MFT / Last / BWT", [f"{s['lora_MFT']:.1f} / {s['lora_Last']:.1f} / {_num(s['lora_BWT'], 1)}"
+                                             for s in stats], "70.6 / 56.7 / -16.7", "")
+    row("HiDe as published / top : sum_ba", [f"{r['hide_default_Last']:.1f} / {r['hide_sum_ba_Last']:.1f}"
+                                             if "hide_default_Last" in r else "-" for r in runs], "64.2 / -", "")
+    row("HiDe expand-all / fuse-all", [_hide_pair(r) for r in runs], "67.6 / 61.3", "")
+    row("functional update size per layer", [" ".join(f"{v:.3f}" for v in r["update_sizes"]["functional"])
+                                             if "update_sizes" in r else "-" for r in runs], "-", "")
+    row("minutes (all runs)", [f"{r['wall_minutes']:.1f}" for r in runs], "-", "")
+    return "\n".join(lines) + "\n"
+
+
+def _hide_pair(result: dict) -> str:
+    variants = result.get("hide_variants")
+    if not variants:
+        return "-"
+    return f"{variants['all:sum_ab']['Last']:.1f} / {variants['none:sum_ab']['Last']:.1f}"
+
+
+def calibration_tasks() -> str:
+    """Per task: zero-shot, multitask and trained alone on every seed, and chance."""
+    runs = _seed_files()
+    if not runs:
+        return "No calibration file in docs/results/calibration/.\n"
+    full = [r for r in runs if "single_task" in r]
+    lines = ["| task | zero-shot | multitask, seed " + " / ".join(str(r["seed"]) for r in runs)
+             + " | trained alone, seed " + " / ".join(str(r["seed"]) for r in full) + " | chance |",
+             "|---|---:|---:|---:|---:|"]
+    for i, task in enumerate(runs[0]["tasks"]):
+        zero = runs[0]["matrices"]["lora"][0][i]
+        multi = " / ".join(f"{r['matrices']['multitask'][-1][i]:.1f}" for r in runs)
+        alone = " / ".join(f"{r['single_task'][i]['single_task']:.1f}" for r in full)
+        chance = full[0]["single_task"][i]["chance"] if full else None
+        lines.append(f"| {task} | {zero:.1f} | {multi} | {alone or '-'} | {_num(chance, 1)} |")
+    return "\n".join(lines) + "\n"
+
+
+def levers() -> str:
+    """Every design measured against R4: one row per file in docs/results/levers/."""
+    lines = ["| design | overrides | seed | R1 | R2 | R3 | R4 | R5 | HiDe expand-all / fuse-all | HiDe as published "
+             "| LoRA MFT / Last | update size per layer | HiDe run (min) | all runs (min) |",
+             "|---|---|---:|---:|---:|---:|---:|---|---|---:|---|---|---:|---:|"]
+    for path in sorted((RESULTS / "levers").glob("*.json")):
+        r = _load(path)
+        s = r["statistics"]
+        overrides = " ".join(o for o in r["overrides"] if not o.startswith(("logger=", "seed=", "resume=")))
+        hide_minutes = r.get("hide_minutes")
+        lines.append(
+            f"| {path.stem} | `{overrides or '(default)'}` | {r['seed']} | {_stat(s, 'R1', 3)} | {_stat(s, 'R2', 1)} | "
+            f"{_stat(s, 'R3', 3)} | {_stat(s, 'R4', 2)} | {_yes(s['R5'])} | {_hide_pair(r)} | "
+            f"{_num(r.get('hide_default_Last'), 1)} | {s['lora_MFT']:.1f} / {s['lora_Last']:.1f} | "
+            + (" ".join(f"{v:.3f}" for v in r["update_sizes"]["functional"]) if "update_sizes" in r else "-")
+            + f" | {_num(hide_minutes, 1)} | {r['wall_minutes']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def designs() -> str:
+    """Earlier designs of the proxy, one row per file in docs/results/calibration_designs/."""
+    lines = ["| design (file) | seed | R1 | R2 | R3 | R4 | R5 | zero-shot / multitask | LoRA MFT / Last "
+             "| HiDe expand-all / fuse-all |", "|---|---:|---:|---:|---:|---:|---|---|---|---|"]
+    for path in sorted((RESULTS / "calibration_designs").glob("*.json")):
+        r = _load(path)
+        s = r["statistics"]
+        lines.append(f"| {path.stem} | {r['seed']} | {_stat(s, 'R1', 3)} | {_stat(s, 'R2', 1)} | {_stat(s, 'R3', 3)} | "
+                     f"{_stat(s, 'R4', 2)} | {_yes(s['R5'])} | {s['zero_shot']:.1f} / {s['multitask']:.1f} | "
+                     f"{s['lora_MFT']:.1f} / {s['lora_Last']:.1f} | {_hide_pair(r)} |")
+    return "\n".join(lines) + "\n"
+
+
+def mixture_overlap() -> str:
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        import mixture_overlap as overlap
+    finally:
+        sys.path.pop(0)
+    return overlap.markdown(_load(RESULTS / "mixture_overlap.json"))
+
+
+TABLES = {"calibration": calibration, "calibration-tasks": calibration_tasks, "levers": levers,
+          "designs": designs, "mixture-overlap": mixture_overlap}
+
+
+def regenerate(text: str, source: str) -> tuple[str, list[str]]:
+    """`text` with every generated block rewritten; and the names of the blocks that changed."""
+    changed: list[str] = []
+
+    def replace(match: re.Match) -> str:
+        name = match["name"]
+        if name not in TABLES:
+            raise SystemExit(f"{source}: unknown generated table {name!r}; the tables are {sorted(TABLES)}")
+        body = TABLES[name]()
+        if body != match["body"]:
+            changed.append(name)
+        return match.group(1) + body + match.group(4)
+
+    return BLOCK.sub(replace, text), changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a block differs")
+    args = parser.parse_args(argv)
+    stale = []
+    for path in sorted(DOCS.glob("*.md")):
+        text = path.read_text()
+        new, changed = regenerate(text, str(path))
+        stale += [f"{path.relative_to(ROOT)}: {name}" for name in changed]
+        if changed and not args.check:
+            path.write_text(new)
+    for line in stale:
+        print(("differs from its files: " if args.check else "rewritten: ") + line)
+    return 1 if stale and args.check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
