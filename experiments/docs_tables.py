@@ -16,7 +16,12 @@ and NAME is one of `TABLES`, each a function of files kept in docs/results/:
 - `levers`: every design in docs/results/levers/*.json (calibrate.py's files, one per design, the
   design's own name in the file name), R1-R5 with HiDe's variants, update sizes and times;
 - `designs`: earlier designs of the proxy, docs/results/calibration_designs/*.json;
-- `mixture-overlap`: docs/results/mixture_overlap.json (experiments/mixture_overlap.py).
+- `mixture-overlap`: docs/results/mixture_overlap.json (experiments/mixture_overlap.py);
+- `comparison`, `comparison-per-task`: every method's runs of the 3-seed comparison, kept in
+  docs/results/runs/comparison/methods/ (experiments/run_comparison.sh), summarised by
+  experiments/compare.py;
+- `hide-ablations`: HiDe's inference variants on the same seeds, the hide_inference.json files kept
+  in docs/results/runs/comparison/hide_ablations/s<N>/ (experiments/hide_inference.py).
 """
 
 from __future__ import annotations
@@ -152,16 +157,62 @@ def designs() -> str:
 
 
 def mixture_overlap() -> str:
+    return _experiment("mixture_overlap").markdown(_load(RESULTS / "mixture_overlap.json"))
+
+
+def _experiment(name: str):
+    """A module of experiments/ (compare, hide_inference, mixture_overlap), imported by name."""
     sys.path.insert(0, str(ROOT / "experiments"))
     try:
-        import mixture_overlap as overlap
+        return __import__(name)
     finally:
         sys.path.pop(0)
-    return overlap.markdown(_load(RESULTS / "mixture_overlap.json"))
+
+
+COMPARISON = RESULTS / "runs" / "comparison"
+NO_COMPARISON = "No comparison runs are kept in docs/results/runs/comparison/.\n"
+
+
+def _comparison_rows() -> list[dict] | None:
+    folder = COMPARISON / "methods"
+    if not any(folder.rglob("metrics.json")):
+        return None
+    compare = _experiment("compare")
+    groups, incomplete, shared = compare.collect([folder])
+    return compare.summarise(groups), incomplete, shared
+
+
+def comparison() -> str:
+    """Every method over the seeds kept: compare.py's table of the kept runs."""
+    found = _comparison_rows()
+    return NO_COMPARISON if found is None else _experiment("compare").markdown(*found)
+
+
+def comparison_per_task() -> str:
+    """Each task's score after the last task, mean over the seeds, per method."""
+    found = _comparison_rows()
+    if found is None:
+        return NO_COMPARISON
+    rows = found[0]
+    tasks = rows[0]["tasks"]
+    lines = ["| method | " + " | ".join(tasks) + " |", "|---|" + "---:|" * len(tasks)]
+    for row in rows:
+        lines.append(f"| {row['label']} | " + " | ".join(_num(v, 1) for v in row["matrix"][-1]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def hide_ablations() -> str:
+    """HiDe's inference variants, mean and std over the seeds whose hide_inference.json is kept."""
+    runs = sorted((COMPARISON / "hide_ablations").glob("s*/hide_inference.json"), key=lambda p: int(p.parent.name[1:]))
+    if not runs:
+        return "No HiDe inference files are kept in docs/results/runs/comparison/hide_ablations/.\n"
+    text = _experiment("hide_inference").summarize([p.parent for p in runs])[1]
+    return text.replace(str(ROOT) + "/", "")
 
 
 TABLES = {"calibration": calibration, "calibration-tasks": calibration_tasks, "levers": levers,
-          "designs": designs, "mixture-overlap": mixture_overlap}
+          "designs": designs, "mixture-overlap": mixture_overlap, "comparison": comparison,
+          "comparison-per-task": comparison_per_task, "hide-ablations": hide_ablations}
 
 
 def regenerate(text: str, source: str) -> tuple[str, list[str]]:

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The synthetic comparison on the default config: every method x seeds 0, 1, 2, then HiDe's
 # ablations x the same seeds, then the tables and plots. Resumable: run it again after a crash and
-# finished runs only reload their results.
+# finished runs only reload their results. At the end the runs' files are kept in
+# docs/results/runs/comparison/ (experiments/keep_runs.py), docs/results/comparison.* and
+# hide_inference_summary.* are written from those kept files, and so are the tables of
+# docs/results.md (experiments/docs_tables.py).
 #   bash experiments/run_comparison.sh [OUT_DIR]      (default: outputs/comparison)
 # HiDe's training does not depend on its inference choices, so each seed trains HiDe once with
 # every expert kept and evaluates its final model as each ablation (experiments/hide_inference.py):
@@ -19,3 +22,9 @@ for seed in 0 1 2; do
     --variants top:sum_ab all:sum_ab none:sum_ab top:sum_ba top:mean top:sum_ab:top_k=1 top:sum_ab:oracle
 done
 $PY experiments/hide_inference.py --summarize "$OUT"/hide_ablations/s{0,1,2} --out "$OUT/hide_ablations"
+KEPT=docs/results/runs/comparison
+rm -rf "$KEPT"
+$PY experiments/keep_runs.py "$OUT" "$KEPT"
+$PY experiments/compare.py "$KEPT/methods" --out docs/results
+$PY experiments/hide_inference.py --summarize "$KEPT"/hide_ablations/s{0,1,2} --out docs/results
+$PY experiments/docs_tables.py

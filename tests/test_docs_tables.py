@@ -66,3 +66,44 @@ def test_each_calibration_is_its_kept_runs(path):
     stats = regime_statistics(zero_shot=metrics["lora"]["matrix"][0], multitask=metrics["multitask"]["matrix"][-1],
                               lora_matrix=metrics["lora"]["matrix"], **kwargs)
     assert stats == result["statistics"]
+
+
+def _fake_run(folder, method, seed, final_row, wall):
+    tasks = ["A", "B"]
+    matrix = [[10.0, 20.0], [50.0, 20.0], final_row]
+    metrics = {"tasks": tasks, "matrix": matrix, "method": method, "seed": seed, "Last": sum(final_row) / 2,
+               "params_trainable": 10, "params_stored": 20}
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "timing.json").write_text(json.dumps({"wall_seconds": wall}))
+    (folder / "config_resolved.yaml").write_text(f"seed: {seed}\n")
+    (folder / "checkpoints").mkdir()
+    (folder / "checkpoints" / "last.pt").write_text("not kept")
+
+
+def test_kept_comparison_runs_give_the_comparison_tables(tmp_path, monkeypatch):
+    """keep_runs keeps a run's metrics, time and config (not its checkpoints) and the HiDe inference
+    files; the comparison tables are the mean over the kept seeds."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import keep_runs
+
+    sys.path.pop(0)
+    out = tmp_path / "outputs"
+    _fake_run(out / "methods" / "lora_s0", "lora", 0, [40.0, 60.0], 60.0)
+    _fake_run(out / "methods" / "lora_s1", "lora", 1, [30.0, 70.0], 180.0)
+    variant = {"variant": "top:sum_ab", "Last": 55.0, "scores": {"A": 50.0, "B": 60.0}}
+    (out / "hide_ablations" / "s0").mkdir(parents=True)
+    (out / "hide_ablations" / "s0" / "hide_inference.json").write_text(json.dumps([{"overrides": []}, variant]))
+    kept = tmp_path / "kept"
+    assert [p.name for p in keep_runs.keep_runs(out, kept)] == ["lora_s0", "lora_s1"]
+    assert sorted(p.name for p in (kept / "methods" / "lora_s0").iterdir()) == [
+        "config_resolved.yaml", "metrics.json", "timing.json"]
+    monkeypatch.setattr(docs_tables, "COMPARISON", kept)
+    per_task = docs_tables.comparison_per_task().splitlines()
+    assert per_task[0] == "| method | A | B |" and per_task[2] == "| lora | 35.0 | 65.0 |"
+    table = docs_tables.comparison()
+    # Last 50.0 on both seeds; wall 1 and 3 minutes: mean 2.0, sample std 1.4
+    assert "| lora | 2 | 50.0 ± 0.0 |" in table and table.splitlines()[2].endswith("| 10 | 20 | 2.0 ± 1.4 |")
+    assert "| top:sum_ab | 1 | 50.0 ± 0.0 | 60.0 ± 0.0 | 55.0 ± 0.0 |" in docs_tables.hide_ablations()
+    monkeypatch.setattr(docs_tables, "COMPARISON", tmp_path / "none")
+    assert docs_tables.comparison() == docs_tables.NO_COMPARISON
