@@ -41,7 +41,6 @@ from hide.methods.base import ContinualMethod
 from hide.models.backbone import Backbone
 
 FORMATS = ("peft", "merged")
-LANGUAGE_MODEL = "model.language_model"  # the decoder's path inside LlavaForConditionalGeneration
 
 
 def low_rank_updates(method: ContinualMethod, fmt: str) -> dict[str, tuple[torch.Tensor, torch.Tensor, float] | None]:
@@ -74,15 +73,16 @@ def write_peft_adapters(backbone: Backbone, adapters: dict[str, dict[str, tuple]
     model = None
     for adapter_name, updates in adapters.items():
         ranks = {name: A.shape[0] for name, (A, _, _) in updates.items()}
+        language_model = backbone.family.language_model_path
         scales = {name: s for name, (_, _, s) in updates.items()}
         rank = max(set(ranks.values()), key=list(ranks.values()).count)
         scale = max(set(scales.values()), key=list(scales.values()).count)
         # peft's scaling is lora_alpha / r: the alpha that gives each layer its own s at its own rank
         config = LoraConfig(
             r=rank, lora_alpha=scale * rank, lora_dropout=0.0, bias="none",
-            target_modules=[f"{LANGUAGE_MODEL}.{n}" for n in updates],
-            rank_pattern={re.escape(f"{LANGUAGE_MODEL}.{n}"): r for n, r in ranks.items() if r != rank},
-            alpha_pattern={re.escape(f"{LANGUAGE_MODEL}.{n}"): scales[n] * ranks[n] for n in ranks
+            target_modules=[f"{language_model}.{n}" for n in updates],
+            rank_pattern={re.escape(f"{language_model}.{n}"): r for n, r in ranks.items() if r != rank},
+            alpha_pattern={re.escape(f"{language_model}.{n}"): scales[n] * ranks[n] for n in ranks
                            if (ranks[n], scales[n]) != (rank, scale)},
             modules_to_save=modules_to_save)
         if model is None:
@@ -93,7 +93,7 @@ def write_peft_adapters(backbone: Backbone, adapters: dict[str, dict[str, tuple]
             model.add_adapter(adapter_name, config)
         with torch.no_grad():
             for name, (A, B, _) in updates.items():
-                layer = model.base_model.model.get_submodule(f"{LANGUAGE_MODEL}.{name}")
+                layer = model.base_model.model.get_submodule(f"{language_model}.{name}")
                 layer.lora_A[adapter_name].weight.copy_(A)
                 layer.lora_B[adapter_name].weight.copy_(B)
         model.peft_config[adapter_name].base_model_name_or_path = backbone.name
@@ -113,7 +113,7 @@ def export_peft(backbone: Backbone, method: ContinualMethod, out: Path) -> Path:
     updates = low_rank_updates(method, "peft")
     unwrap_adapters(backbone.language_model, method.adapters)
     write_peft_adapters(backbone, {"default": updates}, out,
-                        modules_to_save=["multi_modal_projector"] if method.train_projector else None)
+                        modules_to_save=[backbone.family.projector_path.rpartition(".")[2]] if method.train_projector else None)
     backbone.template.save(out)  # the conversation the adapter was trained in
     return out
 

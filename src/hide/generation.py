@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
-from hide.data.collate import batch_pixels
 from hide.distributed import world_size
+from hide.models.family import family_of
 
 
 @dataclass
@@ -113,7 +113,8 @@ def greedy_answers(model, tokenizer, batch: dict, max_new_tokens: int, prefix_pl
 
     if prefix_plan is not None and prefix_plan.mix.shape[1] > batch_size:
         share_prefix = False
-    shared = shared_prefix_length(input_ids, attention_mask, model.config.image_token_id) if share_prefix else 0
+    family = family_of(model)
+    shared = shared_prefix_length(input_ids, attention_mask, family.image_token_id(model)) if share_prefix else 0
     # equal prefix forwards on every rank: a rank without a shared prefix runs none, so all do
     if world_size() > 1 and _max_over_ranks(int(shared == 0), device):
         shared = 0
@@ -135,7 +136,7 @@ def greedy_answers(model, tokenizer, batch: dict, max_new_tokens: int, prefix_pl
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)[:, shared:]
 
     output = model(input_ids=rest_ids, attention_mask=mask, position_ids=positions,
-                   pixel_values=batch_pixels(batch, model.dtype), past_key_values=cache,
+                   **family.image_inputs(batch, model.dtype), past_key_values=cache,
                    use_cache=True, logits_to_keep=1)
     next_position = positions[:, -1:] + 1
     finished = torch.zeros(batch_size, dtype=torch.bool, device=device)

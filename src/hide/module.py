@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 
 from hide.checkpoint import kill_point
-from hide.data.collate import batch_pixels
+from hide.models.family import model_inputs
 from hide.distributed import clip_grad_norm_sharded, reinstall_output_capturing
 from hide.errors import TrainingDivergedError
 from hide.generation import greedy_answers
@@ -83,12 +83,7 @@ class ContinualModule(pl.LightningModule):
 
     def answer_outputs(self, batch: dict):
         """The model's outputs on a training batch; `.loss` is the answer-token cross-entropy."""
-        return self.model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            pixel_values=batch_pixels(batch, self.model.dtype),
-            labels=batch["labels"],
-        )
+        return self.model(**model_inputs(self.model, batch), labels=batch["labels"])
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         outputs = self.answer_outputs(batch)

@@ -34,7 +34,6 @@ from hide.data.formats import TaskData, TaskSpec, TestRecord
 from hide.errors import ConfigError
 from hide.models.backbone import load_pretrained_backbone
 from hide.module import ContinualModule
-from hide.export import LANGUAGE_MODEL
 from hide.run import Run, build_run, trained_tasks
 
 UNKNOWN_TASK = -1  # the task index of a question that belongs to no task of the run
@@ -196,7 +195,7 @@ def load_export(folder: Path, stage: int | None = None, overrides: dict | None =
         for task in saved["trained"]:
             weights = load_file(folder / EXPERTS_DIR / saved["experts"][str(task)] / "adapter_model.safetensors")
             for name in saved["unmerged"]:
-                key = f"base_model.model.{LANGUAGE_MODEL}.{name}"  # peft's names of the layer's weights
+                key = f"base_model.model.{backbone.family.language_model_path}.{name}"  # peft's names of the layer's weights
                 method.adapters[name].lora_A[task].copy_(weights[f"{key}.lora_A.weight"])
                 method.adapters[name].lora_B[task].copy_(weights[f"{key}.lora_B.weight"])
     method.load_state_dict(torch.load(folder / METHOD_STATE, map_location="cpu", weights_only=False))

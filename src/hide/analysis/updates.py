@@ -16,7 +16,8 @@ from collections import defaultdict
 import torch
 from pytorch_lightning.utilities import move_data_to_device
 
-from hide.data.collate import EvalCollator, batch_pixels
+from hide.data.collate import EvalCollator
+from hide.models.family import model_inputs
 from hide.methods.hide_experts import MultiExpertLoRALinear
 from hide.models.lora import decoder_layer_index
 
@@ -72,8 +73,7 @@ def functional_update_sizes(model, adapters: dict[str, MultiExpertLoRALinear], e
                 batch = collate([(slot, r) for r in records[start:start + batch_size]])
                 batch = move_data_to_device(batch, model.device)
                 state["mask"] = batch["attention_mask"].to(torch.float32)
-                model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                      pixel_values=batch_pixels(batch, model.dtype))
+                model(**model_inputs(model, batch))
     finally:
         for handle in handles:
             handle.remove()

@@ -67,12 +67,6 @@ def _square(image: Image.Image, image_processor) -> Image.Image:
     return expand2square(image, tuple(int(255 * m) for m in mean))
 
 
-def batch_pixels(batch: dict, dtype: torch.dtype) -> torch.Tensor | None:
-    """A batch's images in the model's dtype, one per record that has one (None: none has)."""
-    pixels = batch["pixel_values"]
-    return None if pixels is None else pixels.to(dtype)
-
-
 def has_image(records) -> torch.Tensor:
     """Which of a batch's records have an image (a text-only record has none)."""
     return torch.tensor([record.image is not None for record in records], dtype=torch.bool)

@@ -123,19 +123,18 @@ class OwnTowersEncoder:
 
     def __init__(self, backbone, image_layer: int | None = None, text_cache_mb: float = 64.0,
                  base_model: str | None = None):
-        self.vision_tower = backbone.vision_tower
+        self.model, self.family = backbone.model, backbone.family  # the vision tower is the backbone's own
         self.language_model = backbone.language_model
         self.tokenizer = backbone.tokenizer
-        if base_model is not None:  # the vision tower is the backbone's own (no adapters touch it)
+        if base_model is not None:
             from hide.models.backbone import load_pretrained_backbone
 
             dtype = str(backbone.model.dtype).removeprefix("torch.")
             self.language_model = load_pretrained_backbone(base_model, dtype=dtype).language_model.eval()
-        layers = backbone.vision_tower.config.num_hidden_layers
+        layers, self.image_dim = self.family.vision_shape(self.model)
         self.image_layer = image_layer = math.ceil(layers / 2) if image_layer is None else image_layer
         if not -layers - 1 <= image_layer <= layers:
             raise ConfigError(f"method.anchor_encoder.image_layer={image_layer}: the vision tower has hidden states 0..{layers}")
-        self.image_dim = backbone.vision_tower.config.hidden_size
         self.text_dim = backbone.language_model.config.hidden_size
         # The text feature is a forward of the whole language model, so within one evaluation
         # each instruction is encoded once (tasks often ask one question of every image). The
@@ -150,8 +149,7 @@ class OwnTowersEncoder:
     @torch.no_grad()
     def encode(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         def patch_mean(pixels):
-            hidden = self.vision_tower(pixel_values=pixels.to(self.vision_tower.dtype), output_hidden_states=True)
-            return hidden.hidden_states[self.image_layer][:, 1:].float().mean(1)  # patch tokens, CLS dropped
+            return self.family.vision_hidden_states(self.model, pixels)[self.image_layer].float().mean(1)
 
         image = image_rows(batch, self.image_dim, patch_mean)
         return image, self.text_features(list(batch["instructions"]), image.device)

@@ -14,6 +14,7 @@ from torch import nn
 
 from hide.generation import PrefixPlan
 from hide.models.backbone import Backbone
+from hide.models.family import family_of
 from hide.models.lora import LLAMA_LINEARS, LoRALinear, MergedSlotsLoRALinear, inject_lora
 from hide.models.translation import entry_factor
 
@@ -116,7 +117,7 @@ class ContinualMethod:
         """The modules a checkpoint saves: the adapters (not the frozen linears they wrap) and the
         projector. A method that adds modules of its own to the model adds them here; state kept
         outside the model (EWC's Fisher, anchors) goes in `state_dict`."""
-        return [*self.adapters.values(), model.model.multi_modal_projector]
+        return [*self.adapters.values(), family_of(model).projector(model)]
 
     def checkpoint_keys(self, model: nn.Module) -> set[str]:
         """model.state_dict() keys of `checkpoint_modules`, the wrapped frozen linears left out."""
@@ -154,7 +155,7 @@ class ContinualMethod:
 
     def projector_parameters(self, model: nn.Module) -> int:
         """The projector's size if it trains (it is then stored beside the adapters), else 0."""
-        return sum(p.numel() for p in model.model.multi_modal_projector.parameters()) if self.train_projector else 0
+        return sum(p.numel() for p in family_of(model).projector(model).parameters()) if self.train_projector else 0
 
     def expert_parameters(self) -> int:
         """One expert slot (A_0, B_0) in every adapted linear."""

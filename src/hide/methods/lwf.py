@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from hide.data.collate import batch_pixels
+from hide.models.family import model_inputs
 from hide.methods.base import ContinualMethod
 from hide.errors import ConfigError
 
@@ -67,9 +67,7 @@ class LwF(ContinualMethod):
         model.eval()  # the teacher answers without dropout
         try:
             with torch.no_grad():
-                out = functional_call(model, self.teacher, args=(), kwargs=dict(
-                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    pixel_values=batch_pixels(batch, model.dtype)), strict=False)
+                out = functional_call(model, self.teacher, args=(), kwargs=model_inputs(model, batch), strict=False)
         finally:
             model.train(was_training)
         return out.logits

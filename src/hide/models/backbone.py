@@ -13,6 +13,7 @@ from transformers import AutoImageProcessor, AutoTokenizer, LlavaForConditionalG
 
 from hide.data.prompt import VICUNA_V1, ConversationTemplate, load_template, template_named
 from hide.errors import HideError
+from hide.models.family import ModelFamily, family_of
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,12 @@ class Backbone:
     template: ConversationTemplate = VICUNA_V1
 
     @property
+    def family(self) -> ModelFamily:
+        return family_of(self.model)
+
+    @property
     def image_token_id(self) -> int:
-        return self.model.config.image_token_index
+        return self.family.image_token_id(self.model)
 
     @property
     def image_seq_length(self) -> int:
@@ -47,15 +52,15 @@ class Backbone:
 
     @property
     def projector(self) -> torch.nn.Module:
-        return self.model.model.multi_modal_projector
+        return self.family.projector(self.model)
 
     @property
     def language_model(self) -> torch.nn.Module:
-        return self.model.model.language_model
+        return self.family.language_model(self.model)
 
     @property
     def vision_tower(self) -> torch.nn.Module:
-        return self.model.model.vision_tower
+        return self.family.vision_tower(self.model)
 
 
 def _attn_implementation(requested: str) -> str:

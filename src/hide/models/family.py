@@ -1,0 +1,86 @@
+"""A model family: the one place that knows how a kind of multimodal model is put together.
+
+Everything outside a family's own file reaches the model through its `ModelFamily`: the named
+parts (language model, vision tower, projector, and their paths inside the model for exports),
+the model inputs of a collated batch, the image token and the linears LoRA adapts. A family is
+found from the model itself (`config.model_type`), so code that holds only the model needs no
+more than `family_of(model)`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hide.errors import ConfigError
+
+
+class ModelFamily:
+    """What one family supplies; `hide.models.llava.LlavaFamily` is the reference."""
+
+    model_type: str  # the transformers config's model_type of the family's checkpoints
+    language_model_path: str  # the decoder's path inside the model (peft's module names start with it)
+    projector_path: str  # the projector's path inside the model (peft's modules_to_save)
+    vision_tower_path: str
+    lora_targets: tuple[str, ...]  # the language model's linears that LoRA adapts
+
+    def language_model(self, model: nn.Module) -> nn.Module:
+        return model.get_submodule(self.language_model_path)
+
+    def vision_tower(self, model: nn.Module) -> nn.Module:
+        return model.get_submodule(self.vision_tower_path)
+
+    def projector(self, model: nn.Module) -> nn.Module:
+        return model.get_submodule(self.projector_path)
+
+    def vision_shape(self, model: nn.Module) -> tuple[int, int]:
+        """The vision tower's (number of layers, hidden width)."""
+        raise NotImplementedError
+
+    def vision_hidden_states(self, model: nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Every hidden state of the vision tower for these images (the embeddings' first, then one
+        per layer), each (images, patches, width), patch tokens only."""
+        raise NotImplementedError
+
+    def image_token_id(self, model: nn.Module) -> int:
+        """The id every image-feature placeholder of a prompt has."""
+        raise NotImplementedError
+
+    def image_inputs(self, batch: dict, dtype: torch.dtype) -> dict:
+        """The keyword arguments that give the model a collated batch's images, in `dtype` (empty
+        for a batch without images)."""
+        raise NotImplementedError
+
+    def model_inputs(self, batch: dict, dtype: torch.dtype) -> dict:
+        """Keyword arguments of the model's forward for a collated batch: its tokens, their mask
+        and its images."""
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+                **self.image_inputs(batch, dtype)}
+
+
+FAMILIES: dict[str, ModelFamily] = {}
+
+
+def register(family: ModelFamily) -> ModelFamily:
+    FAMILIES[family.model_type] = family
+    return family
+
+
+def family_of(model: nn.Module) -> ModelFamily:
+    """The family of a model (unwrapped by peft or not), by its config's model_type."""
+    import hide.models.llava  # noqa: F401  (registers the families shipped with hide)
+
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type not in FAMILIES:
+        raise ConfigError(f"no model family knows model_type {model_type!r}; hide knows {sorted(FAMILIES)}")
+    return FAMILIES[model_type]
+
+
+def model_inputs(model: nn.Module, batch: dict) -> dict:
+    """`family_of(model).model_inputs` of a batch, its images in the model's dtype."""
+    return family_of(model).model_inputs(batch, model.dtype)
+
+
+def image_inputs(model: nn.Module, batch: dict) -> dict:
+    """`family_of(model).image_inputs` of a batch, in the model's dtype."""
+    return family_of(model).image_inputs(batch, model.dtype)
