@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from transformers import AutoImageProcessor, AutoTokenizer, LlavaForConditionalGeneration
 
-from hide.data.prompt import VICUNA_V1, ConversationTemplate, load_template, template_named
+from hide.data.prompt import ConversationTemplate, load_template, template_named
 from hide.errors import HideError
 from hide.models.family import ModelFamily, family_of
 
@@ -32,7 +32,11 @@ class Backbone:
     tokenizer: object  # a transformers tokenizer
     image_processor: object
     name: str
-    template: ConversationTemplate = VICUNA_V1
+    template: ConversationTemplate | None = None  # None: the family's default
+
+    def __post_init__(self):
+        if self.template is None:
+            self.template = self.family.default_template
 
     @property
     def family(self) -> ModelFamily:
@@ -44,11 +48,9 @@ class Backbone:
 
     @property
     def image_seq_length(self) -> int:
-        """How many `<image>` tokens one image expands to: one per patch ("default" strategy drops CLS)."""
-        vision = self.model.config.vision_config
-        patches = (vision.image_size // vision.patch_size) ** 2
-        strategy = self.model.config.vision_feature_select_strategy
-        return patches if strategy == "default" else patches + 1
+        """How many image tokens every image expands to (a family whose count depends on the image
+        has none)."""
+        return self.family.fixed_image_tokens(self.model.config)
 
     @property
     def projector(self) -> torch.nn.Module:
@@ -88,13 +90,13 @@ def load_pretrained_backbone(
     attn_implementation: str = "auto",
     gradient_checkpointing: bool = False,
     template: str | None = None,
-    default_template: ConversationTemplate = VICUNA_V1,
+    default_template: ConversationTemplate | None = None,
 ) -> Backbone:
     """Load model, tokenizer and image processor from a hub id or a local directory.
 
     `template` names the conversation template (`hide.data.prompt.TEMPLATES`); None: the one the
-    checkpoint folder keeps (`conversation_template.json`), else `default_template` (LLaVA-1.5's
-    vicuna_v1, which llava-hf checkpoints do not store)."""
+    checkpoint folder keeps (`conversation_template.json`), else `default_template` (None: the
+    family's, LLaVA-1.5's vicuna_v1 for LLaVA, which llava-hf checkpoints do not store)."""
     local = Path(path)
     if local.exists() and not (local / "config.json").exists():
         raise BackboneError(
@@ -125,6 +127,7 @@ def load_pretrained_backbone(
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.unk_token
+    default_template = default_template or family_of(model).default_template
     if template:
         chosen = template_named(template)
     else:

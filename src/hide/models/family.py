@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hide.data.prompt import ConversationTemplate
 from hide.errors import ConfigError
 
 
@@ -23,6 +24,8 @@ class ModelFamily:
     projector_path: str  # the projector's path inside the model (peft's modules_to_save)
     vision_tower_path: str
     lora_targets: tuple[str, ...]  # the language model's linears that LoRA adapts
+    default_template: ConversationTemplate  # for a checkpoint folder that keeps none
+    image_placeholder: str  # the token of the template's image text that expands to the image's tokens
 
     def language_model(self, model: nn.Module) -> nn.Module:
         return model.get_submodule(self.language_model_path)
@@ -41,6 +44,21 @@ class ModelFamily:
         """Every hidden state of the vision tower for these images (the embeddings' first, then one
         per layer), each (images, patches, width), patch tokens only."""
         raise NotImplementedError
+
+    def image_loading(self, processing: str) -> str:
+        """How `hide.data.collate.load_image` reads a task's images under its evaluation setting
+        ("pad": padded to square, "crop": as they are)."""
+        return processing
+
+    def prepare_images(self, image_processor, config, images: list) -> tuple[dict, list[int]]:
+        """The model inputs of a batch's images (RGB PIL images, in order; none when the batch has
+        none), and how many image tokens each expands to."""
+        raise NotImplementedError
+
+    def fixed_image_tokens(self, config) -> int:
+        """How many image tokens every image expands to, for a family where that does not depend on
+        the image."""
+        raise ConfigError(f"{self.model_type}: an image's token count depends on the image; pass it")
 
     def image_token_id(self, model: nn.Module) -> int:
         """The id every image-feature placeholder of a prompt has."""
@@ -66,10 +84,14 @@ def register(family: ModelFamily) -> ModelFamily:
     return family
 
 
+def load_families() -> None:
+    """Register the families shipped with hide (each module registers itself and its templates)."""
+    import hide.models.llava  # noqa: F401
+
+
 def family_of(model: nn.Module) -> ModelFamily:
     """The family of a model (unwrapped by peft or not), by its config's model_type."""
-    import hide.models.llava  # noqa: F401  (registers the families shipped with hide)
-
+    load_families()
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type not in FAMILIES:
         raise ConfigError(f"no model family knows model_type {model_type!r}; hide knows {sorted(FAMILIES)}")

@@ -7,7 +7,30 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hide.data.formats import IMAGE_TOKEN
+from hide.data.prompt import ConversationTemplate, register_template
 from hide.models.family import ModelFamily, register
+
+
+def vicuna_v1_style(name: str, system: str) -> ConversationTemplate:
+    """LLaVA's vicuna_v1 conversation (llava/conversation.py, conv_vicuna_v1, SeparatorStyle.TWO):
+    "{system} USER: <image>\n{q1} ASSISTANT: {a1}</s>USER: {q2} ASSISTANT: {a2}</s>...", the loss on
+    each " {answer}</s>"."""
+    return ConversationTemplate(name, system, system_format="{system} ", user_format="USER: {question} ASSISTANT:",
+                                answer_format=" {answer}</s>", image_text=f"{IMAGE_TOKEN}\n")
+
+
+# LLaVA-1.5's template, which HiDe-LLaVA's and CoIN's evaluation scripts select with --conv-mode vicuna_v1.
+VICUNA_V1 = register_template(vicuna_v1_style(
+    "vicuna_v1",
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."))
+# vicuna_v1's turns and separators under vicuna_v0's system sentence ("a curious human"): the
+# template the shipped tiny backbone was instruction-tuned with (`hide.models.tiny`).
+TINY_V1 = register_template(vicuna_v1_style(
+    "tiny_v1",
+    "A chat between a curious human and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the human's questions."))
 
 LLAMA_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -18,6 +41,20 @@ class LlavaFamily(ModelFamily):
     projector_path = "model.multi_modal_projector"
     vision_tower_path = "model.vision_tower"
     lora_targets = LLAMA_LINEARS
+    default_template = VICUNA_V1  # llava-hf checkpoints keep no template of their own
+    image_placeholder = IMAGE_TOKEN
+
+    def fixed_image_tokens(self, config) -> int:
+        """One token per patch ("default" feature strategy: CLIP's CLS dropped)."""
+        vision = config.vision_config
+        patches = (vision.image_size // vision.patch_size) ** 2
+        return patches if config.vision_feature_select_strategy == "default" else patches + 1
+
+    def prepare_images(self, image_processor, config, images: list) -> tuple[dict, list[int]]:
+        if not images:
+            return {"pixel_values": None}, []
+        pixels = image_processor(images=images, return_tensors="pt")["pixel_values"]
+        return {"pixel_values": pixels}, [self.fixed_image_tokens(config)] * len(images)
 
     def vision_shape(self, model: nn.Module) -> tuple[int, int]:
         config = model.config.vision_config

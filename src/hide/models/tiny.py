@@ -45,8 +45,8 @@ from hide.cache import build_once
 from hide.data import synth
 from hide.data.collate import Encoder, TrainCollator
 from hide.data.formats import IMAGE_TOKEN, TrainRecord, load_train_file
-from hide.data.prompt import TINY_V1
 from hide.models.backbone import Backbone, load_pretrained_backbone
+from hide.models.llava import TINY_V1
 from hide.module import cosine_with_warmup
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ MAX_COUNT = 9  # counts above are pretrained as 9
 def build_tokenizer() -> PreTrainedTokenizerFast:
     """A lowercase word-level tokenizer over the synthetic benchmark's vocabulary and the prompt."""
     words = set(synth.vocabulary())
-    words.update(re.findall(WORD_PATTERN, (f"{TINY_V1.system} {TINY_V1.user}: {TINY_V1.assistant}:").lower()))
+    words.update(re.findall(WORD_PATTERN, TINY_V1.generation_prompt("", image=False).lower()))
     words.update("0123456789abcdefghijklmnopqrstuvwxyz")
     words = sorted(w.lower() for w in words)
     vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
