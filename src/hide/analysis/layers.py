@@ -15,8 +15,8 @@ from pytorch_lightning.utilities import move_data_to_device
 from torch.utils.data import DataLoader
 
 from hide.analysis.cka import CKA_KINDS
-from hide.data.collate import EvalCollator, left_padded_positions
-from hide.models.family import model_inputs
+from hide.data.collate import EvalCollator
+from hide.models.family import family_of
 
 
 def probe_loader(datamodule, task_index: int, per_task: int, batch_size: int = 16) -> DataLoader:
@@ -36,7 +36,8 @@ def decoder_layer_features(model, batches) -> torch.Tensor:
         for batch in batches:
             batch = move_data_to_device(batch, model.device)
             mask = batch["attention_mask"]
-            out = model(**model_inputs(model, batch), position_ids=left_padded_positions(mask),
+            family = family_of(model)
+            out = model(**family.model_inputs(model, batch), position_ids=family.positions(model, batch),
                         output_hidden_states=True)
             weights = mask.unsqueeze(-1).to(torch.float32)
             # hidden_states[0] is the embedding output; [l + 1] is decoder layer l's output

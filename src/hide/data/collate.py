@@ -180,12 +180,6 @@ class TrainCollator:
         }
 
 
-def left_padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Position ids of a left-padded batch: each row's first real token is position 0, so the
-    padding does not shift the positions (for forwards outside `generate`, which does this itself)."""
-    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
-
-
 @dataclass
 class EvalCollator:
     """Left-padded prompts for batched generation, so that every row's answer starts at the same

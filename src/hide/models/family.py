@@ -40,9 +40,9 @@ class ModelFamily:
         """The vision tower's (number of layers, hidden width)."""
         raise NotImplementedError
 
-    def vision_hidden_states(self, model: nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Every hidden state of the vision tower for these images (the embeddings' first, then one
-        per layer), each (images, patches, width), patch tokens only."""
+    def pooled_vision_state(self, model: nn.Module, batch: dict, layer: int) -> torch.Tensor:
+        """(images, width) float32: the mean over each image's patches of the vision tower's hidden
+        state `layer` (0: the patch embeddings, l: layer l's output), for a batch's images."""
         raise NotImplementedError
 
     def image_loading(self, processing: str) -> str:
@@ -64,16 +64,26 @@ class ModelFamily:
         """The id every image-feature placeholder of a prompt has."""
         raise NotImplementedError
 
-    def image_inputs(self, batch: dict, dtype: torch.dtype) -> dict:
-        """The keyword arguments that give the model a collated batch's images, in `dtype` (empty
-        for a batch without images)."""
+    def image_inputs(self, model: nn.Module, batch: dict) -> dict:
+        """The keyword arguments that give the model a collated batch's images, in the model's
+        dtype."""
         raise NotImplementedError
 
-    def model_inputs(self, batch: dict, dtype: torch.dtype) -> dict:
+    def model_inputs(self, model: nn.Module, batch: dict) -> dict:
         """Keyword arguments of the model's forward for a collated batch: its tokens, their mask
-        and its images."""
+        and its images (the model places them itself)."""
         return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
-                **self.image_inputs(batch, dtype)}
+                **self.image_inputs(model, batch)}
+
+    def positions(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        """The position ids of every column of a left-padded batch (any value at padding), in the
+        shape the model's forward takes them: what the model computes itself when given none."""
+        return self.text_positions(batch["attention_mask"])
+
+    def text_positions(self, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The position ids of a left-padded batch of text alone: each row's first real token is
+        position 0, so the padding does not shift the positions."""
+        return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
 FAMILIES: dict[str, ModelFamily] = {}
@@ -99,10 +109,5 @@ def family_of(model: nn.Module) -> ModelFamily:
 
 
 def model_inputs(model: nn.Module, batch: dict) -> dict:
-    """`family_of(model).model_inputs` of a batch, its images in the model's dtype."""
-    return family_of(model).model_inputs(batch, model.dtype)
-
-
-def image_inputs(model: nn.Module, batch: dict) -> dict:
-    """`family_of(model).image_inputs` of a batch, in the model's dtype."""
-    return family_of(model).image_inputs(batch, model.dtype)
+    """`family_of(model).model_inputs` of a batch."""
+    return family_of(model).model_inputs(model, batch)

@@ -60,17 +60,17 @@ class LlavaFamily(ModelFamily):
         config = model.config.vision_config
         return config.num_hidden_layers, config.hidden_size
 
-    def vision_hidden_states(self, model: nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def pooled_vision_state(self, model: nn.Module, batch: dict, layer: int) -> torch.Tensor:
         tower = self.vision_tower(model)
-        out = tower(pixel_values=pixels.to(tower.dtype), output_hidden_states=True)
-        return tuple(hidden[:, 1:] for hidden in out.hidden_states)  # CLIP's CLS token dropped
+        out = tower(pixel_values=batch["pixel_values"].to(tower.dtype), output_hidden_states=True)
+        return out.hidden_states[layer][:, 1:].float().mean(1)  # patch tokens, CLIP's CLS dropped
 
     def image_token_id(self, model: nn.Module) -> int:
         return model.config.image_token_index
 
-    def image_inputs(self, batch: dict, dtype: torch.dtype) -> dict:
+    def image_inputs(self, model: nn.Module, batch: dict) -> dict:
         pixels = batch["pixel_values"]  # one image per record that has one; None when none has
-        return {"pixel_values": None if pixels is None else pixels.to(dtype)}
+        return {"pixel_values": None if pixels is None else pixels.to(model.dtype)}
 
 
 LLAVA = register(LlavaFamily())
