@@ -97,6 +97,7 @@ def register(family: ModelFamily) -> ModelFamily:
 def load_families() -> None:
     """Register the families shipped with hide (each module registers itself and its templates)."""
     import hide.models.llava  # noqa: F401
+    import hide.models.qwen2_5_vl  # noqa: F401
 
 
 def family_of(model: nn.Module) -> ModelFamily:

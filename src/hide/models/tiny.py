@@ -63,28 +63,28 @@ MAX_COUNT = 9  # counts above are pretrained as 9
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
     """A lowercase word-level tokenizer over the synthetic benchmark's vocabulary and the prompt."""
+    return word_level_tokenizer(SPECIAL_TOKENS, TINY_V1.generation_prompt("", image=False), bos_token="<s>",
+                                eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+                                extra_special_tokens={"image_token": IMAGE_TOKEN})
+
+
+def word_level_tokenizer(special_tokens: list[str], prompt: str, **names) -> PreTrainedTokenizerFast:
+    """A lowercase word-level tokenizer: `special_tokens` first (whole, never split), then the words
+    of the synthetic benchmark, of a template's `prompt` and every digit and letter. `names`:
+    PreTrainedTokenizerFast's special-token arguments (unk_token among them)."""
     words = set(synth.vocabulary())
-    words.update(re.findall(WORD_PATTERN, TINY_V1.generation_prompt("", image=False).lower()))
+    words.update(re.findall(WORD_PATTERN, prompt.lower()))
     words.update("0123456789abcdefghijklmnopqrstuvwxyz")
     words = sorted(w.lower() for w in words)
-    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
+    vocab = {token: i for i, token in enumerate(special_tokens)}
     for word in words:
         vocab.setdefault(word, len(vocab))
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=names["unk_token"]))
     core.normalizer = normalizers.Lowercase()
     core.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(WORD_PATTERN), behavior="isolated")]
     )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        extra_special_tokens={"image_token": IMAGE_TOKEN},
-        padding_side="left",
-    )
-    return tokenizer
+    return PreTrainedTokenizerFast(tokenizer_object=core, padding_side="left", **names)
 
 
 def build_model(tokenizer, image_size: int, patch_size: int, vision: dict, text: dict) -> LlavaForConditionalGeneration:
