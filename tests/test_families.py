@@ -85,3 +85,64 @@ def test_a_model_of_no_known_family_is_refused():
                                          num_attention_heads=2, vocab_size=10))
     with pytest.raises(ConfigError, match="no model family knows model_type 'llama'"):
         family_of(model)
+
+
+def _saved_tiny_qwen(tiny_qwen, folder):
+    tiny_qwen.model.save_pretrained(folder)
+    tiny_qwen.tokenizer.save_pretrained(folder)
+    tiny_qwen.image_processor.save_pretrained(folder)
+    return str(folder)
+
+
+def test_a_saved_qwen_loads_through_the_one_loading_path(tiny_qwen, tmp_path):
+    from hide.models.backbone import load_pretrained_backbone
+
+    loaded = load_pretrained_backbone(_saved_tiny_qwen(tiny_qwen, tmp_path / "base"))
+    assert type(loaded.model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert type(loaded.image_processor).__name__ == "Qwen2VLImageProcessorPil"
+    assert loaded.template.name == "qwen2_5_vl_chatml"  # the family's, the folder keeping none
+    assert loaded.tokenizer.convert_tokens_to_ids("<|image_pad|>") == loaded.image_token_id
+
+
+@pytest.mark.parametrize("fmt", ["peft", "merged"])
+def test_qwen_exports_load_with_plain_transformers_and_peft(tiny_qwen, tmp_path, fmt):
+    """A LoRA on the Qwen decoder's seven linears (and the trained merger), exported as a peft
+    adapter on the base Qwen checkpoint or merged into a Qwen checkpoint, gives the adapted model's
+    logits when loaded by peft or by Qwen2_5_VLForConditionalGeneration alone."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from hide.export import export_merged, export_peft
+    from hide.methods.lora import SequentialLoRA
+    from hide.models.backbone import load_pretrained_backbone
+
+    base = _saved_tiny_qwen(tiny_qwen, tmp_path / "base")
+    backbone = load_pretrained_backbone(base)
+    method = SequentialLoRA(rank=4, alpha=8, dropout=0.0)
+    method.attach(backbone, 2)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for layer in method.adapters.values():
+            for B in layer.lora_B:
+                B.copy_(torch.randn(B.shape, generator=generator) * 0.05)
+        for p in backbone.projector.parameters():
+            p.add_(torch.randn(p.shape, generator=generator) * 0.01)
+    records = [TrainRecord(id=str(i), image=p, turns=[Turn("what is it ?", "a red star")])
+               for i, p in enumerate(_images(tmp_path))]
+    batch = TrainCollator(Encoder.for_backbone(backbone))([(0, r) for r in records])
+    backbone.model.eval()
+    with torch.no_grad():
+        adapted = backbone.model(**model_inputs(backbone.model, batch)).logits
+        plain = tiny_qwen.model(**model_inputs(tiny_qwen.model, batch)).logits
+    assert not torch.allclose(adapted, plain, atol=1e-4)
+    out = tmp_path / fmt
+    if fmt == "peft":
+        from peft import PeftModel
+
+        export_peft(backbone, method, out)
+        model = PeftModel.from_pretrained(Qwen2_5_VLForConditionalGeneration.from_pretrained(base), out).eval()
+    else:
+        export_merged(backbone, method, out)
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(out).eval()
+    with torch.no_grad():
+        loaded = model(**model_inputs(model, batch)).logits
+    torch.testing.assert_close(loaded, adapted, atol=1e-4, rtol=1e-4)

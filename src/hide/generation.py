@@ -97,7 +97,8 @@ def _prefix_cache(model, prefix: torch.Tensor, batch_size: int, plan: PrefixPlan
 def greedy_answers(model, tokenizer, batch: dict, max_new_tokens: int, prefix_plan: PrefixPlan | None = None,
                    share_prefix: bool = True, stop_at_eos: bool = True) -> list[str]:
     """Greedy answers for a left-padded batch of `EvalCollator` (KV cache, the shared prompt
-    prefix run once), decoded and stripped. Stops when every row has produced `</s>`.
+    prefix run once), decoded and stripped. Stops when every row has produced the tokenizer's end
+    of sequence.
 
     Args:
         prefix_plan: how rows whose adapters differ get the prefix (None: every row's adapters

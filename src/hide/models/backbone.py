@@ -1,5 +1,6 @@
-"""Loading a LLaVA backbone with `from_pretrained`: the same code path for the tiny offline model
-(built and cached by `hide.models.tiny`) and for llava-hf checkpoints such as llava-1.5-7b-hf."""
+"""Loading a backbone with `from_pretrained`, its family's model class chosen by the checkpoint's
+config: the same code path for the tiny offline models (built and cached by `hide.models.tiny`)
+and for released checkpoints such as llava-hf/llava-1.5-7b-hf."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoImageProcessor, AutoTokenizer, LlavaForConditionalGeneration
+from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
 
 from hide.data.prompt import ConversationTemplate, load_template, template_named
 from hide.errors import HideError
-from hide.models.family import ModelFamily, family_of
+from hide.models.family import ModelFamily, family_named, family_of, known_families
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +22,13 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 class BackboneError(HideError, RuntimeError):
-    """A checkpoint path or its contents are not what a LLaVA backbone needs."""
+    """A checkpoint path or its contents are not what a backbone needs."""
 
 
 @dataclass
 class Backbone:
-    """A LLaVA model with the tokenizer, image processor and conversation template that go with it."""
+    """A model of a known family with the tokenizer, image processor and conversation template that
+    go with it."""
 
     model: LlavaForConditionalGeneration
     tokenizer: object  # a transformers tokenizer
@@ -112,15 +114,17 @@ def load_pretrained_backbone(
                 f"tokenizer.json or tokenizer.model, preprocessor_config.json)."
             )
     try:
-        model = LlavaForConditionalGeneration.from_pretrained(
+        family = family_named(AutoConfig.from_pretrained(path).model_type)
+        model = family.model_class.from_pretrained(
             path, dtype=DTYPES[dtype], attn_implementation=_attn_implementation(attn_implementation)
         )
         tokenizer = AutoTokenizer.from_pretrained(path)
         image_processor = AutoImageProcessor.from_pretrained(path, backend="pil")
     except (OSError, ValueError) as err:
+        kinds = " or ".join(f"a {f.display_name} checkpoint" for f in known_families())
         raise BackboneError(
-            f"Could not load a LLaVA checkpoint from {path!r}: {err}. Give a local directory with the "
-            f"llava-hf files, or a hub id on a machine that can reach the hub."
+            f"Could not load {kinds} from {path!r}: {err}. Give a local directory with the checkpoint's "
+            f"files (e.g. llava-hf's), or a hub id on a machine that can reach the hub."
         ) from err
     if gradient_checkpointing:
         enable_activation_checkpointing(model)

@@ -20,6 +20,8 @@ class ModelFamily:
     """What one family supplies; `hide.models.llava.LlavaFamily` is the reference."""
 
     model_type: str  # the transformers config's model_type of the family's checkpoints
+    model_class: type  # the transformers class that loads them (from_pretrained)
+    display_name: str
     language_model_path: str  # the decoder's path inside the model (peft's module names start with it)
     projector_path: str  # the projector's path inside the model (peft's modules_to_save)
     vision_tower_path: str
@@ -100,13 +102,22 @@ def load_families() -> None:
     import hide.models.qwen2_5_vl  # noqa: F401
 
 
-def family_of(model: nn.Module) -> ModelFamily:
-    """The family of a model (unwrapped by peft or not), by its config's model_type."""
+def known_families() -> list[ModelFamily]:
     load_families()
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    return list(FAMILIES.values())
+
+
+def family_named(model_type: str | None) -> ModelFamily:
+    """The family of a transformers config's model_type."""
+    load_families()
     if model_type not in FAMILIES:
         raise ConfigError(f"no model family knows model_type {model_type!r}; hide knows {sorted(FAMILIES)}")
     return FAMILIES[model_type]
+
+
+def family_of(model: nn.Module) -> ModelFamily:
+    """The family of a model (unwrapped by peft or not), by its config's model_type."""
+    return family_named(getattr(getattr(model, "config", None), "model_type", None))
 
 
 def model_inputs(model: nn.Module, batch: dict) -> dict:

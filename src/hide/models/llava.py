@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from transformers import LlavaForConditionalGeneration
 
 from hide.data.formats import IMAGE_TOKEN
 from hide.data.prompt import ConversationTemplate, register_template
@@ -37,6 +38,8 @@ LLAMA_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
 
 class LlavaFamily(ModelFamily):
     model_type = "llava"
+    model_class = LlavaForConditionalGeneration
+    display_name = "LLaVA"
     language_model_path = "model.language_model"
     projector_path = "model.multi_modal_projector"
     vision_tower_path = "model.vision_tower"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from transformers import Qwen2_5_VLForConditionalGeneration
 
 from hide.data.prompt import ConversationTemplate, register_template
 from hide.models.family import ModelFamily, register
@@ -34,6 +35,8 @@ CHATML = register_template(ConversationTemplate(
 
 class QwenVLFamily(ModelFamily):
     model_type = "qwen2_5_vl"
+    model_class = Qwen2_5_VLForConditionalGeneration
+    display_name = "Qwen2.5-VL"
     language_model_path = "model.language_model"
     projector_path = "model.visual.merger"
     vision_tower_path = "model.visual"

@@ -46,6 +46,7 @@ from hide.data import synth
 from hide.data.collate import Encoder, TrainCollator
 from hide.data.formats import IMAGE_TOKEN, TrainRecord, load_train_file
 from hide.models.backbone import Backbone, load_pretrained_backbone
+from hide.models.family import model_inputs
 from hide.models.llava import TINY_V1
 from hide.module import cosine_with_warmup
 
@@ -212,8 +213,7 @@ def pretrain_language(backbone: Backbone, records: list[TrainRecord], epochs: in
         job = bar.add_task("language pretraining", total=total, info="", visible=progress)
         for _ in range(epochs):
             for batch in loader:
-                out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                            pixel_values=batch["pixel_values"], labels=batch["labels"])
+                out = model(**model_inputs(model, batch), labels=batch["labels"])
                 _optimizer_step(out.loss, trainable, optimizer, scheduler, losses, bar, job,
                                 "language pretraining", total)
     model.requires_grad_(True)
