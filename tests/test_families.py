@@ -146,3 +146,21 @@ def test_qwen_exports_load_with_plain_transformers_and_peft(tiny_qwen, tmp_path,
     with torch.no_grad():
         loaded = model(**model_inputs(model, batch)).logits
     torch.testing.assert_close(loaded, adapted, atol=1e-4, rtol=1e-4)
+
+
+def test_qwen_pretraining_states_cut_images_as_its_processor_does(tiny_qwen):
+    """The vision pretraining feeds normalised image tensors; cut into patches by the family they
+    give the merged tokens that the image processor's own patches give."""
+    import numpy as np
+
+    processor = tiny_qwen.image_processor
+    images = [Image.fromarray(np.random.RandomState(i).randint(0, 255, (64, 64, 3), dtype=np.uint8)) for i in range(2)]
+    processed = processor(images=images, return_tensors="pt")
+    pixels = torch.from_numpy(np.stack([np.asarray(im) for im in images])).permute(0, 3, 1, 2).float() / 255.0
+    pixels = (pixels - torch.tensor(processor.image_mean).view(1, 3, 1, 1)) / torch.tensor(processor.image_std).view(1, 3, 1, 1)
+    family, model = tiny_qwen.family, tiny_qwen.model
+    with torch.no_grad():
+        tokens, cells = family.pretraining_states(model, pixels)
+        expected = family.vision_tower(model)(processed["pixel_values"], grid_thw=processed["image_grid_thw"]).pooler_output
+    assert cells.shape == (2, family.token_grid_side(model, 64) ** 2, family.pretraining_width(model)) == (2, 16, 64)
+    torch.testing.assert_close(cells.reshape(-1, 64), expected, atol=1e-5, rtol=1e-5)

@@ -62,6 +62,20 @@ class ModelFamily:
         the image."""
         raise ConfigError(f"{self.model_type}: an image's token count depends on the image; pass it")
 
+    # -- the tiny backbones' vision pretraining (hide.models.tiny.pretrain_vision) ----------------
+    def pretraining_width(self, model: nn.Module) -> int:
+        """The width of the image tokens that the pretraining heads read."""
+        raise NotImplementedError
+
+    def token_grid_side(self, model: nn.Module, image_size: int) -> int:
+        """How many image tokens one side of a square `image_size` image gives (in raster order)."""
+        raise NotImplementedError
+
+    def pretraining_states(self, model: nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For normalised square images (batch, 3, side, side): every token the vision side gives
+        (batch, tokens, width), and the image tokens alone in raster order (batch, cells, width)."""
+        raise NotImplementedError
+
     def image_token_id(self, model: nn.Module) -> int:
         """The id every image-feature placeholder of a prompt has."""
         raise NotImplementedError

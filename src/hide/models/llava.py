@@ -68,6 +68,16 @@ class LlavaFamily(ModelFamily):
         out = tower(pixel_values=batch["pixel_values"].to(tower.dtype), output_hidden_states=True)
         return out.hidden_states[layer][:, 1:].float().mean(1)  # patch tokens, CLIP's CLS dropped
 
+    def pretraining_width(self, model: nn.Module) -> int:
+        return model.config.vision_config.hidden_size
+
+    def token_grid_side(self, model: nn.Module, image_size: int) -> int:
+        return image_size // model.config.vision_config.patch_size
+
+    def pretraining_states(self, model: nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = self.vision_tower(model)(pixel_values=pixels).last_hidden_state
+        return tokens, tokens[:, 1:]  # token 0 is CLS; LLaVA's "default" strategy drops it
+
     def image_token_id(self, model: nn.Module) -> int:
         return model.config.image_token_index
 

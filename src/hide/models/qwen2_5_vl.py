@@ -71,6 +71,28 @@ class QwenVLFamily(ModelFamily):
         sizes = grid.prod(-1).tolist()
         return torch.stack([part.float().mean(0) for part in hidden.split(sizes)])
 
+    def pretraining_width(self, model: nn.Module) -> int:
+        return model.config.vision_config.out_hidden_size  # the merger's output: what the decoder reads
+
+    def token_grid_side(self, model: nn.Module, image_size: int) -> int:
+        vision = model.config.vision_config
+        return image_size // (vision.patch_size * vision.spatial_merge_size)
+
+    def pretraining_states(self, model: nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The merged tokens (2 x 2 patches each), from the images cut into patches as the image
+        processor cuts them (each patch repeated over the 2 time steps of a still image)."""
+        vision = model.config.vision_config
+        size, merge, steps = vision.patch_size, vision.spatial_merge_size, vision.temporal_patch_size
+        batch, channels, height, width = pixels.shape
+        rows, cols = height // size, width // size
+        patches = pixels[:, None].expand(batch, steps, channels, height, width).reshape(
+            batch, steps, channels, rows // merge, merge, size, cols // merge, merge, size)
+        patches = patches.permute(0, 3, 6, 4, 7, 2, 1, 5, 8).reshape(batch * rows * cols, -1)
+        grid = torch.tensor([[1, rows, cols]] * batch, device=pixels.device)
+        merged = self.vision_tower(model)(patches, grid_thw=grid).pooler_output
+        merged = merged.reshape(batch, rows * cols // merge ** 2, -1)
+        return merged, merged
+
     def image_token_id(self, model: nn.Module) -> int:
         return model.config.image_token_id
 

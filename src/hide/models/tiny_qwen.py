@@ -23,9 +23,13 @@ def build_qwen_tokenizer():
 def build_qwen_model(tokenizer, vision: dict, text: dict, patch_size: int = 8,
                      merge_size: int = 2) -> Qwen2_5_VLForConditionalGeneration:
     """A random-init Qwen2.5-VL. `text` sets the decoder (hidden_size, intermediate_size,
-    num_hidden_layers, num_attention_heads, num_key_value_heads), `vision` the ViT (hidden_size,
-    intermediate_size, depth, num_heads); M-RoPE's sections split the head dimension's halves
-    as Qwen2.5-VL-7B's [16, 24, 24] of 64."""
+    num_hidden_layers, num_attention_heads, num_key_value_heads, ...), `vision` the ViT in the tiny
+    LLaVA's names (hidden_size, intermediate_size, num_hidden_layers, num_attention_heads), so one
+    setting sizes both families; M-RoPE's sections split the head dimension's half as
+    Qwen2.5-VL-7B's [16, 24, 24] of 64."""
+    vision = dict(vision)
+    vision["depth"] = vision.pop("num_hidden_layers")
+    vision["num_heads"] = vision.pop("num_attention_heads")
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
     half = text["hidden_size"] // text["num_attention_heads"] // 2
     sections = [half // 4, (half - half // 4) // 2, half - half // 4 - (half - half // 4) // 2]
@@ -49,10 +53,19 @@ def build_qwen_processor(image_size: int, patch_size: int = 8, merge_size: int =
                                     min_pixels=side * side, max_pixels=image_size * image_size)
 
 
+def new_tiny_qwen(spec: dict) -> Backbone:
+    """The untrained tiny Qwen of a tiny spec (`hide.models.tiny.tiny_spec`): its sizes, image size
+    and patch size (two by two patches merge into one image token)."""
+    tokenizer = build_qwen_tokenizer()
+    model = build_qwen_model(tokenizer, spec["vision"], spec["text"], patch_size=spec["patch_size"])
+    return Backbone(model=model, tokenizer=tokenizer,
+                    image_processor=build_qwen_processor(spec["image_size"], spec["patch_size"]), name="tiny-qwen")
+
+
 def random_tiny_qwen(image_size: int = 64, vision: dict | None = None, text: dict | None = None) -> Backbone:
     """An untrained tiny Qwen2.5-VL backbone (tests of the family's plumbing)."""
     tokenizer = build_qwen_tokenizer()
-    vision = vision or {"hidden_size": 32, "intermediate_size": 64, "depth": 2, "num_heads": 2}
+    vision = vision or {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
     text = text or {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
                     "num_key_value_heads": 2}
     model = build_qwen_model(tokenizer, vision, text).eval()
