@@ -102,6 +102,19 @@ def test_a_saved_qwen_loads_through_the_one_loading_path(tiny_qwen, tmp_path):
     assert type(loaded.image_processor).__name__ == "Qwen2VLImageProcessorPil"
     assert loaded.template.name == "qwen2_5_vl_chatml"  # the family's, the folder keeping none
     assert loaded.tokenizer.convert_tokens_to_ids("<|image_pad|>") == loaded.image_token_id
+    # a pixel budget of its own (model.image_processor.max_pixels) gives a 64 px image fewer tokens
+    small = load_pretrained_backbone(str(tmp_path / "base"), image_processor={"max_pixels": 32 * 32})
+    grids = [b.image_processor(images=[Image.new("RGB", (64, 64))], return_tensors="pt")["image_grid_thw"].tolist()
+             for b in (loaded, small)]
+    assert grids == [[[1, 8, 8]], [[1, 4, 4]]]
+
+
+def test_the_qwen_7b_configuration_composes(tmp_path):
+    from hide.config import compose_config
+
+    cfg = compose_config(["model=qwen2.5-vl-7b", "method=hide"], tmp_path)
+    assert cfg.model._target_ == "hide.models.backbone.load_pretrained_backbone"
+    assert cfg.model.path == "Qwen/Qwen2.5-VL-7B-Instruct" and cfg.model.image_processor.max_pixels == 1280 * 28 * 28
 
 
 @pytest.mark.parametrize("fmt", ["peft", "merged"])
@@ -164,3 +177,45 @@ def test_qwen_pretraining_states_cut_images_as_its_processor_does(tiny_qwen):
         expected = family.vision_tower(model)(processed["pixel_values"], grid_thw=processed["image_grid_thw"]).pooler_output
     assert cells.shape == (2, family.token_grid_side(model, 64) ** 2, family.pretraining_width(model)) == (2, 16, 64)
     torch.testing.assert_close(cells.reshape(-1, 64), expected, atol=1e-5, rtol=1e-5)
+
+
+# -- the second family through the real configs, loop, resume and load_run --------------------
+QWEN = "model=tiny-qwen"
+
+
+@pytest.mark.parametrize("method", ["zeroshot", "lora", "moelora", "olora", "ewc", "lwf", "replay", "reglora",
+                                    "keeplora", "disco", "hide", "multitask"])
+def test_every_method_runs_two_tasks_on_qwen(fast_cfg, tmp_path, method):
+    from hide.loop import run_continual
+
+    metrics = run_continual(fast_cfg(QWEN, f"method={method}", "trainer.max_epochs=1"), tmp_path / "run")
+    assert metrics["method"] == method
+    assert len(metrics["matrix"]) == 3 and all(v is not None for v in metrics["matrix"][-1])
+    assert (metrics["params_trainable"] > 0) == (method != "zeroshot")
+    if method == "hide":  # the anchors route on Qwen's own towers
+        assert set(metrics["routing_accuracy"]) == {"Renditions", "FigureQA"}
+
+
+def test_qwen_load_run_answers_as_the_run_did(finished_run, tmp_path):
+    import json
+
+    import hide
+
+    run_dir = finished_run(tmp_path, QWEN, "method=hide", "benchmark.test_per_task=12")
+    model = hide.load_run(run_dir)
+    recorded = json.loads((run_dir / "predictions" / "stage2.json").read_text())
+    for index, task in enumerate(model.run.tasks):
+        answers = model.predict([r.image for r in task.test], [r.text for r in task.test])
+        assert dict(zip([r.question_id for r in task.test], answers)) == recorded[task.name]
+    assert any(answer for answers in recorded.values() for answer in answers.values())
+
+
+def test_qwen_run_killed_in_training_resumes_to_identical_results(tmp_path):
+    from test_resume import assert_killed, assert_same_results, train
+
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    assert train(reference, QWEN, "method=hide").returncode == 0
+    assert_killed(train(run, QWEN, "method=hide", kill_at="train_batch:5"))
+    done = train(run, QWEN, "method=hide", resume=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_results(run, reference)

@@ -30,7 +30,7 @@ class Backbone:
     """A model of a known family with the tokenizer, image processor and conversation template that
     go with it."""
 
-    model: LlavaForConditionalGeneration
+    model: torch.nn.Module  # a transformers model of a known family
     tokenizer: object  # a transformers tokenizer
     image_processor: object
     name: str
@@ -93,8 +93,12 @@ def load_pretrained_backbone(
     gradient_checkpointing: bool = False,
     template: str | None = None,
     default_template: ConversationTemplate | None = None,
+    image_processor: dict | None = None,
 ) -> Backbone:
     """Load model, tokenizer and image processor from a hub id or a local directory.
+
+    `image_processor`: settings that replace the checkpoint's own image processor's (Qwen2.5-VL's
+    `max_pixels`: the pixel budget that decides how many image tokens an image gives).
 
     `template` names the conversation template (`hide.data.prompt.TEMPLATES`); None: the one the
     checkpoint folder keeps (`conversation_template.json`), else `default_template` (None: the
@@ -119,7 +123,7 @@ def load_pretrained_backbone(
             path, dtype=DTYPES[dtype], attn_implementation=_attn_implementation(attn_implementation)
         )
         tokenizer = AutoTokenizer.from_pretrained(path)
-        image_processor = AutoImageProcessor.from_pretrained(path, backend="pil")
+        processor = AutoImageProcessor.from_pretrained(path, backend="pil", **(image_processor or {}))
     except (OSError, ValueError) as err:
         kinds = " or ".join(f"a {f.display_name} checkpoint" for f in known_families())
         raise BackboneError(
@@ -136,7 +140,7 @@ def load_pretrained_backbone(
         chosen = template_named(template)
     else:
         chosen = load_template(local, default_template) if local.is_dir() else default_template
-    return Backbone(model=model, tokenizer=tokenizer, image_processor=image_processor, name=str(path), template=chosen)
+    return Backbone(model=model, tokenizer=tokenizer, image_processor=processor, name=str(path), template=chosen)
 
 
 def enable_activation_checkpointing(model) -> None:
@@ -147,19 +151,3 @@ def enable_activation_checkpointing(model) -> None:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-
-
-def llava_1_5_7b_config():
-    """LLaVA-1.5-7B's architecture (llava-hf/llava-1.5-7b-hf's config values: CLIP ViT-L/14-336,
-    2-layer GELU projector, 32-layer 4096-wide LLaMA), for building it without a download: on the
-    meta device to count parameters, or with random weights for GPU tests."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
-
-    return LlavaConfig(
-        vision_config=CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
-                                       num_attention_heads=16, image_size=336, patch_size=14, projection_dim=768),
-        text_config=LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                                num_attention_heads=32, num_key_value_heads=32, vocab_size=32064),
-        image_token_index=32000, projector_hidden_act="gelu", vision_feature_layer=-2,
-        vision_feature_select_strategy="default",
-    )

@@ -28,6 +28,12 @@ class ModelFamily:
     lora_targets: tuple[str, ...]  # the language model's linears that LoRA adapts
     default_template: ConversationTemplate  # for a checkpoint folder that keeps none
     image_placeholder: str  # the token of the template's image text that expands to the image's tokens
+    tiny_name: str  # the folder prefix of the family's tiny backbones (hide.models.tiny)
+
+    def new_tiny(self, spec: dict):
+        """The family's untrained tiny backbone of a tiny spec (`hide.models.tiny.tiny_spec`),
+        which the tiny recipe then pretrains."""
+        raise NotImplementedError
 
     def language_model(self, model: nn.Module) -> nn.Module:
         return model.get_submodule(self.language_model_path)
@@ -110,10 +116,15 @@ def register(family: ModelFamily) -> ModelFamily:
     return family
 
 
+FAMILY_MODULES = ("hide.models.llava", "hide.models.qwen2_5_vl")  # each registers its family and templates
+
+
 def load_families() -> None:
-    """Register the families shipped with hide (each module registers itself and its templates)."""
-    import hide.models.llava  # noqa: F401
-    import hide.models.qwen2_5_vl  # noqa: F401
+    """Register the families shipped with hide."""
+    import importlib
+
+    for module in FAMILY_MODULES:
+        importlib.import_module(module)
 
 
 def known_families() -> list[ModelFamily]:

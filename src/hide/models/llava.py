@@ -46,6 +46,12 @@ class LlavaFamily(ModelFamily):
     lora_targets = LLAMA_LINEARS
     default_template = VICUNA_V1  # llava-hf checkpoints keep no template of their own
     image_placeholder = IMAGE_TOKEN
+    tiny_name = "tiny-llava"
+
+    def new_tiny(self, spec: dict):
+        from hide.models.tiny import new_tiny_llava
+
+        return new_tiny_llava(spec)
 
     def fixed_image_tokens(self, config) -> int:
         """One token per patch ("default" feature strategy: CLIP's CLS dropped)."""
@@ -87,3 +93,19 @@ class LlavaFamily(ModelFamily):
 
 
 LLAVA = register(LlavaFamily())
+
+
+def llava_1_5_7b_config():
+    """LLaVA-1.5-7B's architecture (llava-hf/llava-1.5-7b-hf's config values: CLIP ViT-L/14-336,
+    2-layer GELU projector, 32-layer 4096-wide LLaMA), for building it without a download: on the
+    meta device to count parameters, or with random weights for GPU tests."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+
+    return LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                                       num_attention_heads=16, image_size=336, patch_size=14, projection_dim=768),
+        text_config=LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                                num_attention_heads=32, num_key_value_heads=32, vocab_size=32064),
+        image_token_index=32000, projector_hidden_act="gelu", vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+    )

@@ -43,6 +43,12 @@ class QwenVLFamily(ModelFamily):
     lora_targets = QWEN_LINEARS
     default_template = CHATML
     image_placeholder = IMAGE_PAD
+    tiny_name = "tiny-qwen"
+
+    def new_tiny(self, spec: dict):
+        from hide.models.tiny_qwen import new_tiny_qwen
+
+        return new_tiny_qwen(spec)
 
     def vision_shape(self, model: nn.Module) -> tuple[int, int]:
         config = model.config.vision_config
@@ -132,3 +138,21 @@ class QwenVLFamily(ModelFamily):
 
 
 QWEN2_5_VL = register(QwenVLFamily())
+
+
+def qwen2_5_vl_7b_config():
+    """Qwen2.5-VL-7B-Instruct's architecture (its config.json's values: a 32-block 1280-wide ViT with
+    window attention, the 2 x 2 merger to 3584, a 28-layer Qwen2 decoder with 4 key-value heads),
+    for building it without a download: on the meta device to count parameters, or with random
+    weights for GPU tests."""
+    from transformers import Qwen2_5_VLConfig
+
+    return Qwen2_5_VLConfig(
+        text_config=dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                         num_key_value_heads=4, vocab_size=152064, max_position_embeddings=128000,
+                         rope_theta=1000000.0, tie_word_embeddings=False,
+                         rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]}),
+        vision_config=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584,
+                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
+                           fullatt_block_indexes=[7, 15, 23, 31], hidden_act="silu", tokens_per_second=2),
+        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653)

@@ -46,7 +46,7 @@ from hide.data import synth
 from hide.data.collate import Encoder, TrainCollator
 from hide.data.formats import IMAGE_TOKEN, TrainRecord, load_train_file
 from hide.models.backbone import Backbone, load_pretrained_backbone
-from hide.models.family import model_inputs
+from hide.models.family import family_named, model_inputs
 from hide.models.llava import TINY_V1
 from hide.module import cosine_with_warmup
 
@@ -389,7 +389,7 @@ def tiny_spec(image_size: int = 64, patch_size: int = 8, vision: dict | None = N
 
 
 def _family_prefix(spec: dict) -> str:
-    return {"llava": "tiny-llava", "qwen2_5_vl": "tiny-qwen"}[spec.get("family", "llava")]
+    return family_named(spec.get("family", "llava")).tiny_name
 
 
 def tiny_backbone_name(spec: dict) -> str:
@@ -441,12 +441,8 @@ def _without_loading_bar():
             transformers_logging.enable_progress_bar()
 
 
-def _new_tiny(spec: dict) -> Backbone:
-    """The untrained backbone of `spec`: a tiny LLaVA, or of the family `spec` names."""
-    if "family" in spec:
-        from hide.models import tiny_qwen
-
-        return tiny_qwen.new_tiny_qwen(spec)
+def new_tiny_llava(spec: dict) -> Backbone:
+    """The untrained tiny LLaVA of `spec`."""
     tokenizer = build_tokenizer()
     model = build_model(tokenizer, spec["image_size"], spec["patch_size"], spec["vision"], spec["text"])
     size = spec["image_size"]
@@ -459,7 +455,7 @@ def _new_tiny(spec: dict) -> Backbone:
 def _build_tiny(path: Path, spec: dict, progress: bool) -> None:
     log.info("Building the %s backbone in %s (first use of this config)", _family_prefix(spec), path)
     torch.manual_seed(spec["seed"])
-    backbone = _new_tiny(spec)
+    backbone = family_named(spec.get("family", "llava")).new_tiny(spec)
     model, tokenizer, image_processor = backbone.model, backbone.tokenizer, backbone.image_processor
     size = spec["image_size"]
     language_pretrain = dict(spec["language_pretrain"])
