@@ -13,10 +13,17 @@ from hide.models.family import family_of, model_inputs
 
 @pytest.fixture(scope="module")
 def tiny_qwen():
-    from hide.models.tiny_qwen import random_tiny_qwen
+    from hide.models.tiny import tiny_spec
+    from hide.models.tiny_qwen import new_tiny_qwen
 
     torch.manual_seed(0)
-    return random_tiny_qwen()
+    spec = tiny_spec(image_size=64, patch_size=8, family="qwen2_5_vl",
+                     vision={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
+                     text={"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+                           "num_key_value_heads": 2})
+    backbone = new_tiny_qwen(spec)  # untrained: the family's plumbing, not its answers
+    backbone.model.eval()
+    return backbone
 
 
 def _images(tmp_path):

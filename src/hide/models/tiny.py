@@ -49,6 +49,7 @@ from hide.models.backbone import Backbone, load_pretrained_backbone
 from hide.models.family import family_named, model_inputs
 from hide.models.llava import TINY_V1
 from hide.module import cosine_with_warmup
+from hide.modes import model_mode
 
 log = logging.getLogger(__name__)
 
@@ -155,10 +156,8 @@ def copy_accuracy(backbone: Backbone, sequences: int = 200, length: int = 8, see
     """The share of a repeated sequence's second half that the language model predicts right
     from what came before (teacher forcing): 0 for a model that cannot copy from its context."""
     ids = _repeated_words(backbone, _word_ids(backbone), sequences, length, torch.Generator().manual_seed(seed))
-    was_training = backbone.model.training
-    backbone.model.eval()
-    predicted = backbone.model(input_ids=ids).logits[:, length + 1:-1].argmax(-1)
-    backbone.model.train(was_training)
+    with model_mode(backbone.model, training=False):
+        predicted = backbone.model(input_ids=ids).logits[:, length + 1:-1].argmax(-1)
     return (predicted == ids[:, length + 2:]).float().mean().item()
 
 

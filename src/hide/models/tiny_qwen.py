@@ -60,14 +60,3 @@ def new_tiny_qwen(spec: dict) -> Backbone:
     model = build_qwen_model(tokenizer, spec["vision"], spec["text"], patch_size=spec["patch_size"])
     return Backbone(model=model, tokenizer=tokenizer,
                     image_processor=build_qwen_processor(spec["image_size"], spec["patch_size"]), name="tiny-qwen")
-
-
-def random_tiny_qwen(image_size: int = 64, vision: dict | None = None, text: dict | None = None) -> Backbone:
-    """An untrained tiny Qwen2.5-VL backbone (tests of the family's plumbing)."""
-    tokenizer = build_qwen_tokenizer()
-    vision = vision or {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
-    text = text or {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
-                    "num_key_value_heads": 2}
-    model = build_qwen_model(tokenizer, vision, text).eval()
-    return Backbone(model=model, tokenizer=tokenizer, image_processor=build_qwen_processor(image_size),
-                    name="tiny-qwen (random)")
