@@ -29,7 +29,7 @@ SPEC_PEAK_TFLOPS = 989.0  # H100 / H200 SXM, dense bf16
 def build(shape: str, device: str):
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
-    from hide.models.backbone import llava_1_5_7b_config
+    from hide.models.llava import llava_1_5_7b_config
 
     if shape == "7b":
         config = llava_1_5_7b_config()

@@ -21,7 +21,9 @@ and NAME is one of `TABLES`, each a function of files kept in docs/results/:
   docs/results/runs/comparison/methods/ (experiments/run_comparison.sh), summarised by
   experiments/compare.py;
 - `hide-ablations`: HiDe's inference variants on the same seeds, the hide_inference.json files kept
-  in docs/results/runs/comparison/hide_ablations/s<N>/ (experiments/hide_inference.py).
+  in docs/results/runs/comparison/hide_ablations/s<N>/ (experiments/hide_inference.py);
+- `param-budget`: parameters per method on the tiny model and the 7B shapes,
+  docs/results/param_budget.json (experiments/param_budget.py).
 """
 
 from __future__ import annotations
@@ -210,9 +212,13 @@ def hide_ablations() -> str:
     return text.replace(str(ROOT) + "/", "")
 
 
+def param_budget() -> str:
+    return _experiment("param_budget").markdown(_load(RESULTS / "param_budget.json"))
+
+
 TABLES = {"calibration": calibration, "calibration-tasks": calibration_tasks, "levers": levers,
           "designs": designs, "mixture-overlap": mixture_overlap, "comparison": comparison,
-          "comparison-per-task": comparison_per_task, "hide-ablations": hide_ablations}
+          "comparison-per-task": comparison_per_task, "hide-ablations": hide_ablations, "param-budget": param_budget}
 
 
 def regenerate(text: str, source: str) -> tuple[str, list[str]]:

@@ -154,6 +154,14 @@ def test_param_budget_on_the_tiny_and_the_7b_model(tmp_path):
     assert big["olora"]["stored"] == 6 * lora_7b + projector_7b
     assert big["hide"]["stored"] == lora_7b + projector_7b + 5 * 8 * (4 * 8192 + 2 * 15104 + 15104)
     assert budget["tiny"]["lora"]["trainable"] > 0
+    qwen = budget["qwen2.5-vl-7b"]
+    # Qwen2.5-VL-7B's decoder: 28 layers 3584 wide, k and v to 4 key-value heads of 128 (512), MLP 18944;
+    # its projector, the patch merger: RMSNorm(1280), then 4 x 1280 -> 5120 -> 3584 with biases
+    lora_qwen = 28 * 8 * (2 * (3584 + 3584) + 2 * (3584 + 512) + 2 * (3584 + 18944) + (18944 + 3584))
+    merger = 1280 + 5120 * 5120 + 5120 + 5120 * 3584 + 3584
+    assert lora_qwen == 20_185_088  # 20.2M, against LLaVA-1.5-7B's 20.0M
+    assert qwen["lora"]["trainable"] == lora_qwen + merger
+    assert qwen["olora"]["stored"] == 6 * lora_qwen + merger
 
 
 def test_cka_analysis_trains_one_model_per_task_and_writes_the_arrays(tmp_path):

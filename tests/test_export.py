@@ -151,7 +151,8 @@ def test_export_of_the_7b_layout(tmp_path, tiny_backbone):
 
     from hide.export import export_merged, export_peft
     from hide.methods.olora import OLoRA
-    from hide.models.backbone import Backbone, llava_1_5_7b_config
+    from hide.models.backbone import Backbone
+    from hide.models.llava import llava_1_5_7b_config
 
     config = llava_1_5_7b_config()
     config.text_config.update({"hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,

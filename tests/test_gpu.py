@@ -20,7 +20,8 @@ def test_llava_7b_shaped_lora_step_and_batched_generation_in_bf16():
     from transformers import LlavaForConditionalGeneration
 
     from hide.methods.lora import SequentialLoRA
-    from hide.models.backbone import Backbone, enable_activation_checkpointing, llava_1_5_7b_config
+    from hide.models.backbone import Backbone, enable_activation_checkpointing
+    from hide.models.llava import llava_1_5_7b_config
 
     torch.manual_seed(0)
     config = llava_1_5_7b_config()

@@ -4,7 +4,7 @@ import torch
 
 from hide.data.collate import IGNORE_INDEX, Encoder, EvalCollator, TrainCollator, expand2square
 from hide.data.formats import TestRecord, TrainRecord, Turn
-from hide.data.prompt import TINY_V1
+from hide.models.llava import TINY_V1
 
 SYSTEM = TINY_V1.system  # the shipped tiny backbone's template: the one it was instruction-tuned with
 
@@ -79,7 +79,7 @@ def test_vicuna_v1_is_llava_1_5s_conversation():
     """LLaVA's llava/conversation.py:252-262 (conv_vicuna_v1: system, roles USER/ASSISTANT, sep " ",
     sep2 "</s>") and get_prompt's SeparatorStyle.TWO branch (lines 51-60): with the image,
     model_answer.py:45 puts "<image>\\n" before the question."""
-    from hide.data.prompt import VICUNA_V1
+    from hide.models.llava import VICUNA_V1
 
     system = ("A chat between a curious user and an artificial intelligence assistant. "
               "The assistant gives helpful, detailed, and polite answers to the user's questions.")
@@ -94,7 +94,8 @@ def test_vicuna_v1_is_llava_1_5s_conversation():
 def test_a_checkpoint_keeps_its_template(tiny_backbone, tmp_path):
     """The shipped tiny backbone reads tiny_v1 from its folder; a checkpoint without a template file
     (a llava-hf one) gets vicuna_v1; model.template names another."""
-    from hide.data.prompt import TEMPLATE_FILE, VICUNA_V1
+    from hide.data.prompt import TEMPLATE_FILE
+    from hide.models.llava import VICUNA_V1
     from hide.models.backbone import load_pretrained_backbone
 
     assert tiny_backbone.template == TINY_V1
@@ -143,3 +144,19 @@ def test_text_only_records_have_no_image(tiny_backbone, tmp_path):
         "questions . user : how many cubes ? what color ? assistant :")
     only_text = collate([(0, TestRecord("q2", None, "what ?", "4"))])
     assert only_text["pixel_values"] is None
+
+
+def test_a_template_file_in_vicuna_fields_reads_as_the_same_conversation(tmp_path):
+    """A template file that keeps LLaVA's Conversation fields (roles and separators, as
+    llava/conversation.py's conv_vicuna_v1: sep " ", sep2 "</s>") reads as the format strings."""
+    import json
+
+    from hide.data.prompt import TEMPLATE_FILE, load_template
+
+    (tmp_path / TEMPLATE_FILE).write_text(json.dumps({"name": "tiny_v1", "system": SYSTEM, "user": "USER",
+                                                      "assistant": "ASSISTANT", "sep": " ", "sep2": "</s>"}))
+    read = load_template(tmp_path, default=None)
+    assert read == TINY_V1
+    turns = [Turn("What is it?", "a star"), Turn("And the color?", "red")]
+    assert "".join(t for t, _ in read.segments(turns)) == (
+        f"{SYSTEM} USER: <image>\nWhat is it? ASSISTANT: a star</s>USER: And the color? ASSISTANT: red</s>")

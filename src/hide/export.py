@@ -5,13 +5,14 @@
 
 - `peft`: a standard LoRA adapter folder (adapter_config.json, adapter_model.safetensors) on the
   language model's linears, with the trained projector as a module to save. Loaded by
-  `PeftModel.from_pretrained(LlavaForConditionalGeneration.from_pretrained(BASE), DIR)`, BASE being
-  the adapter config's `base_model_name_or_path` (the run's backbone). For every method whose model
+  `PeftModel.from_pretrained(MODEL_CLASS.from_pretrained(BASE), DIR)`, MODEL_CLASS being the
+  family's (LlavaForConditionalGeneration, Qwen2_5_VLForConditionalGeneration) and BASE the
+  adapter config's `base_model_name_or_path` (the run's backbone). For every method whose model
   is one LoRA per linear: lora, ewc, lwf, replay, multitask; O-LoRA as its slots concatenated
   (rank k r, alpha k alpha: the sum of its k experts); hide with every layer fused.
-- `merged`: a llava-hf checkpoint (config, weights, tokenizer, image processor) with every update
-  folded into W and the trained projector in place, which `LlavaForConditionalGeneration
-  .from_pretrained(DIR)` loads with nothing from this project; for the same methods, and for a
+- `merged`: a checkpoint of the family's (config, weights, tokenizer, image processor) with every
+  update folded into W and the trained projector in place, which `MODEL_CLASS.from_pretrained(DIR)`
+  loads with nothing from this project; for the same methods, and for a
   method that routes some layers per sample (`ContinualMethod.writes_unmerged_layers`): the other
   layers folded, the routed layers' experts beside the checkpoint as peft adapters named by task
   (`experts/<task>/`), with the method's state and settings (`method_state.pt`,

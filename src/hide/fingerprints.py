@@ -86,12 +86,12 @@ def code_fingerprint(objects) -> str:
 
 def recipe_fingerprint() -> str:
     from hide.data import collate, prompt
-    from hide.models import tiny
+    from hide.models import llava, tiny
     from hide.module import cosine_with_warmup
 
     return code_fingerprint([tiny.build_tokenizer, tiny.build_model, tiny.pretrain_vision, tiny._QuestionPooledHead,
-                             tiny._patch_cells, tiny.pretrain_language, tiny._build_tiny, prompt, collate.Encoder,
-                             collate.TrainCollator, cosine_with_warmup])
+                             tiny._patch_cells, tiny.pretrain_language, tiny._build_tiny, prompt, llava,
+                             collate.Encoder, collate.TrainCollator, cosine_with_warmup])
 
 
 def current() -> dict:

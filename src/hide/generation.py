@@ -75,8 +75,9 @@ def _max_over_ranks(value: int, device: torch.device) -> int:
 def _prefix_cache(model, prefix: torch.Tensor, batch_size: int, plan: PrefixPlan | None) -> DynamicCache:
     """The KV cache of `prefix` (1-D token ids) for every row of the batch."""
     cache = DynamicCache(config=model.config)
+    positions = family_of(model).text_positions(torch.ones_like(prefix)[None])
     with nullcontext() if plan is None else plan.context():
-        model(input_ids=prefix[None], past_key_values=cache, use_cache=True, logits_to_keep=1)
+        model(input_ids=prefix[None], position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1)
     if plan is not None and plan.mix.shape[0] != batch_size:
         raise ValueError(f"a prefix plan for {plan.mix.shape[0]} rows, a batch of {batch_size}")
     layers = []
@@ -96,7 +97,8 @@ def _prefix_cache(model, prefix: torch.Tensor, batch_size: int, plan: PrefixPlan
 def greedy_answers(model, tokenizer, batch: dict, max_new_tokens: int, prefix_plan: PrefixPlan | None = None,
                    share_prefix: bool = True, stop_at_eos: bool = True) -> list[str]:
     """Greedy answers for a left-padded batch of `EvalCollator` (KV cache, the shared prompt
-    prefix run once), decoded and stripped. Stops when every row has produced `</s>`.
+    prefix run once), decoded and stripped. Stops when every row has produced the tokenizer's end
+    of sequence.
 
     Args:
         prefix_plan: how rows whose adapters differ get the prefix (None: every row's adapters
@@ -133,12 +135,13 @@ def greedy_answers(model, tokenizer, batch: dict, max_new_tokens: int, prefix_pl
     rest_mask[before] = 0
     rest_ids[before] = pad
     mask = torch.cat([torch.ones(batch_size, shared, dtype=attention_mask.dtype, device=device), rest_mask], dim=1)
-    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)[:, shared:]
+    # each row's own positions, as the whole prompt alone has them (the prefix's are 0 .. shared - 1)
+    positions = family.positions(model, batch)[..., width - rest:]
 
     output = model(input_ids=rest_ids, attention_mask=mask, position_ids=positions,
-                   **family.image_inputs(batch, model.dtype), past_key_values=cache,
+                   **family.image_inputs(model, batch), past_key_values=cache,
                    use_cache=True, logits_to_keep=1)
-    next_position = positions[:, -1:] + 1
+    next_position = positions[..., -1:] + 1
     finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
     tokens = []
     for step in range(max_new_tokens):

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from hide.checkpoint import (RUN_STATE, CheckpointError, TaskCheckpoint, capture_rng, load_checkpoint,
-                             load_trained_state, restore_rng)
+from hide.checkpoint import TaskCheckpoint, capture_rng, load_trained_state, restore_rng
 from hide.console import quiet_library_chatter
 from hide.data.formats import TaskData
 from hide.metrics.captions import score_captions
@@ -56,7 +55,7 @@ def run_sequence(cfg: DictConfig, out_dir) -> tuple[Run, dict]:
         if train_on is None:
             continue  # no model exists at this stage (joint training): the row stays absent
         if not train_on:
-            record.results.copy_row(stage - 1, stage)  # nothing trained: the model is the previous one
+            record.copy_row(stage - 1, stage)  # nothing trained: the model is the previous one
             continue
         record.rule(f"stage {stage}/{len(run.tasks)}: training on {', '.join(names[t] for t in train_on)}")
         module.stage, module.current_task = stage, train_on[-1]
@@ -67,7 +66,7 @@ def run_sequence(cfg: DictConfig, out_dir) -> tuple[Run, dict]:
         run.to_compute_device()
         method.on_task_end(module, train_on[-1], run.datamodule.full_train_dataloader())
         evaluate_stage(run, record, stage)
-    if any("final" not in record.results.extra.get("retention", {}).get(s.name, {}) for s in run.retention):
+    if record.final_retention_missing(run):
         trained = trained_tasks(method, len(run.tasks), len(method.stages(len(run.tasks))))
         method.on_eval_start(module, trained)
         score_retention(run, record, "final", untrained=not trained)
@@ -83,10 +82,8 @@ def evaluate_stage(run: Run, record: RunRecord, stage: int) -> None:
         predictions = run.predict(wanted)
     with record.timer("scoring"):
         for t, preds in predictions.items():
-            record.results.record(stage, t, score_task(run.tasks[t], preds))
-    for key, value in run.method.eval_facts(run.task_names).items():
-        record.results.extra[key] = value  # the latest stage's; every stage's under <key>_by_stage
-        record.results.extra.setdefault(f"{key}_by_stage", {})[str(stage)] = value
+            record.scored(stage, t, score_task(run.tasks[t], preds))
+    record.method_facts(stage, run.method.eval_facts(run.task_names))
     if stage == 0:
         score_retention(run, record, "base")
     record.stage_done(run, stage, predictions, wanted)
@@ -114,11 +111,8 @@ def score_retention(run: Run, record: RunRecord, model: str, untrained: bool = F
 def train_stage(run: Run, record: RunRecord, stage: int) -> None:
     """Fit the stage, continuing from its task checkpoint when a killed run left one."""
     path = record.task_checkpoint
-    saved = load_checkpoint(path) if path.exists() else None
+    saved = record.stage_checkpoint(stage)
     resume_from = saved["hide"] if saved is not None else None
-    if resume_from is not None and resume_from["stage"] != stage:
-        raise CheckpointError(f"{path} is from stage {resume_from['stage']}, but {RUN_STATE} says "
-                              f"stage {stage} is next: the checkpoints disagree; delete {path} to redo stage {stage}")
     if resume_from is not None and resume_from["finished"]:
         # the stage's training had ended: take its weights and generators, skip the fit
         load_trained_state(run.module, {k.removeprefix("model."): v for k, v in saved["state_dict"].items()}, path)

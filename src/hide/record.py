@@ -16,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from hide.atomic import write_json_atomic
-from hide.checkpoint import (CHECKPOINT_DIR, RUN_CONFIG, RUN_STATE, TASK_CHECKPOINT, capture_rng, comparable_config,
+from hide.checkpoint import (CHECKPOINT_DIR, RUN_CONFIG, RUN_STATE, TASK_CHECKPOINT, CheckpointError, capture_rng,
+                             comparable_config,
                              load_checkpoint, load_trained_state, restore_rng, resume_directory, save_atomic,
                              stage_model_file, trained_state)
 from hide.distributed import barrier, is_main_process, world_size
@@ -103,6 +104,38 @@ class RunRecord:
                 write_json_atomic(count_file, {"resumes": self.resumes})
             self.console.print(f"[bold]resuming[/] {self.out_dir}: stages 0..{self.done_stage} done"
                                if self.done_stage >= 0 else f"[bold]resuming[/] {self.out_dir} in its first stage")
+
+    def copy_row(self, source: int, stage: int) -> None:
+        """A stage that trained nothing: its model is the previous stage's, and so are its scores."""
+        self.results.copy_row(source, stage)
+
+    def scored(self, stage: int, task: int, result: dict) -> None:
+        """A task's score (and its breakdown) on the model after `stage`."""
+        self.results.record(stage, task, result)
+
+    def method_facts(self, stage: int, facts: dict) -> None:
+        """Facts the method reports about an evaluation (routing accuracy...): the latest stage's
+        under each key, every stage's under <key>_by_stage."""
+        for key, value in facts.items():
+            self.results.extra[key] = value
+            self.results.extra.setdefault(f"{key}_by_stage", {})[str(stage)] = value
+
+    def final_retention_missing(self, run) -> bool:
+        """Whether a general-ability set has no score of the final model yet."""
+        retention = self.results.extra.get("retention", {})
+        return any("final" not in retention.get(general.name, {}) for general in run.retention)
+
+    def stage_checkpoint(self, stage: int) -> dict | None:
+        """The task checkpoint a killed run left inside `stage` (None: none): its weights, data
+        position and generators (`saved["hide"]`: stage, finished, data_position, rng)."""
+        path = self.task_checkpoint
+        if not path.exists():
+            return None
+        saved = load_checkpoint(path)
+        if saved["hide"]["stage"] != stage:
+            raise CheckpointError(f"{path} is from stage {saved['hide']['stage']}, but {RUN_STATE} says stage "
+                                  f"{stage} is next: the checkpoints disagree; delete {path} to redo stage {stage}")
+        return saved
 
     def rule(self, text: str) -> None:
         """A stage's heading on the console, once: every rank runs the loop, rank 0 speaks."""

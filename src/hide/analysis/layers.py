@@ -15,8 +15,9 @@ from pytorch_lightning.utilities import move_data_to_device
 from torch.utils.data import DataLoader
 
 from hide.analysis.cka import CKA_KINDS
-from hide.data.collate import EvalCollator, left_padded_positions
-from hide.models.family import model_inputs
+from hide.data.collate import EvalCollator
+from hide.models.family import family_of
+from hide.modes import model_mode
 
 
 def probe_loader(datamodule, task_index: int, per_task: int, batch_size: int = 16) -> DataLoader:
@@ -29,21 +30,18 @@ def probe_loader(datamodule, task_index: int, per_task: int, batch_size: int = 1
 @torch.no_grad()
 def decoder_layer_features(model, batches) -> torch.Tensor:
     """(num_layers, n, hidden) float32: every decoder layer's output, mean-pooled over the prompt."""
-    was_training = model.training
-    model.eval()
     per_batch = []
-    try:
+    with model_mode(model, training=False):
         for batch in batches:
             batch = move_data_to_device(batch, model.device)
             mask = batch["attention_mask"]
-            out = model(**model_inputs(model, batch), position_ids=left_padded_positions(mask),
+            family = family_of(model)
+            out = model(**family.model_inputs(model, batch), position_ids=family.positions(model, batch),
                         output_hidden_states=True)
             weights = mask.unsqueeze(-1).to(torch.float32)
             # hidden_states[0] is the embedding output; [l + 1] is decoder layer l's output
             pooled = [(h.float() * weights).sum(1) / weights.sum(1) for h in out.hidden_states[1:]]
             per_batch.append(torch.stack(pooled).cpu())
-    finally:
-        model.train(was_training)
     return torch.cat(per_batch, dim=1)
 
 

@@ -17,9 +17,10 @@ import torch
 from pytorch_lightning.utilities import move_data_to_device
 
 from hide.data.collate import EvalCollator
-from hide.models.family import model_inputs
 from hide.methods.hide_experts import MultiExpertLoRALinear
+from hide.models.family import model_inputs
 from hide.models.lora import decoder_layer_index
+from hide.modes import model_mode
 
 
 def _per_layer_mean(values: dict[int, list[float]]) -> list[float]:
@@ -60,22 +61,20 @@ def functional_update_sizes(model, adapters: dict[str, MultiExpertLoRALinear], e
             per_layer[layer].append(float(((delta / base) * mask).sum() / mask.sum()))
         return hook
 
-    was_training = model.training
-    model.eval()
     handles = [adapter.register_forward_hook(measure(name)) for name, adapter in adapters.items()]
     try:
-        for slot, task in enumerate(tasks):
-            state["slot"] = slot
-            for adapter in adapters.values():
-                adapter.use_single(slot)
-            records = task.test[:samples_per_task]
-            for start in range(0, len(records), batch_size):
-                batch = collate([(slot, r) for r in records[start:start + batch_size]])
-                batch = move_data_to_device(batch, model.device)
-                state["mask"] = batch["attention_mask"].to(torch.float32)
-                model(**model_inputs(model, batch))
+        with model_mode(model, training=False):
+            for slot, task in enumerate(tasks):
+                state["slot"] = slot
+                for adapter in adapters.values():
+                    adapter.use_single(slot)
+                records = task.test[:samples_per_task]
+                for start in range(0, len(records), batch_size):
+                    batch = collate([(slot, r) for r in records[start:start + batch_size]])
+                    batch = move_data_to_device(batch, model.device)
+                    state["mask"] = batch["attention_mask"].to(torch.float32)
+                    model(**model_inputs(model, batch))
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
     return _per_layer_mean(per_layer)

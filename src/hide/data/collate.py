@@ -1,6 +1,6 @@
-"""Turning records into model inputs: images padded to square and processed, `<image>` expanded
-to one token per image feature, labels only on answer tokens, right padding for training and
-left padding for generation."""
+"""Turning records into model inputs: images prepared as the model's family does (LLaVA: padded to
+square and processed), the image placeholder expanded to one token per image feature, labels only
+on answer tokens, right padding for training and left padding for generation."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hide.data.formats import IMAGE_PROCESSING, IMAGE_TOKEN, DataFormatError, TestRecord, TrainRecord
-from hide.data.prompt import VICUNA_V1, ConversationTemplate
+from hide.data.formats import IMAGE_PROCESSING, DataFormatError, TestRecord, TrainRecord
+from hide.data.prompt import ConversationTemplate
+from hide.models.family import ModelFamily
 
 IGNORE_INDEX = -100
 
@@ -74,28 +75,35 @@ def has_image(records) -> torch.Tensor:
 
 @dataclass
 class Encoder:
-    """Tokenises conversations in one backbone's template."""
+    """Tokenises conversations in one backbone's template and prepares their images as its family
+    does."""
 
     tokenizer: object
     image_processor: object
-    image_seq_length: int
-    max_length: int = 2048
-    template: ConversationTemplate = VICUNA_V1
+    family: ModelFamily
+    model_config: object
+    max_length: int
+    template: ConversationTemplate
 
     @classmethod
     def for_backbone(cls, backbone, max_length: int = 2048) -> "Encoder":
-        return cls(backbone.tokenizer, backbone.image_processor, backbone.image_seq_length, max_length,
+        return cls(backbone.tokenizer, backbone.image_processor, backbone.family, backbone.model.config, max_length,
                    backbone.template)
 
-    def _ids(self, text: str) -> list[int]:
-        """The text's token ids, each `<image>` expanded to one image token per image feature.
-        The pieces on each side of `<image>` are tokenised on their own, as LLaVA's
-        `tokenizer_image_token` (llava/mm_utils.py) forms an evaluation prompt's ids."""
-        image = self.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    def _ids(self, text: str, image_tokens: int | None) -> list[int]:
+        """The text's token ids, the family's image placeholder expanded to `image_tokens` image
+        tokens (None: the family's fixed number). The pieces on each side of the placeholder are
+        tokenised on their own, as LLaVA's `tokenizer_image_token` (llava/mm_utils.py) forms an
+        evaluation prompt's ids."""
+        placeholder = self.family.image_placeholder
+        pieces = text.split(placeholder)
+        if len(pieces) > 1 and image_tokens is None:
+            image_tokens = self.family.fixed_image_tokens(self.model_config)
+        image = self.tokenizer.convert_tokens_to_ids(placeholder)
         ids: list[int] = []
-        for i, piece in enumerate(text.split(IMAGE_TOKEN)):
+        for i, piece in enumerate(pieces):
             if i:
-                ids += [image] * self.image_seq_length
+                ids += [image] * image_tokens
             if piece:
                 ids += self.tokenizer(piece, add_special_tokens=False)["input_ids"]
         return ids
@@ -104,12 +112,14 @@ class Encoder:
         bos = self.tokenizer.bos_token_id
         return [] if bos is None else [bos]
 
-    def training_example(self, record: TrainRecord) -> tuple[list[int], list[int]]:
-        """input_ids and labels; labels are IGNORE_INDEX except on the answers and their `</s>`.
-        Pieces are tokenised separately so that the prompt's tokens are exactly what generation sees."""
+    def training_example(self, record: TrainRecord, image_tokens: int | None = None) -> tuple[list[int], list[int]]:
+        """input_ids and labels; labels are IGNORE_INDEX except on the answers (with the end of
+        their turn). Pieces are tokenised separately so that the prompt's tokens are exactly what
+        generation sees. `image_tokens`: how many tokens the record's image expands to (None: the
+        family's fixed number)."""
         input_ids, labels = self._bos(), [IGNORE_INDEX] * len(self._bos())
         for text, is_target in self.template.segments(record.turns, image=record.image is not None):
-            ids = self._ids(text)
+            ids = self._ids(text, image_tokens)
             input_ids += ids
             labels += ids if is_target else [IGNORE_INDEX] * len(ids)
         if len(input_ids) > self.max_length:
@@ -120,17 +130,22 @@ class Encoder:
             )
         return input_ids, labels
 
-    def prompt_ids(self, instruction: str, image: bool = True) -> list[int]:
-        return self._bos() + self._ids(self.template.generation_prompt(instruction, image=image))
+    def prompt_ids(self, instruction: str, image: bool = True, image_tokens: int | None = None) -> list[int]:
+        return self._bos() + self._ids(self.template.generation_prompt(instruction, image=image), image_tokens)
 
-    def pixel_values(self, paths: list, ids: list[str] | None = None, processing: str = "pad") -> torch.Tensor | None:
-        """The batch's images (records without one, `None`, have none: LLaVA takes one image per
-        `<image>` in the batch, in order); None when no record has an image."""
-        images = [load_image(p, self.image_processor, rid, processing)
+    def images(self, paths: list, ids: list[str] | None = None, processing: str = "pad") -> tuple[dict, list[int]]:
+        """The batch's images as the family's model inputs (records without one, `None`, have
+        none), and how many image tokens each image expands to, in order."""
+        images = [load_image(p, self.image_processor, rid, self.family.image_loading(processing))
                   for p, rid in zip(paths, ids or [""] * len(paths)) if p is not None]
-        if not images:
-            return None
-        return self.image_processor(images=images, return_tensors="pt")["pixel_values"]
+        return self.family.prepare_images(self.image_processor, self.model_config, images)
+
+
+def _image_tokens(records, counts: list[int]) -> list[int | None]:
+    """Each record's image-token count (None for a record without an image), from the counts of
+    the images that the records have, in order."""
+    counts = iter(counts)
+    return [next(counts) if record.image is not None else None for record in records]
 
 
 @dataclass
@@ -140,7 +155,9 @@ class TrainCollator:
     encoder: Encoder
 
     def __call__(self, items: list[tuple[int, TrainRecord]]) -> dict:
-        encoded = [self.encoder.training_example(record) for _, record in items]
+        records = [record for _, record in items]
+        images, counts = self.encoder.images([r.image for r in records], [r.id for r in records])
+        encoded = [self.encoder.training_example(r, n) for r, n in zip(records, _image_tokens(records, counts))]
         length = max(len(ids) for ids, _ in encoded)
         pad = self.encoder.tokenizer.pad_token_id
         input_ids = torch.full((len(items), length), pad, dtype=torch.long)
@@ -154,20 +171,13 @@ class TrainCollator:
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "labels": labels,
-            "pixel_values": self.encoder.pixel_values([record.image for _, record in items],
-                                                      [record.id for _, record in items]),
+            **images,
             "has_image": has_image(record for _, record in items),
             "task": torch.tensor([task for task, _ in items], dtype=torch.long),
             "ids": [record.id for _, record in items],
             # the first instruction alone (no system prompt, no answer): the anchor encoders' text feature
             "instructions": [record.turns[0].instruction for _, record in items],
         }
-
-
-def left_padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Position ids of a left-padded batch: each row's first real token is position 0, so the
-    padding does not shift the positions (for forwards outside `generate`, which does this itself)."""
-    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
 @dataclass
@@ -194,8 +204,11 @@ class EvalCollator:
         return cls(encoder, spec.prompt_suffix, spec.image_processing, spec.max_new_tokens)
 
     def __call__(self, items: list[tuple[int, TestRecord]]) -> dict:
-        prompts = [self.encoder.prompt_ids(record.text + self.prompt_suffix, image=record.image is not None)
-                   for _, record in items]
+        records = [record for _, record in items]
+        images, counts = self.encoder.images([r.image for r in records], [r.question_id for r in records],
+                                             self.image_processing)
+        prompts = [self.encoder.prompt_ids(r.text + self.prompt_suffix, image=r.image is not None, image_tokens=n)
+                   for r, n in zip(records, _image_tokens(records, counts))]
         length = max(len(p) for p in prompts)
         pad = self.encoder.tokenizer.pad_token_id
         input_ids = torch.full((len(items), length), pad, dtype=torch.long)
@@ -206,9 +219,7 @@ class EvalCollator:
         return {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
-            "pixel_values": self.encoder.pixel_values([record.image for _, record in items],
-                                                      [record.question_id for _, record in items],
-                                                      self.image_processing),
+            **images,
             "has_image": has_image(record for _, record in items),
             "task": torch.tensor([task for task, _ in items], dtype=torch.long),
             "ids": [record.question_id for _, record in items],

@@ -18,7 +18,6 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from hide.data.collate import left_padded_positions
 from hide.distributed import global_rank, world_size
 from hide.errors import ConfigError
 from hide.models.lora import adapters_disabled
@@ -148,10 +147,7 @@ class OwnTowersEncoder:
 
     @torch.no_grad()
     def encode(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        def patch_mean(pixels):
-            return self.family.vision_hidden_states(self.model, pixels)[self.image_layer].float().mean(1)
-
-        image = image_rows(batch, self.image_dim, patch_mean)
+        image = image_rows(batch, self.image_dim, lambda: self.family.pooled_vision_state(self.model, batch, self.image_layer))
         return image, self.text_features(list(batch["instructions"]), image.device)
 
     @torch.no_grad()
@@ -170,7 +166,7 @@ class OwnTowersEncoder:
             mask = tokens["attention_mask"]
             with adapters_disabled(self.language_model):
                 out = self.language_model(input_ids=tokens["input_ids"], attention_mask=mask,
-                                          position_ids=left_padded_positions(mask))
+                                          position_ids=self.family.text_positions(mask))
             fresh = dict(zip(run, out.last_hidden_state[:, -1].float()))
             for text in new:
                 if len(self.text_cache) < self.text_cache_entries:
@@ -206,7 +202,8 @@ class ClipAnchorEncoder:
         device = batch_device(batch)
         self.model.to(device)
 
-        def clip_image(pixels):
+        def clip_image():
+            pixels = batch["pixel_values"]
             if pixels.shape[-1] != self.image_size:
                 raise ValueError(f"The backbone's images are {pixels.shape[-1]} px but the CLIP anchor encoder "
                                  f"expects {self.image_size} px; use a CLIP of the backbone's resolution")
@@ -230,14 +227,14 @@ def batch_device(batch: dict) -> torch.device:
 
 
 def image_rows(batch: dict, dim: int, features) -> torch.Tensor:
-    """`features(pixels)` of a batch's images, one row per record; a record without an image
+    """`features()` of a batch's images (one row per image), one row per record; a record without an image
     (a text-only question) gets a zero row, whose cosine similarity to every image anchor is 0,
     so routing it goes by its instruction alone."""
     rows = len(batch["instructions"])
     pixels = batch["pixel_values"]
     if pixels is None:
         return torch.zeros(rows, dim, device=batch_device(batch))
-    image = features(pixels)
+    image = features()
     mask = batch.get("has_image")
     if mask is None or bool(mask.all()):
         return image

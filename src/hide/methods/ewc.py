@@ -24,6 +24,7 @@ from pytorch_lightning.utilities import move_data_to_device
 
 from hide.methods.base import ContinualMethod
 from hide.errors import ConfigError
+from hide.modes import model_mode
 
 MODES = ("separate", "online")
 
@@ -93,18 +94,15 @@ class EWC(ContinualMethod):
     def on_task_end(self, module, task_index: int, train_loader) -> None:
         model = module.model
         params = self.trainable(model)
-        was_training = model.training
-        model.train()  # the loss the parameters were trained on (dropout included)
-
         def batches():
             for i, batch in enumerate(train_loader):
                 if self.fisher_batches is not None and i >= self.fisher_batches:
                     return
                 yield move_data_to_device(batch, model.device)
 
-        with torch.enable_grad():
+        # the loss the parameters were trained on (dropout included)
+        with model_mode(model, training=True), torch.enable_grad():
             fisher = diagonal_fisher(model, lambda _, batch: module.answer_outputs(batch).loss, batches(), params)
-        model.train(was_training)
         star = {n: p.detach().float().clone() for n, p in params.items()}
         if self.mode == "online" and self.consolidated:
             self._follow(next(iter(fisher.values())).device)

@@ -28,6 +28,7 @@ from hide.errors import ConfigError
 from hide.generation import PrefixPlan
 from hide.methods.hide_experts import FUSION_RULES, MultiExpertLoRALinear, routed_by
 from hide.models.lora import decoder_layer_index
+from hide.modes import model_mode
 
 ROUTINGS = ("anchors", "oracle")
 
@@ -160,11 +161,9 @@ class HiDe(ContinualMethod):
         for adapter in self.adapters.values():
             adapter.lora_A[task_index].requires_grad_(False)
             adapter.lora_B[task_index].requires_grad_(False)
-        was_training = module.model.training
-        module.model.eval()
-        batches = (move_data_to_device(batch, module.model.device) for batch in train_loader)
-        encode_task_anchors(self.anchors, task_index, batches, self.encoder, module.model.device)
-        module.model.train(was_training)
+        with model_mode(module.model, training=False):
+            batches = (move_data_to_device(batch, module.model.device) for batch in train_loader)
+            encode_task_anchors(self.anchors, task_index, batches, self.encoder, module.model.device)
 
     # -- inference --------------------------------------------------------------------------
     def on_eval_start(self, module, trained_tasks: list[int]) -> None:

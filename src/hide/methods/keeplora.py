@@ -36,6 +36,7 @@ from pytorch_lightning.utilities import move_data_to_device
 
 from hide.errors import ConfigError
 from hide.methods.base import MergedPerTaskSlots
+from hide.modes import model_mode
 
 
 def energy_directions(matrix: torch.Tensor, energy: float, captured: float = 0.0) -> torch.Tensor:
@@ -115,14 +116,12 @@ class KeepLoRA(MergedPerTaskSlots):
         trainable = [p for p in model.parameters() if p.requires_grad]
         sums = {name: torch.zeros_like(w, dtype=torch.float32) for name, w in weights.items()}
         count = max(1, math.ceil(self.gradient_fraction * len(train_loader)))
-        was_training = model.training
-        model.eval()
         for p in trainable:
             p.requires_grad_(False)
         for w in weights.values():
             w.requires_grad_(True)
         try:
-            with torch.enable_grad():
+            with model_mode(model, training=False), torch.enable_grad():
                 for index, batch in enumerate(train_loader):
                     if index == count:
                         break
@@ -135,7 +134,6 @@ class KeepLoRA(MergedPerTaskSlots):
                 w.requires_grad_(False)
             for p in trainable:
                 p.requires_grad_(True)
-            model.train(was_training)
         return {name: total / count for name, total in sums.items()}
 
     @torch.no_grad()

@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from hide.models.family import model_inputs
-from hide.methods.base import ContinualMethod
 from hide.errors import ConfigError
+from hide.methods.base import ContinualMethod
+from hide.models.family import model_inputs
+from hide.modes import model_mode
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
@@ -63,13 +64,8 @@ class LwF(ContinualMethod):
         if unknown:
             raise RuntimeError(f"LwF's teacher state names {len(unknown)} parameter(s) the model does not have "
                                f"(e.g. {sorted(unknown)[:3]}): the model's parameters were renamed since the task began")
-        was_training = model.training
-        model.eval()  # the teacher answers without dropout
-        try:
-            with torch.no_grad():
-                out = functional_call(model, self.teacher, args=(), kwargs=model_inputs(model, batch), strict=False)
-        finally:
-            model.train(was_training)
+        with model_mode(model, training=False), torch.no_grad():  # the teacher answers without dropout
+            out = functional_call(model, self.teacher, args=(), kwargs=model_inputs(model, batch), strict=False)
         return out.logits
 
     def extra_loss(self, module, batch: dict, outputs) -> torch.Tensor | None:

@@ -1,5 +1,6 @@
-"""Loading a LLaVA backbone with `from_pretrained`: the same code path for the tiny offline model
-(built and cached by `hide.models.tiny`) and for llava-hf checkpoints such as llava-1.5-7b-hf."""
+"""Loading a backbone with `from_pretrained`, its family's model class chosen by the checkpoint's
+config: the same code path for the tiny offline models (built and cached by `hide.models.tiny`)
+and for released checkpoints such as llava-hf/llava-1.5-7b-hf."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoImageProcessor, AutoTokenizer, LlavaForConditionalGeneration
+from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
 
-from hide.data.prompt import VICUNA_V1, ConversationTemplate, load_template, template_named
+from hide.data.prompt import ConversationTemplate, load_template, template_named
 from hide.errors import HideError
-from hide.models.family import ModelFamily, family_of
+from hide.models.family import ModelFamily, family_named, family_of, known_families
 
 log = logging.getLogger(__name__)
 
@@ -21,18 +22,23 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 class BackboneError(HideError, RuntimeError):
-    """A checkpoint path or its contents are not what a LLaVA backbone needs."""
+    """A checkpoint path or its contents are not what a backbone needs."""
 
 
 @dataclass
 class Backbone:
-    """A LLaVA model with the tokenizer, image processor and conversation template that go with it."""
+    """A model of a known family with the tokenizer, image processor and conversation template that
+    go with it."""
 
-    model: LlavaForConditionalGeneration
+    model: torch.nn.Module  # a transformers model of a known family
     tokenizer: object  # a transformers tokenizer
     image_processor: object
     name: str
-    template: ConversationTemplate = VICUNA_V1
+    template: ConversationTemplate | None = None  # None: the family's default
+
+    def __post_init__(self):
+        if self.template is None:
+            self.template = self.family.default_template
 
     @property
     def family(self) -> ModelFamily:
@@ -44,11 +50,9 @@ class Backbone:
 
     @property
     def image_seq_length(self) -> int:
-        """How many `<image>` tokens one image expands to: one per patch ("default" strategy drops CLS)."""
-        vision = self.model.config.vision_config
-        patches = (vision.image_size // vision.patch_size) ** 2
-        strategy = self.model.config.vision_feature_select_strategy
-        return patches if strategy == "default" else patches + 1
+        """How many image tokens every image expands to (a family whose count depends on the image
+        has none)."""
+        return self.family.fixed_image_tokens(self.model.config)
 
     @property
     def projector(self) -> torch.nn.Module:
@@ -88,13 +92,17 @@ def load_pretrained_backbone(
     attn_implementation: str = "auto",
     gradient_checkpointing: bool = False,
     template: str | None = None,
-    default_template: ConversationTemplate = VICUNA_V1,
+    default_template: ConversationTemplate | None = None,
+    image_processor: dict | None = None,
 ) -> Backbone:
     """Load model, tokenizer and image processor from a hub id or a local directory.
 
+    `image_processor`: settings that replace the checkpoint's own image processor's (Qwen2.5-VL's
+    `max_pixels`: the pixel budget that decides how many image tokens an image gives).
+
     `template` names the conversation template (`hide.data.prompt.TEMPLATES`); None: the one the
-    checkpoint folder keeps (`conversation_template.json`), else `default_template` (LLaVA-1.5's
-    vicuna_v1, which llava-hf checkpoints do not store)."""
+    checkpoint folder keeps (`conversation_template.json`), else `default_template` (None: the
+    family's, LLaVA-1.5's vicuna_v1 for LLaVA, which llava-hf checkpoints do not store)."""
     local = Path(path)
     if local.exists() and not (local / "config.json").exists():
         raise BackboneError(
@@ -110,26 +118,29 @@ def load_pretrained_backbone(
                 f"tokenizer.json or tokenizer.model, preprocessor_config.json)."
             )
     try:
-        model = LlavaForConditionalGeneration.from_pretrained(
+        family = family_named(AutoConfig.from_pretrained(path).model_type)
+        model = family.model_class.from_pretrained(
             path, dtype=DTYPES[dtype], attn_implementation=_attn_implementation(attn_implementation)
         )
         tokenizer = AutoTokenizer.from_pretrained(path)
-        image_processor = AutoImageProcessor.from_pretrained(path, backend="pil")
+        processor = AutoImageProcessor.from_pretrained(path, backend="pil", **(image_processor or {}))
     except (OSError, ValueError) as err:
+        kinds = " or ".join(f"a {f.display_name} checkpoint" for f in known_families())
         raise BackboneError(
-            f"Could not load a LLaVA checkpoint from {path!r}: {err}. Give a local directory with the "
-            f"llava-hf files, or a hub id on a machine that can reach the hub."
+            f"Could not load {kinds} from {path!r}: {err}. Give a local directory with the checkpoint's "
+            f"files (e.g. llava-hf's), or a hub id on a machine that can reach the hub."
         ) from err
     if gradient_checkpointing:
         enable_activation_checkpointing(model)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.unk_token
+    default_template = default_template or family_of(model).default_template
     if template:
         chosen = template_named(template)
     else:
         chosen = load_template(local, default_template) if local.is_dir() else default_template
-    return Backbone(model=model, tokenizer=tokenizer, image_processor=image_processor, name=str(path), template=chosen)
+    return Backbone(model=model, tokenizer=tokenizer, image_processor=processor, name=str(path), template=chosen)
 
 
 def enable_activation_checkpointing(model) -> None:
@@ -140,19 +151,3 @@ def enable_activation_checkpointing(model) -> None:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-
-
-def llava_1_5_7b_config():
-    """LLaVA-1.5-7B's architecture (llava-hf/llava-1.5-7b-hf's config values: CLIP ViT-L/14-336,
-    2-layer GELU projector, 32-layer 4096-wide LLaMA), for building it without a download: on the
-    meta device to count parameters, or with random weights for GPU tests."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
-
-    return LlavaConfig(
-        vision_config=CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
-                                       num_attention_heads=16, image_size=336, patch_size=14, projection_dim=768),
-        text_config=LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                                num_attention_heads=32, num_key_value_heads=32, vocab_size=32064),
-        image_token_index=32000, projector_hidden_act="gelu", vision_feature_layer=-2,
-        vision_feature_select_strategy="default",
-    )

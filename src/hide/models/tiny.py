@@ -45,9 +45,11 @@ from hide.cache import build_once
 from hide.data import synth
 from hide.data.collate import Encoder, TrainCollator
 from hide.data.formats import IMAGE_TOKEN, TrainRecord, load_train_file
-from hide.data.prompt import TINY_V1
 from hide.models.backbone import Backbone, load_pretrained_backbone
+from hide.models.family import family_named, model_inputs
+from hide.models.llava import TINY_V1
 from hide.module import cosine_with_warmup
+from hide.modes import model_mode
 
 log = logging.getLogger(__name__)
 
@@ -63,28 +65,28 @@ MAX_COUNT = 9  # counts above are pretrained as 9
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
     """A lowercase word-level tokenizer over the synthetic benchmark's vocabulary and the prompt."""
+    return word_level_tokenizer(SPECIAL_TOKENS, TINY_V1.generation_prompt("", image=False), bos_token="<s>",
+                                eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+                                extra_special_tokens={"image_token": IMAGE_TOKEN})
+
+
+def word_level_tokenizer(special_tokens: list[str], prompt: str, **names) -> PreTrainedTokenizerFast:
+    """A lowercase word-level tokenizer: `special_tokens` first (whole, never split), then the words
+    of the synthetic benchmark, of a template's `prompt` and every digit and letter. `names`:
+    PreTrainedTokenizerFast's special-token arguments (unk_token among them)."""
     words = set(synth.vocabulary())
-    words.update(re.findall(WORD_PATTERN, (f"{TINY_V1.system} {TINY_V1.user}: {TINY_V1.assistant}:").lower()))
+    words.update(re.findall(WORD_PATTERN, prompt.lower()))
     words.update("0123456789abcdefghijklmnopqrstuvwxyz")
     words = sorted(w.lower() for w in words)
-    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
+    vocab = {token: i for i, token in enumerate(special_tokens)}
     for word in words:
         vocab.setdefault(word, len(vocab))
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=names["unk_token"]))
     core.normalizer = normalizers.Lowercase()
     core.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(WORD_PATTERN), behavior="isolated")]
     )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        extra_special_tokens={"image_token": IMAGE_TOKEN},
-        padding_side="left",
-    )
-    return tokenizer
+    return PreTrainedTokenizerFast(tokenizer_object=core, padding_side="left", **names)
 
 
 def build_model(tokenizer, image_size: int, patch_size: int, vision: dict, text: dict) -> LlavaForConditionalGeneration:
@@ -154,10 +156,8 @@ def copy_accuracy(backbone: Backbone, sequences: int = 200, length: int = 8, see
     """The share of a repeated sequence's second half that the language model predicts right
     from what came before (teacher forcing): 0 for a model that cannot copy from its context."""
     ids = _repeated_words(backbone, _word_ids(backbone), sequences, length, torch.Generator().manual_seed(seed))
-    was_training = backbone.model.training
-    backbone.model.eval()
-    predicted = backbone.model(input_ids=ids).logits[:, length + 1:-1].argmax(-1)
-    backbone.model.train(was_training)
+    with model_mode(backbone.model, training=False):
+        predicted = backbone.model(input_ids=ids).logits[:, length + 1:-1].argmax(-1)
     return (predicted == ids[:, length + 2:]).float().mean().item()
 
 
@@ -212,8 +212,7 @@ def pretrain_language(backbone: Backbone, records: list[TrainRecord], epochs: in
         job = bar.add_task("language pretraining", total=total, info="", visible=progress)
         for _ in range(epochs):
             for batch in loader:
-                out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                            pixel_values=batch["pixel_values"], labels=batch["labels"])
+                out = model(**model_inputs(model, batch), labels=batch["labels"])
                 _optimizer_step(out.loss, trainable, optimizer, scheduler, losses, bar, job,
                                 "language pretraining", total)
     model.requires_grad_(True)
@@ -278,8 +277,9 @@ def pretrain_vision(backbone: Backbone, records: list[TrainRecord], steps: int, 
     mean = torch.tensor(processor.image_mean).view(1, 3, 1, 1)
     std = torch.tensor(processor.image_std).view(1, 3, 1, 1)
 
+    family, model = backbone.family, backbone.model
     vision = backbone.vision_tower
-    hidden = vision.config.hidden_size
+    hidden = family.pretraining_width(model)
     head = _QuestionPooledHead(hidden, len(questions), len(answers))
     modules = [vision, head]
     dense = None
@@ -289,7 +289,7 @@ def pretrain_vision(backbone: Backbone, records: list[TrainRecord], steps: int, 
         names = sorted({label for cells in cell_labels if cells for label in cells})
         ids = {name: k for k, name in enumerate(names)}
         grid = math.isqrt(len(next(c for c in cell_labels if c)))
-        per_side = vision.config.image_size // vision.config.patch_size
+        per_side = family.token_grid_side(model, images.shape[-1])
         cell_of_patch = _patch_cells(grid, per_side)
         cell_targets = torch.full((len(records), grid * grid), -100, dtype=torch.long)
         for i, cells in enumerate(cell_labels):
@@ -321,18 +321,17 @@ def pretrain_vision(backbone: Backbone, records: list[TrainRecord], steps: int, 
         for _ in range(steps):
             pick = torch.randint(0, len(triples), (batch_size,), generator=generator)
             pixels = (images[image_index[pick]].float() / 255.0 - mean) / std
-            tokens = vision(pixel_values=pixels).last_hidden_state
+            tokens, patches = family.pretraining_states(model, pixels)
             loss = torch.nn.functional.cross_entropy(head(tokens, question_index[pick]), answer_index[pick])
             if dense is not None:
                 targets = patch_targets[image_index[pick]]
                 if (targets >= 0).any():
-                    logits = dense(tokens[:, 1:])  # token 0 is CLS; LLaVA's "default" strategy drops it
+                    logits = dense(patches)
                     loss = loss + dense_weight * torch.nn.functional.cross_entropy(
                         logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
             if count_head is not None:
                 targets = count_targets[image_index[pick]]  # (batch, keys), the same for every patch
                 if (targets >= 0).any():
-                    patches = tokens[:, 1:]
                     logits = count_head(patches).view(*patches.shape[:2], targets.shape[1], MAX_COUNT + 1)
                     targets = targets[:, None, :].expand(-1, patches.shape[1], -1)
                     loss = loss + count_weight * torch.nn.functional.cross_entropy(
@@ -374,20 +373,27 @@ def backbone_settings(model_cfg) -> dict:
 
 def tiny_spec(image_size: int = 64, patch_size: int = 8, vision: dict | None = None, text: dict | None = None,
               vision_pretrain: dict | None = None, text_pretrain: dict | None = None,
-              language_pretrain: dict | None = None, seed: int = 0) -> dict:
+              language_pretrain: dict | None = None, seed: int = 0, family: str = "llava") -> dict:
     """Every setting a built tiny backbone depends on (its cache key hashes them); a text stage of
-    0 steps is off and no part of it, so backbones built before the stage existed keep their keys."""
+    0 steps is off and no part of it, and neither is the family when it is LLaVA, so backbones
+    built before those settings existed keep their keys."""
     spec = {"image_size": image_size, "patch_size": patch_size, "vision": dict(vision or {}), "text": dict(text or {}),
             "vision_pretrain": dict(vision_pretrain or {}), "language_pretrain": dict(language_pretrain or {}),
             "seed": seed}
     if _stage_is_on(text_pretrain):
         spec["text_pretrain"] = dict(text_pretrain)
+    if family != "llava":
+        spec["family"] = family
     return spec
+
+
+def _family_prefix(spec: dict) -> str:
+    return family_named(spec.get("family", "llava")).tiny_name
 
 
 def tiny_backbone_name(spec: dict) -> str:
     """The folder name of the backbone of `spec`, in the cache and among the shipped ones."""
-    return f"tiny-llava-{tiny_cache_key(spec)}"
+    return f"{_family_prefix(spec)}-{tiny_cache_key(spec)}"
 
 
 def shipped_root(shipped_dir: str | None) -> Path:
@@ -410,7 +416,7 @@ def load_tiny_backbone(cache_dir: str, progress: bool = True, shipped_dir: str |
     path = tiny_backbone_dir(spec, cache_dir, shipped_dir)
 
     def build():
-        other = sorted(p.name for p in shipped_root(shipped_dir).glob("tiny-llava-*"))
+        other = sorted(p.name for p in shipped_root(shipped_dir).glob(f"{_family_prefix(spec)}-*"))
         if other:
             log.info("The shipped backbone (%s) was built by other settings or another recipe than "
                      "this run's (%s): building it", ", ".join(other), path.name)
@@ -418,9 +424,9 @@ def load_tiny_backbone(cache_dir: str, progress: bool = True, shipped_dir: str |
 
     build_once(path, lambda: (path / "build.json").exists(), build)
     with _without_loading_bar():  # a few MB load in milliseconds: a bar would be noise
-        # a backbone built before its folder kept a template was taught TINY_V1
+        # a tiny LLaVA built before its folder kept a template was taught TINY_V1
         return load_pretrained_backbone(str(path), dtype="float32", attn_implementation="sdpa",
-                                        default_template=TINY_V1)
+                                        default_template=TINY_V1 if "family" not in spec else None)
 
 
 @contextmanager
@@ -434,17 +440,23 @@ def _without_loading_bar():
             transformers_logging.enable_progress_bar()
 
 
-def _build_tiny(path: Path, spec: dict, progress: bool) -> None:
-    log.info("Building the tiny LLaVA backbone in %s (first use of this config)", path)
-    torch.manual_seed(spec["seed"])
+def new_tiny_llava(spec: dict) -> Backbone:
+    """The untrained tiny LLaVA of `spec`."""
     tokenizer = build_tokenizer()
     model = build_model(tokenizer, spec["image_size"], spec["patch_size"], spec["vision"], spec["text"])
     size = spec["image_size"]
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": size}, crop_size={"height": size, "width": size}
     )
-    backbone = Backbone(model=model, tokenizer=tokenizer, image_processor=image_processor, name="tiny",
-                        template=TINY_V1)
+    return Backbone(model=model, tokenizer=tokenizer, image_processor=image_processor, name="tiny", template=TINY_V1)
+
+
+def _build_tiny(path: Path, spec: dict, progress: bool) -> None:
+    log.info("Building the %s backbone in %s (first use of this config)", _family_prefix(spec), path)
+    torch.manual_seed(spec["seed"])
+    backbone = family_named(spec.get("family", "llava")).new_tiny(spec)
+    model, tokenizer, image_processor = backbone.model, backbone.tokenizer, backbone.image_processor
+    size = spec["image_size"]
     language_pretrain = dict(spec["language_pretrain"])
     num_samples = language_pretrain.pop("num_samples", 6000)
     repeat_share = language_pretrain.pop("repeat_share", 0.0)
@@ -517,7 +529,7 @@ def main() -> None:
     print(f"built: {path}")
     if args.ship:
         target = shipped_root(cfg.model.get("shipped_dir"))
-        for old in target.glob("tiny-llava-*"):
+        for old in target.glob(f"{_family_prefix(spec)}-*"):
             shutil.rmtree(old)
         target.mkdir(parents=True, exist_ok=True)
         shutil.copytree(path, target / path.name)
