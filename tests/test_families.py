@@ -226,3 +226,54 @@ def test_qwen_run_killed_in_training_resumes_to_identical_results(tmp_path):
     done = train(run, QWEN, "method=hide", resume=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert_same_results(run, reference)
+
+
+def test_qwen_per_row_experts_in_the_shared_prefix_equal_generate_one_by_one(tmp_path):
+    """HiDe's prefix plan on Qwen2.5-VL: three random experts in the routed top layer and a
+    different mixture in every row; the batched answers are each row's answer from `generate`
+    with its own mixture, alone (3-D positions behind the shared prefix included)."""
+    from hide.methods.hide import HiDe
+    from hide.models.tiny import tiny_spec
+    from hide.models.tiny_qwen import new_tiny_qwen
+
+    torch.manual_seed(0)
+    backbone = new_tiny_qwen(tiny_spec(
+        image_size=64, patch_size=8, family="qwen2_5_vl",
+        vision={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
+        text={"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "num_key_value_heads": 2}))
+    model, tokenizer = backbone.model.eval(), backbone.tokenizer
+    method = HiDe(rank=4, dropout=0.0)
+    method.attach(backbone, num_tasks=3)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for adapter in method.routed.values():  # the fused layers keep B = 0: only the routed mixture acts
+            for slot in range(3):
+                adapter.lora_A[slot].normal_(0, 1.0, generator=generator)
+                adapter.lora_B[slot].normal_(0, 1.0, generator=generator)
+    method.on_eval_start(None, [0, 1, 2])
+    records = [TestRecord(question_id=str(i), image=p, text=text, answer="", source_id=None)
+               for i, (p, text) in enumerate(zip(_images(tmp_path), ["what is the object in the image ?",
+                                                                     "how many stars ?", "what colour is it ?"]))]
+    collate = EvalCollator(Encoder.for_backbone(backbone))
+    items = [(0, r) for r in records]
+    weights = torch.softmax(torch.randn(len(items), 3, generator=generator) * 2, dim=-1)
+
+    def set_routing(w):
+        for adapter in method.routed.values():
+            adapter.set_routing_weights(w)
+
+    def alone(item):
+        one = collate([item])
+        out = model.generate(**model_inputs(model, one), max_new_tokens=6, do_sample=False)
+        return tokenizer.decode(out[0, one["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+    reference = []
+    for i, item in enumerate(items):
+        set_routing(weights[i:i + 1])
+        reference.append(alone(item))
+    set_routing(weights)
+    assert len(set(reference)) > 1 and all(reference)  # varied answers: a wrong position or cache row shows
+    assert greedy_answers(model, tokenizer, collate(items), 6, prefix_plan=method.prefix_plan(weights)) == reference
+    set_routing(weights[:1])  # every row routed as the first: other answers, so the mixtures matter
+    assert [alone(item) for item in items] != reference
