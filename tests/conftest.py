@@ -76,3 +76,24 @@ def capture_after(monkeypatch, cls, hook: str, record):
         return result
 
     monkeypatch.setattr(cls, hook, wrapped)
+
+
+def hide_with_random_experts(backbone, num_tasks: int = 3):
+    """HiDe (rank 4, no dropout) on `backbone`, its routed top layer's experts random and large
+    enough to change the answers (the fused layers keep B = 0: only the routed mixture acts), every
+    task trained; returns the method and the generator that drew them (seed 1), for the test's own
+    further draws."""
+    import torch
+
+    from hide.methods.hide import HiDe
+
+    method = HiDe(rank=4, dropout=0.0)
+    method.attach(backbone, num_tasks=num_tasks)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for adapter in method.routed.values():
+            for slot in range(num_tasks):
+                adapter.lora_A[slot].normal_(0, 1.0, generator=generator)
+                adapter.lora_B[slot].normal_(0, 1.0, generator=generator)
+    method.on_eval_start(None, list(range(num_tasks)))
+    return method, generator

@@ -3,6 +3,7 @@ whose image token counts depend on the image and whose positions are 3-D)."""
 
 import pytest
 import torch
+from conftest import hide_with_random_experts
 from PIL import Image
 
 from hide.data.collate import Encoder, EvalCollator, TrainCollator
@@ -232,7 +233,6 @@ def test_qwen_per_row_experts_in_the_shared_prefix_equal_generate_one_by_one(tmp
     """HiDe's prefix plan on Qwen2.5-VL: three random experts in the routed top layer and a
     different mixture in every row; the batched answers are each row's answer from `generate`
     with its own mixture, alone (3-D positions behind the shared prefix included)."""
-    from hide.methods.hide import HiDe
     from hide.models.tiny import tiny_spec
     from hide.models.tiny_qwen import new_tiny_qwen
 
@@ -243,15 +243,7 @@ def test_qwen_per_row_experts_in_the_shared_prefix_equal_generate_one_by_one(tmp
         text={"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
               "num_key_value_heads": 2}))
     model, tokenizer = backbone.model.eval(), backbone.tokenizer
-    method = HiDe(rank=4, dropout=0.0)
-    method.attach(backbone, num_tasks=3)
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for adapter in method.routed.values():  # the fused layers keep B = 0: only the routed mixture acts
-            for slot in range(3):
-                adapter.lora_A[slot].normal_(0, 1.0, generator=generator)
-                adapter.lora_B[slot].normal_(0, 1.0, generator=generator)
-    method.on_eval_start(None, [0, 1, 2])
+    method, generator = hide_with_random_experts(backbone)
     records = [TestRecord(question_id=str(i), image=p, text=text, answer="", source_id=None)
                for i, (p, text) in enumerate(zip(_images(tmp_path), ["what is the object in the image ?",
                                                                      "how many stars ?", "what colour is it ?"]))]

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import pytest
 import torch
+from conftest import hide_with_random_experts
 from hydra.utils import instantiate
 from pytorch_lightning.utilities import move_data_to_device
 
@@ -101,7 +102,6 @@ def test_prefix_plan_with_per_row_experts_equals_hugging_face_one_by_one(fast_cf
     row's keys and values mixed by its own routing weights. Here three random experts that change
     the answers and a different mixture in every row: the batched answers must be each row's
     answer from `generate` with its own mixture, alone."""
-    from hide.methods.hide import HiDe
     from hide.models.backbone import Backbone
 
     cfg = fast_cfg("benchmark.num_tasks=null")  # prompts of every kind: a random model answers by the prompt
@@ -113,15 +113,7 @@ def test_prefix_plan_with_per_row_experts_equals_hugging_face_one_by_one(fast_cf
     text = {**cfg.model.text, "initializer_range": 0.2}
     model = build_model(tokenizer, cfg.model.image_size, cfg.model.patch_size, dict(cfg.model.vision), text).eval()
     wide = Backbone(model=model, tokenizer=tokenizer, image_processor=backbone.image_processor, name="wide")
-    method = HiDe(rank=4, dropout=0.0)
-    method.attach(wide, num_tasks=3)
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for adapter in method.routed.values():  # the fused layers keep B = 0: only the routed mixture acts
-            for slot in range(3):
-                adapter.lora_A[slot].normal_(0, 1.0, generator=generator)
-                adapter.lora_B[slot].normal_(0, 1.0, generator=generator)
-    method.on_eval_start(None, [0, 1, 2])
+    method, generator = hide_with_random_experts(wide)
     collate = EvalCollator(datamodule.encoder)
     items = [(t, r) for t in range(len(tasks)) for r in tasks[t].test[:2]]
     batch = collate(items)

@@ -2,9 +2,9 @@
 
 Everything outside a family's own file reaches the model through its `ModelFamily`: the named
 parts (language model, vision tower, projector, and their paths inside the model for exports),
-the model inputs of a collated batch, the image token and the linears LoRA adapts. A family is
-found from the model itself (`config.model_type`), so code that holds only the model needs no
-more than `family_of(model)`.
+the model inputs of a collated batch, its images' preparation, its positions and its image token.
+A family is found from the model itself (`config.model_type`), so code that holds only the model
+needs no more than `family_of(model)`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ class ModelFamily:
     language_model_path: str  # the decoder's path inside the model (peft's module names start with it)
     projector_path: str  # the projector's path inside the model (peft's modules_to_save)
     vision_tower_path: str
-    lora_targets: tuple[str, ...]  # the language model's linears that LoRA adapts
     default_template: ConversationTemplate  # for a checkpoint folder that keeps none
     image_placeholder: str  # the token of the template's image text that expands to the image's tokens
     tiny_name: str  # the folder prefix of the family's tiny backbones (hide.models.tiny)

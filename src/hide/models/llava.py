@@ -33,8 +33,6 @@ TINY_V1 = register_template(vicuna_v1_style(
     "A chat between a curious human and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the human's questions."))
 
-LLAMA_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
 
 class LlavaFamily(ModelFamily):
     model_type = "llava"
@@ -43,7 +41,6 @@ class LlavaFamily(ModelFamily):
     language_model_path = "model.language_model"
     projector_path = "model.multi_modal_projector"
     vision_tower_path = "model.vision_tower"
-    lora_targets = LLAMA_LINEARS
     default_template = VICUNA_V1  # llava-hf checkpoints keep no template of their own
     image_placeholder = IMAGE_TOKEN
     tiny_name = "tiny-llava"

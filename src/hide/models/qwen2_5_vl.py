@@ -20,7 +20,6 @@ from hide.models.family import ModelFamily, register
 
 IMAGE_PAD = "<|image_pad|>"
 QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", IMAGE_PAD]
-QWEN_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 # Qwen2.5-VL-Instruct's chat template (its chat_template.json) for one image before the question:
 # "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>{q}
@@ -40,7 +39,6 @@ class QwenVLFamily(ModelFamily):
     language_model_path = "model.language_model"
     projector_path = "model.visual.merger"
     vision_tower_path = "model.visual"
-    lora_targets = QWEN_LINEARS
     default_template = CHATML
     image_placeholder = IMAGE_PAD
     tiny_name = "tiny-qwen"
@@ -132,9 +130,6 @@ class QwenVLFamily(ModelFamily):
                                                   image_grid_thw=batch["image_grid_thw"],
                                                   attention_mask=batch["attention_mask"])
         return positions
-
-    def text_positions(self, attention_mask: torch.Tensor) -> torch.Tensor:
-        return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
 QWEN2_5_VL = register(QwenVLFamily())

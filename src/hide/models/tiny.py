@@ -387,8 +387,13 @@ def tiny_spec(image_size: int = 64, patch_size: int = 8, vision: dict | None = N
     return spec
 
 
+def _family(spec: dict):
+    """The model family of a tiny spec (LLaVA when it names none)."""
+    return family_named(spec.get("family", "llava"))
+
+
 def _family_prefix(spec: dict) -> str:
-    return family_named(spec.get("family", "llava")).tiny_name
+    return _family(spec).tiny_name
 
 
 def tiny_backbone_name(spec: dict) -> str:
@@ -454,7 +459,7 @@ def new_tiny_llava(spec: dict) -> Backbone:
 def _build_tiny(path: Path, spec: dict, progress: bool) -> None:
     log.info("Building the %s backbone in %s (first use of this config)", _family_prefix(spec), path)
     torch.manual_seed(spec["seed"])
-    backbone = family_named(spec.get("family", "llava")).new_tiny(spec)
+    backbone = _family(spec).new_tiny(spec)
     model, tokenizer, image_processor = backbone.model, backbone.tokenizer, backbone.image_processor
     size = spec["image_size"]
     language_pretrain = dict(spec["language_pretrain"])
