@@ -51,6 +51,29 @@ def test_qwen_parts_and_chatml(tiny_qwen):
     assert pieces[2][0].startswith("\n<|im_start|>user\nq2")
 
 
+@pytest.mark.parametrize("which", ["llava", "qwen"])
+def test_lora_goes_on_the_familys_decoder_linears_only(tiny_qwen, tiny_backbone, which):
+    """A method with no `targets` (the adapter config's default) adapts exactly its family's
+    decoder linears, every layer's, and nothing of the vision tower or projector (Qwen's vision
+    blocks have linears of the same names)."""
+    import copy
+
+    from hide.methods.lora import SequentialLoRA
+
+    backbone = copy.deepcopy(tiny_qwen if which == "qwen" else tiny_backbone)
+    method = SequentialLoRA(rank=2, alpha=4)
+    method.attach(backbone, num_tasks=2)
+    targets = backbone.family.lora_targets
+    layers = backbone.language_model.config.num_hidden_layers
+    assert len(method.adapters) == layers * len(targets)
+    assert {name.rsplit(".", 1)[-1] for name in method.adapters} == set(targets)
+    adapted = {id(m) for m in method.adapters.values()}
+    in_language_model = {id(m) for m in backbone.language_model.modules()}
+    assert adapted <= in_language_model
+    assert not adapted & {id(m) for m in backbone.family.vision_tower(backbone.model).modules()}
+    assert not adapted & {id(m) for m in backbone.projector.modules()}
+
+
 def test_qwen_image_tokens_follow_each_images_grid(tiny_qwen, tmp_path):
     paths = _images(tmp_path)
     encoder = Encoder.for_backbone(tiny_qwen)

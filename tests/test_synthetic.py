@@ -356,16 +356,21 @@ def test_mixture(mixture):
     turns = {len(r["conversations"]) for r in records}
     assert turns <= {4, 6} and 6 in turns  # MIXTURE_TURNS questions, fewer where a family has fewer
     task_instructions = set()
-    for task in sy.TASKS:  # the mixture never asks a task's question
+    for task in sy.TASKS:
         for i in range(30):
             task_instructions.add(task.sample(sy.build.sample_rng(0, task.NAME, "train", i), 8)[1])
+    # the tasks' instructions the mixture asks (about scenes their tasks never draw: checked in
+    # test_mixture_format_turns_ask_each_task_about_other_scenes)
+    format_instructions = {sy.renditions.RENDITIONS_Q, sy.object_caption.OBJECT_CAPTION_Q, sy.scene_caption.SCENE_Q}
     for r in records:
         conv = r["conversations"]
         assert [c["from"] for c in conv] == ["human", "gpt"] * (len(conv) // 2)
         assert conv[0]["value"].startswith("<image>\n")
         assert sum(c["value"].count("<image>") for c in conv) == 1
         for c in conv[::2]:
-            assert c["value"].replace("<image>\n", "") not in task_instructions
+            question = c["value"].replace("<image>\n", "")
+            assert question not in task_instructions or question in format_instructions \
+                or re.fullmatch(r"Subtract all \w+ objects\. How many objects are left\?\n.*", question, re.S), question
         assert (mixture / "datasets" / r["image"]).is_file()
 
 
@@ -500,6 +505,47 @@ def test_mixture_families_and_answers():
     # multiple choice, the format learnt last, is asked often; a quarter of the conversations end
     # with the text-only lookup
     assert formats["letter"] >= 0.4 * n and 0.2 <= asked["option_lookup"] / n <= 0.3, (formats, asked)
+
+
+def test_mixture_format_turns_ask_each_task_about_other_scenes():
+    """The tasks' own instructions in the mixture: each asked only about a family that is not its
+    task's, answered in its task's format and rightly (the table top's one object by its kind, a
+    subtraction by the count left, a caption by the family's own caption), never naming a
+    Renditions class the mixture keeps for the task; every one of them is asked."""
+    task_of = {sy.renditions.RENDITIONS_Q: sy.renditions, sy.object_caption.OBJECT_CAPTION_Q: sy.object_caption,
+               sy.scene_caption.SCENE_Q: sy.scene_caption}
+    n, asked = 2000, {}
+    for i in range(n):
+        _, qa, m = sy.mixture.sample(sy.build.sample_rng(0, sy.MIXTURE_STREAM, "train", i), 8)
+        captions = [a for k, (q, a) in zip(m["asked"], qa) if k == "caption"]
+        for key, (q, a) in zip(m["asked"], qa):
+            if not key.startswith("format_"):
+                continue
+            asked[key] = asked.get(key, 0) + 1
+            assert not any(re.search(rf"\b{c}\b", a) for c in UNNAMED), a
+            if key == "format_subtract":
+                color = re.fullmatch(r"Subtract all (\w+) objects\. How many objects are left\?", q.removesuffix(sy.texts.SINGLE_WORD)).group(1)
+                assert m["family"] == "table" and q.endswith(sy.texts.SINGLE_WORD) and m["family"] != sy.clevr_math.FAMILY
+                assert a == str(sum(o["color"] != color for o in m["objects"]))
+                continue
+            task = task_of[q]
+            assert m["family"] != task.FAMILY, (q, m["family"])
+            if key == "format_object":
+                assert m["family"] == "table" and len(m["objects"]) == 1 and a == m["objects"][0]["kind"]
+            else:
+                assert m["family"] in (("shapes", "bars") if key == "format_object_caption" else ("clevr", "icons"))
+                assert not captions or captions == [a], (a, captions)
+    assert set(asked) == set(sy.mixture.FORMAT_WEIGHTS), asked
+    assert asked["format_object"] >= 0.02 * n and asked["format_object_caption"] >= 0.1 * n, asked
+    rng = np.random.default_rng(0)
+    for family in sy.mixture.FAMILIES:  # a caption turn is the family's own caption of the scene
+        for _ in range(20):
+            _, qa, m = sy.mixture.FAMILIES[family].pretraining(rng, 8)
+            own = {k: a for k, _, a, _ in qa}
+            for key, _, a, weight in sy.mixture.task_format_turns(rng, family, m, qa):
+                assert weight == sy.mixture.FORMAT_WEIGHTS[key]
+                if key in ("format_object_caption", "format_scene_caption"):
+                    assert a == own["caption"]
 
 
 def test_chance_level(bench):

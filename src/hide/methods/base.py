@@ -15,7 +15,7 @@ from torch import nn
 from hide.generation import PrefixPlan
 from hide.models.backbone import Backbone
 from hide.models.family import family_of
-from hide.models.lora import LLAMA_LINEARS, LoRALinear, MergedSlotsLoRALinear, inject_lora
+from hide.models.lora import LoRALinear, MergedSlotsLoRALinear, inject_lora
 from hide.models.translation import entry_factor
 
 
@@ -30,21 +30,22 @@ class ContinualMethod:
         published_fan_in: the input width of each target where the settings were published
             (LLaVA-1.5-7B's); entry-sized settings are carried from it by `hide.models.translation`
             (null: taken as numbers).
-        targets: names of the linears that get adapters.
+        targets: names of the linears that get adapters (None: the model family's decoder linears,
+            `ModelFamily.lora_targets`).
         train_projector: train the multimodal projector (at `optim.projector_lr`) on every task.
     """
 
     name = "base"
 
     def __init__(self, rank: int = 8, alpha: float = 16.0, dropout: float = 0.05,
-                 init_std: float | None = None, targets: tuple[str, ...] = LLAMA_LINEARS,
+                 init_std: float | None = None, targets: tuple[str, ...] | None = None,
                  train_projector: bool = True, published_fan_in: dict[str, int] | None = None):
         self.rank = rank
         self.alpha = alpha
         self.dropout = dropout
         self.init_std = init_std
         self.published_fan_in = dict(published_fan_in) if published_fan_in is not None else None
-        self.targets = tuple(targets)
+        self.targets = tuple(targets) if targets is not None else None
         self.train_projector = train_projector
         self.adapters: dict[str, LoRALinear] = {}
 
@@ -59,7 +60,7 @@ class ContinualMethod:
         slots = self.num_slots(num_tasks)
         self.adapters = inject_lora(backbone.language_model,
                                     lambda linear, name: self.make_layer(linear, slots, self.init_std_of(name, linear)),
-                                    targets=self.targets)
+                                    targets=self.targets or backbone.family.lora_targets)
         for layer in self.adapters.values():
             layer.lora_A.requires_grad_(True)
             layer.lora_B.requires_grad_(True)

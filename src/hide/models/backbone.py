@@ -118,9 +118,10 @@ def load_pretrained_backbone(
                 f"tokenizer.json or tokenizer.model, preprocessor_config.json)."
             )
     try:
-        family = family_named(AutoConfig.from_pretrained(path).model_type)
+        config = AutoConfig.from_pretrained(path)  # read once: its model_type names the family
+        family = family_named(config.model_type)
         model = family.model_class.from_pretrained(
-            path, dtype=DTYPES[dtype], attn_implementation=_attn_implementation(attn_implementation)
+            path, config=config, dtype=DTYPES[dtype], attn_implementation=_attn_implementation(attn_implementation)
         )
         tokenizer = AutoTokenizer.from_pretrained(path)
         processor = AutoImageProcessor.from_pretrained(path, backend="pil", **(image_processor or {}))

@@ -28,6 +28,9 @@ class ModelFamily:
     default_template: ConversationTemplate  # for a checkpoint folder that keeps none
     image_placeholder: str  # the token of the template's image text that expands to the image's tokens
     tiny_name: str  # the folder prefix of the family's tiny backbones (hide.models.tiny)
+    # the decoder layers' linears that get LoRA adapters unless a method's `targets` names others
+    # (looked up in the language model only: never the vision tower's or the projector's)
+    lora_targets: tuple[str, ...]
 
     def new_tiny(self, spec: dict):
         """The family's untrained tiny backbone of a tiny spec (`hide.models.tiny.tiny_spec`),

@@ -44,6 +44,7 @@ class LlavaFamily(ModelFamily):
     default_template = VICUNA_V1  # llava-hf checkpoints keep no template of their own
     image_placeholder = IMAGE_TOKEN
     tiny_name = "tiny-llava"
+    lora_targets = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # LLaMA's attention and MLP linears
 
     def new_tiny(self, spec: dict):
         from hide.models.tiny import new_tiny_llava

@@ -20,8 +20,6 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-LLAMA_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
 
 class AdapterLayer(nn.Module):
     """What every adapter layer is: a frozen `base` layer plus a trained update, and a `disabled`
@@ -186,7 +184,7 @@ def decoder_layer_index(name: str) -> int:
     return int(match.group(1))
 
 
-def inject_lora(language_model: nn.Module, make_layer, targets=LLAMA_LINEARS,
+def inject_lora(language_model: nn.Module, make_layer, targets: tuple[str, ...],
                 layers: list[int] | None = None) -> dict[str, nn.Module]:
     """Replace every target linear of the decoder layers (all, or the given layer indices) by
     `make_layer(linear, name)` (its qualified name). Returns {qualified name: new module}."""

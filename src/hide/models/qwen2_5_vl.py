@@ -42,6 +42,8 @@ class QwenVLFamily(ModelFamily):
     default_template = CHATML
     image_placeholder = IMAGE_PAD
     tiny_name = "tiny-qwen"
+    # Qwen2's attention and MLP linears (the vision blocks' MLPs share three names: only the decoder is adapted)
+    lora_targets = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
     def new_tiny(self, spec: dict):
         from hide.models.tiny_qwen import new_tiny_qwen

@@ -18,9 +18,11 @@ multiple choice, digits for IconQA's counting and ClevrMath), so that learning o
 interfere with another. `generate_mixture` writes the base model's own instruction-tuning mixture,
 as LLaVA-1.5's own instruction data is to UCIT: the same visual primitives under other
 instructions, in sentences ("it is red", number words, yes/no) and in the tasks' answer formats
-(one word, a digit, an option's letter, a one-sentence caption). It asks none of a task's test
-questions and holds none of their images (test and mixture images come from two halves of the
-image space, `build.image_half`); its captions are phrased its own way, but it names six of
+(one word, a digit, an option's letter, a one-sentence caption), and the tasks' own instructions
+about scenes their tasks never draw ("What is the object in the image?" about a table top's one
+object; `mixture.task_format_turns`). It holds none of the test images (test and mixture images
+come from two halves of the image space, `build.image_half`); its captions are phrased its own
+way, but it names six of
 Renditions' ten classes and draws the tasks' kinds of scene: `experiments/mixture_overlap.py`
 measures what it shares with each test set (docs/benchmark.md).
 

@@ -28,7 +28,7 @@ from hide.errors import ConfigError
 GENERATOR_VERSION = 11
 # Bump when anything the pretraining mixture draws or asks changes (its scenes share the tasks' drawing code):
 # it is part of the tiny model's cache key, so the base model is rebuilt.
-MIXTURE_VERSION = 10
+MIXTURE_VERSION = 11
 MARKER = ".complete.json"
 MIXTURE = "Mixture"  # its folder under datasets/ and instructions/
 # the name that keys the mixture's random streams (`sample_rng`): changing it draws other data

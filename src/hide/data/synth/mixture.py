@@ -1,10 +1,13 @@
 """The pretraining mixture: the base model's own instruction data. Each family is the pretraining
 counterpart of one task (its module's `pretraining`): the task's kind of scene, drawn by the
 task's own drawing code, under other instructions and answer formats (yes/no, "it is red", number
-words) beside the tasks' formats, and captions in a phrasing of its own. Its images are drawn from
-the half of the image space that test images are not (`build.image_half`). What it shares with
-each task's test set (questions, answers, caption phrases) is measured by
-`experiments/mixture_overlap.py`.
+words) beside the tasks' formats, and captions in a phrasing of its own. The tasks' own
+instructions are asked too, each only about scenes its task never draws (`task_format_turns`:
+"What is the object in the image?" about a table top's one object, "Generate a caption for the
+image." about shape blocks), as LLaVA-1.5's instruction data taught its base the benchmarks'
+answer formats on other images. Its images are drawn from the half of the image space that test
+images are not (`build.image_half`). What it shares with each task's test set (questions,
+answers, caption phrases) is measured by `experiments/mixture_overlap.py`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ import re
 
 import numpy as np
 
+from hide.data.synth.clevr_math import CLEVR_Q
+from hide.data.synth.object_caption import OBJECT_CAPTION_Q
+from hide.data.synth.renditions import RENDITIONS_Q
+from hide.data.synth.scene_caption import SCENE_Q
 from hide.data.synth.tasks import TASKS
 from hide.data.synth.texts import CAPTION_PROMPTS, COLORS, MC_SUFFIX, multiple_choice, register, vocabulary
 
@@ -42,6 +49,11 @@ LOOKUP_Q = register("Which option is {x}?")
 # scene described.
 REPEAT_Q = register("Write this sentence")  # words the vocabulary has: the tokenizer stays the same
 REPEAT_WORDS = (4, 8)
+# A task's instruction asked about a mixture scene its task never draws weighs this much among the
+# scene's questions (the families' own weigh 0.5-5); naming a table top's one object most, since
+# few scenes hold one object.
+FORMAT_WEIGHTS = {"format_object": 6.0, "format_subtract": 3.0, "format_object_caption": 3.0,
+                  "format_scene_caption": 3.0}
 
 
 def sample(rng, size, repeat_share: float = 0.0):
@@ -52,6 +64,7 @@ def sample(rng, size, repeat_share: float = 0.0):
     cum = np.cumsum([FAMILY_WEIGHTS[n] for n in names])
     family = names[min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), len(names) - 1)]
     img, qa, meta = FAMILIES[family].pretraining(rng, size)
+    qa = [*qa, *task_format_turns(rng, family, meta, qa)]
     k = min(len(qa), MIXTURE_TURNS)
     w = np.array([x[3] * (MC_EMPHASIS if x[1].endswith(MC_SUFFIX) else 1.0) for x in qa], dtype=np.float64)
     picked = [qa[int(i)] for i in rng.choice(len(qa), size=k, replace=False, p=w / w.sum())]
@@ -61,6 +74,30 @@ def sample(rng, size, repeat_share: float = 0.0):
         picked.append(("repeat", *repeat_turn(rng), 1.0))
     meta = {"family": family, "asked": [x[0] for x in picked], **meta}
     return img, [(q, a) for _, q, a, _ in picked], meta
+
+
+def task_format_turns(rng, family: str, meta: dict, qa: list) -> list[tuple[str, str, str, float]]:
+    """The tasks' own instructions about a mixture scene that no task draws, answered in the
+    task's format: Renditions' "What is the object in the image?" about a table top's one object
+    ("cup"), ClevrMath's "Subtract all red objects. How many objects are left?" about a table top
+    (a digit), ObjectCaption's "Generate a caption for the image." about shape blocks and bar
+    charts, SceneCaption's "Write a brief caption for the image." about CLEVR scenes and icon
+    grids (the scene's own caption from the family, `qa`'s "caption" answer). Returns
+    (key, question, answer, weight) entries for the scene's question list (FORMAT_WEIGHTS)."""
+    turns = []
+    caption = next((answer for key, _, answer, _ in qa if key == "caption"), None)
+    if family == "table":
+        objs = meta["objects"]
+        if len(objs) == 1:
+            turns.append(("format_object", RENDITIONS_Q, objs[0]["kind"]))
+        color = objs[rng.integers(len(objs))]["color"]
+        left = sum(o["color"] != color for o in objs)
+        turns.append(("format_subtract", CLEVR_Q.format(what=f"{color} objects"), str(left)))
+    elif family in ("shapes", "bars") and caption is not None:
+        turns.append(("format_object_caption", OBJECT_CAPTION_Q, caption))
+    elif family in ("clevr", "icons") and caption is not None:
+        turns.append(("format_scene_caption", SCENE_Q, caption))
+    return [(key, question, answer, FORMAT_WEIGHTS[key]) for key, question, answer in turns]
 
 
 def lookup_turn(rng) -> tuple[str, str]:
@@ -107,4 +144,5 @@ def mixture_counts(meta: dict) -> dict[str, int] | None:
 def states_a_fact(question: str) -> bool:
     """Whether a mixture question's answer is a fact of the image alone: not an option's letter
     (which depends on the order of the options) and not a caption."""
-    return not question.endswith(MC_SUFFIX) and question not in CAPTION_PROMPTS and not question.startswith(REPEAT_Q)
+    return (not question.endswith(MC_SUFFIX) and question not in CAPTION_PROMPTS
+            and question not in (OBJECT_CAPTION_Q, SCENE_Q) and not question.startswith(REPEAT_Q))
