@@ -23,7 +23,12 @@ and NAME is one of `TABLES`, each a function of files kept in docs/results/:
 - `hide-ablations`: HiDe's inference variants on the same seeds, the hide_inference.json files kept
   in docs/results/runs/comparison/hide_ablations/s<N>/ (experiments/hide_inference.py);
 - `param-budget`: parameters per method on the tiny model and the 7B shapes,
-  docs/results/param_budget.json (experiments/param_budget.py).
+  docs/results/param_budget.json (experiments/param_budget.py);
+- `family-runs`: the default `python train.py` on each other model family's tiny backbone, its
+  matrix and metrics, one run kept per model in docs/results/runs/families/<model>/train/;
+- `family-calibration`: R1-R5 of each other family's tiny backbone, measured once
+  (docs/results/families/<model>.json, calibrate.py's file, its runs kept in
+  docs/results/runs/families/<model>/), beside the default's seed 0.
 """
 
 from __future__ import annotations
@@ -217,9 +222,57 @@ def param_budget() -> str:
     return _experiment("param_budget").markdown(_load(RESULTS / "param_budget.json"))
 
 
+FAMILY_RUNS = RESULTS / "runs" / "families"
+
+
+def family_runs() -> str:
+    """Each kept run of `python train.py model=<model>`: its matrix, after each stage, and metrics."""
+    runs = sorted(FAMILY_RUNS.glob("*/train/metrics.json"))
+    if not runs:
+        return "No family runs are kept in docs/results/runs/families/.\n"
+    blocks = []
+    for path in runs:
+        m = _load(path)
+        tasks = m["tasks"]
+        lines = [f"`model={path.parent.parent.name}`, method {m['method']}, seed {m['seed']}: Last {m['Last']:.1f}, "
+                 f"MFT {m['MFT']:.1f}, BWT {m['BWT']:.1f}.", "",
+                 "| after | " + " | ".join(tasks) + " |", "|---|" + "---:|" * len(tasks)]
+        for label, row in zip(["base", *tasks], m["matrix"]):
+            lines.append(f"| {label} | " + " | ".join(_num(v, 1) for v in row) + " |")
+        blocks.append("\n".join(lines) + "\n")
+    return "\n".join(blocks)
+
+
+def family_calibration() -> str:
+    """R1-R5 of each other family's tiny backbone beside the default's seed 0."""
+    files = sorted((RESULTS / "families").glob("*.json"))
+    if not files:
+        return "No family calibration files in docs/results/families/.\n"
+    default = [r for r in _seed_files() if r["seed"] == 0]
+    columns = [(f"`model={p.stem}`, seed {_load(p)['seed']}", _load(p)) for p in files]
+    if default:
+        columns.insert(0, ("default (tiny LLaVA), seed 0", default[0]))
+    first = columns[0][1]
+    lines = ["| statistic | " + " | ".join(label for label, _ in columns) + " | LLaVA-1.5-7B | band |",
+             "|---|" + "---:|" * len(columns) + "---:|---|"]
+    stats = [r["statistics"] for _, r in columns]
+    for name, digits in (("R1", 3), ("R2", 1), ("R3", 3), ("R4", 2)):
+        lines.append(f"| {name} | " + " | ".join(_stat(st, name, digits) for st in stats)
+                     + f" | {first['seven_b'][name]} | {_band(name, first['bands'])} |")
+    lines.append("| R5 | " + " | ".join(_yes(st["R5"]) for st in stats) + " | yes | >= 50 and >= 2x chance |")
+    lines.append("| zero-shot / multitask | " + " | ".join(f"{st['zero_shot']:.1f} / {st['multitask']:.1f}" for st in stats)
+                 + " | 26 / 69 | |")
+    lines.append("| sequential LoRA MFT / Last | " + " | ".join(f"{st['lora_MFT']:.1f} / {st['lora_Last']:.1f}" for st in stats)
+                 + " | 70.6 / 56.7 | |")
+    lines.append("| HiDe expand-all / fuse-all | " + " | ".join(_hide_pair(r) for _, r in columns) + " | 67.6 / 61.3 | |")
+    lines.append("| minutes (all runs) | " + " | ".join(f"{r['wall_minutes']:.1f}" for _, r in columns) + " | - | |")
+    return "\n".join(lines) + "\n"
+
+
 TABLES = {"calibration": calibration, "calibration-tasks": calibration_tasks, "levers": levers,
           "designs": designs, "mixture-overlap": mixture_overlap, "comparison": comparison,
-          "comparison-per-task": comparison_per_task, "hide-ablations": hide_ablations, "param-budget": param_budget}
+          "comparison-per-task": comparison_per_task, "hide-ablations": hide_ablations, "param-budget": param_budget,
+          "family-runs": family_runs, "family-calibration": family_calibration}
 
 
 def regenerate(text: str, source: str) -> tuple[str, list[str]]:

@@ -40,7 +40,8 @@ def test_the_tables_in_docs_are_generated():
 
 
 def calibration_files():
-    return sorted([*(RESULTS / "calibration").glob("seed*.json"), *(RESULTS / "levers").glob("*.json")])
+    return sorted([*(RESULTS / "calibration").glob("seed*.json"), *(RESULTS / "levers").glob("*.json"),
+                   *(RESULTS / "families").glob("*.json")])
 
 
 @pytest.mark.parametrize("path", calibration_files(), ids=lambda p: f"{p.parent.name}/{p.stem}")
