@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from bench.common import LARGER, larger_backbone, result, tiny_backbone, train_batches
 from hide.methods.base import ContinualMethod
-from hide.models.lora import LLAMA_LINEARS
+from hide.models.llava import LLAVA
 from hide.module import ContinualModule, cosine_with_warmup
 
 GOAL = 1.10
@@ -59,7 +59,7 @@ def hand_written(make_backbone, batches: list[dict]) -> float:
     backbone = make_backbone()
     model = backbone.model
     model.requires_grad_(False)
-    inject_adapter_in_model(LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=list(LLAMA_LINEARS)),
+    inject_adapter_in_model(LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=list(LLAVA.lora_targets)),
                             backbone.language_model)
     adapters = [p for n, p in model.named_parameters() if "lora_" in n]
     projector = list(backbone.projector.parameters())

@@ -88,13 +88,21 @@ def task_overlap(task: TaskData, mixture: dict) -> dict:
     return row
 
 
+def mixture_dir_of(cfg) -> Path:
+    """Where the mixture of the composed config's model is generated for the table (its version
+    and settings in the folder's name)."""
+    model = cfg.model
+    pretrain = model.language_pretrain
+    return Path(cfg.paths.cache_dir) / "mixture-overlap" / (
+        f"v{synth.MIXTURE_VERSION}-n{pretrain.num_samples}-px{model.image_size}-s{model.seed}"
+        f"-r{pretrain.get('repeat_share', 0.0)}")
+
+
 def overlaps(cfg) -> dict:
     """The table for the composed config: the mixture its model is built from against its benchmark."""
     model = cfg.model
     pretrain = model.language_pretrain
-    mixture_dir = Path(cfg.paths.cache_dir) / "mixture-overlap" / (
-        f"v{synth.MIXTURE_VERSION}-n{pretrain.num_samples}-px{model.image_size}-s{model.seed}"
-        f"-r{pretrain.get('repeat_share', 0.0)}")
+    mixture_dir = mixture_dir_of(cfg)
     synth.generate_mixture(mixture_dir, num_samples=pretrain.num_samples, image_size=model.image_size,
                            seed=model.seed, progress=False, repeat_share=pretrain.get("repeat_share", 0.0))
     benchmark = instantiate(cfg.benchmark)

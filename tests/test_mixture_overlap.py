@@ -32,7 +32,7 @@ def test_overlap_table_counts_what_the_mixture_shares(tmp_path, fast_cfg):
 
     # plant: a test image replaced by a mixture image, a test question by a mixture question (in
     # capitals), a caption reference that holds a mixture answer of four words or more
-    mixture_dir = next((ROOT / cfg.paths.cache_dir / "mixture-overlap").glob("v*"))
+    mixture_dir = ROOT / mixture_overlap.mixture_dir_of(cfg)  # this version's, not an older one in the cache
     conversation = json.loads((mixture_dir / "instructions" / "Mixture" / "train.json").read_text())[0]
     index = mixture_overlap.mixture_index(mixture_dir)
     data = tmp_path / "copy"
