@@ -15,23 +15,32 @@ def test_tiny_model_trains_and_evaluates_under_bf16_autocast(fast_cfg, tmp_path)
     assert all(v is not None for row in metrics["matrix"] for v in row)
 
 
+def _random_7b_with_lora(model_class, config, name: str):
+    """A 7B-shaped model of random bf16 weights on the GPU with rank-8 sequential LoRA attached
+    (6 tasks) and activation checkpointing on; returns (backbone, method)."""
+    from hide.methods.lora import SequentialLoRA
+    from hide.models.backbone import Backbone, enable_activation_checkpointing
+
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = model_class(config).to(torch.bfloat16)
+    backbone = Backbone(model=model, tokenizer=None, image_processor=None, name=name)
+    method = SequentialLoRA(rank=8, alpha=16)
+    method.attach(backbone, 6)
+    enable_activation_checkpointing(model)
+    return backbone, method
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_llava_7b_shaped_lora_step_and_batched_generation_in_bf16():
     from transformers import LlavaForConditionalGeneration
 
-    from hide.methods.lora import SequentialLoRA
-    from hide.models.backbone import Backbone, enable_activation_checkpointing
     from hide.models.llava import llava_1_5_7b_config
 
-    torch.manual_seed(0)
     config = llava_1_5_7b_config()
-    with torch.device("cuda"):
-        model = LlavaForConditionalGeneration(config).to(torch.bfloat16)
-    backbone = Backbone(model=model, tokenizer=None, image_processor=None, name="llava-1.5-7b (random)")
-    method = SequentialLoRA(rank=8, alpha=16)
-    method.attach(backbone, 6)
-    enable_activation_checkpointing(model)
+    backbone, _ = _random_7b_with_lora(LlavaForConditionalGeneration, config, "llava-1.5-7b (random)")
+    model = backbone.model
     batch, prompt = 4, 64
     image_tokens = (336 // 14) ** 2
     ids = torch.randint(0, 32000, (batch, prompt + image_tokens), device="cuda")
@@ -71,20 +80,13 @@ def test_qwen2_5_vl_7b_shaped_lora_step_in_bf16():
     inputs and positions (M-RoPE from the image grid), the LoRA on its decoder's linears only."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from hide.methods.lora import SequentialLoRA
-    from hide.models.backbone import Backbone, enable_activation_checkpointing
     from hide.models.family import model_inputs
     from hide.models.qwen2_5_vl import qwen2_5_vl_7b_config
 
-    torch.manual_seed(0)
     config = qwen2_5_vl_7b_config()
-    with torch.device("cuda"):
-        model = Qwen2_5_VLForConditionalGeneration(config).to(torch.bfloat16)
-    backbone = Backbone(model=model, tokenizer=None, image_processor=None, name="qwen2.5-vl-7b (random)")
-    method = SequentialLoRA(rank=8, alpha=16)
-    method.attach(backbone, 6)
+    backbone, method = _random_7b_with_lora(Qwen2_5_VLForConditionalGeneration, config, "qwen2.5-vl-7b (random)")
+    model = backbone.model
     assert len(method.adapters) == config.text_config.num_hidden_layers * len(backbone.family.lora_targets)
-    enable_activation_checkpointing(model)
     # a 224 x 224 image: 16 x 16 patches of 14 px, 64 image tokens after the 2 x 2 merger
     batch, prompt, side = 2, 64, 16
     image_tokens = side * side // 4
