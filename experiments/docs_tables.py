@@ -78,9 +78,15 @@ def calibration() -> str:
     runs = _seed_files()
     if not runs:
         return "No calibration file in docs/results/calibration/.\n"
-    first = runs[0]
+    return _statistics_table([(f"seed {r['seed']}", r) for r in runs])
+
+
+def _statistics_table(columns: list[tuple[str, dict]]) -> str:
+    """One column per (label, calibration file): R1-R5 and what they come from, beside 7B and the bands."""
+    first = columns[0][1]
     bands, seven_b = first["bands"], first["seven_b"]
-    head = "| statistic | " + " | ".join(f"seed {r['seed']}" for r in runs) + " | LLaVA-1.5-7B | band |"
+    runs = [r for _, r in columns]
+    head = "| statistic | " + " | ".join(label for label, _ in columns) + " | LLaVA-1.5-7B | band |"
     lines = [head, "|---|" + "---:|" * len(runs) + "---:|---|"]
 
     def row(label, cells, seven, band):
@@ -248,25 +254,11 @@ def family_calibration() -> str:
     files = sorted((RESULTS / "families").glob("*.json"))
     if not files:
         return "No family calibration files in docs/results/families/.\n"
-    default = [r for r in _seed_files() if r["seed"] == 0]
     columns = [(f"`model={p.stem}`, seed {_load(p)['seed']}", _load(p)) for p in files]
+    default = [r for r in _seed_files() if r["seed"] == 0]
     if default:
         columns.insert(0, ("default (tiny LLaVA), seed 0", default[0]))
-    first = columns[0][1]
-    lines = ["| statistic | " + " | ".join(label for label, _ in columns) + " | LLaVA-1.5-7B | band |",
-             "|---|" + "---:|" * len(columns) + "---:|---|"]
-    stats = [r["statistics"] for _, r in columns]
-    for name, digits in (("R1", 3), ("R2", 1), ("R3", 3), ("R4", 2)):
-        lines.append(f"| {name} | " + " | ".join(_stat(st, name, digits) for st in stats)
-                     + f" | {first['seven_b'][name]} | {_band(name, first['bands'])} |")
-    lines.append("| R5 | " + " | ".join(_yes(st["R5"]) for st in stats) + " | yes | >= 50 and >= 2x chance |")
-    lines.append("| zero-shot / multitask | " + " | ".join(f"{st['zero_shot']:.1f} / {st['multitask']:.1f}" for st in stats)
-                 + " | 26 / 69 | |")
-    lines.append("| sequential LoRA MFT / Last | " + " | ".join(f"{st['lora_MFT']:.1f} / {st['lora_Last']:.1f}" for st in stats)
-                 + " | 70.6 / 56.7 | |")
-    lines.append("| HiDe expand-all / fuse-all | " + " | ".join(_hide_pair(r) for _, r in columns) + " | 67.6 / 61.3 | |")
-    lines.append("| minutes (all runs) | " + " | ".join(f"{r['wall_minutes']:.1f}" for _, r in columns) + " | - | |")
-    return "\n".join(lines) + "\n"
+    return _statistics_table(columns)
 
 
 TABLES = {"calibration": calibration, "calibration-tasks": calibration_tasks, "levers": levers,
