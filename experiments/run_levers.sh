@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # R4 against its levers: the default design and one change at a time (rank per task, update size,
-# decoder width, depth), each calibrated on seed 0 (R1-R5, HiDe's variants, update sizes, times).
+# decoder width, depth, depth with a smaller update), each calibrated on seed 0 (R1-R5, HiDe's variants, update sizes, times).
 # Resumable: run it again after a crash; a design whose file is in docs/results/levers/ is skipped.
 #   bash experiments/run_levers.sh [DESIGN ...]      (default: all, in the order below)
 # Each design's calibration goes to outputs/levers/<design>/, its file to
@@ -16,6 +16,7 @@ declare -A DESIGNS=(
   [d-lr-half]="optim.lr=5e-4"
   [e-width384]="model.text.hidden_size=384 model.text.intermediate_size=1024 model.text.num_attention_heads=8 model.text.num_key_value_heads=8"
   [f-depth8]="model.text.num_hidden_layers=8"
+  [g-depth8-lr-half]="model.text.num_hidden_layers=8 optim.lr=5e-4"
 )
 NAMES=("$@")
 [ ${#NAMES[@]} -eq 0 ] && NAMES=($(printf '%s\n' "${!DESIGNS[@]}" | sort))
