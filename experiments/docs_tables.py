@@ -254,7 +254,7 @@ def family_calibration() -> str:
     files = sorted((RESULTS / "families").glob("*.json"))
     if not files:
         return "No family calibration files in docs/results/families/.\n"
-    columns = [(f"`model={p.stem}`, seed {_load(p)['seed']}", _load(p)) for p in files]
+    columns = [(f"`model={p.stem}`, seed {r['seed']}", r) for p, r in ((p, _load(p)) for p in files)]
     default = [r for r in _seed_files() if r["seed"] == 0]
     if default:
         columns.insert(0, ("default (tiny LLaVA), seed 0", default[0]))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # R4 against its levers: the default design and one change at a time (rank per task, update size,
-# decoder width, depth, depth with a smaller update), each calibrated on seed 0 (R1-R5, HiDe's variants, update sizes, times).
+# decoder width, depth, depth with a smaller update), each calibrated on seed 0 (R1-R5, HiDe's
+# variants, update sizes, times).
 # Resumable: run it again after a crash; a design whose file is in docs/results/levers/ is skipped.
 #   bash experiments/run_levers.sh [DESIGN ...]      (default: all, in the order below)
 # Each design's calibration goes to outputs/levers/<design>/, its file to
