@@ -50,7 +50,7 @@ LOOKUP_Q = register("Which option is {x}?")
 REPEAT_Q = register("Write this sentence")  # words the vocabulary has: the tokenizer stays the same
 REPEAT_WORDS = (4, 8)
 # A task's instruction asked about a mixture scene its task never draws weighs this much among the
-# scene's questions (the families' own weigh 0.5-5); naming a table top's one object most, since
+# scene's questions (the families' own weigh 0.5-8); naming a table top's one object most, since
 # few scenes hold one object.
 FORMAT_WEIGHTS = {"format_object": 6.0, "format_subtract": 3.0, "format_object_caption": 3.0,
                   "format_scene_caption": 3.0}
