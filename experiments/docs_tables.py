@@ -16,6 +16,8 @@ and NAME is one of `TABLES`, each a function of files kept in docs/results/:
 - `levers`: every design in docs/results/levers/*.json (calibrate.py's files, one per design, the
   design's own name in the file name), R1-R5 with HiDe's variants, update sizes and times;
 - `designs`: earlier designs of the proxy, docs/results/calibration_designs/*.json;
+- `forgetting`: sequential LoRA's MFT - Last split by the task that loses and by the training that
+  takes it, from the lora matrices of the calibration, lever and design files;
 - `mixture-overlap`: docs/results/mixture_overlap.json (experiments/mixture_overlap.py);
 - `comparison`, `comparison-per-task`: every method's runs of the 3-seed comparison, kept in
   docs/results/runs/comparison/methods/ (experiments/run_comparison.sh), summarised by
@@ -170,6 +172,40 @@ def designs() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _forgetting_files() -> list[tuple[str, dict]]:
+    """The default's seeds, then the levers and earlier designs with sequential LoRA's matrix."""
+    named = [(f"default, seed {r['seed']}", r) for r in _seed_files()]
+    for folder in ("levers", "calibration_designs"):
+        for path in sorted((RESULTS / folder).glob("*.json")):
+            r = _load(path)
+            if folder == "levers" and path.stem == "a-default":
+                continue  # the default's seed 0 again
+            if "lora" in r.get("matrices", {}) and all(r["matrices"]["lora"] != o["matrices"]["lora"] for _, o in named):
+                named.append((path.stem, r))  # a file that repeats another's runs is left out
+    return named
+
+
+def forgetting() -> str:
+    """Sequential LoRA's MFT - Last split two ways, in points of R2: by the task that loses
+    ((score right after its training - Last) / T) and by the task whose training takes it
+    (the earlier tasks' summed drop over that stage / T). Each split sums to R2."""
+    named = _forgetting_files()
+    if not named:
+        return "No calibration file in docs/results/.\n"
+    tasks = named[0][1]["tasks"]
+    T = len(tasks)
+    lines = ["| file | R2 | " + " | ".join(f"{t} loses" for t in tasks[:-1]) + " | "
+             + " | ".join(f"{t}'s training takes" for t in tasks[1:]) + " |",
+             "|---|---:|" + "---:|" * (2 * (T - 1))]
+    for label, r in named:
+        m = r["matrices"]["lora"]
+        lost = [(m[j + 1][j] - m[T][j]) / T for j in range(T - 1)]
+        taken = [sum(m[t - 1][j] - m[t][j] for j in range(t - 1)) / T for t in range(2, T + 1)]
+        lines.append(f"| {label} | {r['statistics']['R2']:.1f} | " + " | ".join(f"{v:.1f}" for v in lost)
+                     + " | " + " | ".join(f"{v:.1f}" for v in taken) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def mixture_overlap() -> str:
     return _experiment("mixture_overlap").markdown(_load(RESULTS / "mixture_overlap.json"))
 
@@ -262,7 +298,7 @@ def family_calibration() -> str:
 
 
 TABLES = {"calibration": calibration, "calibration-tasks": calibration_tasks, "levers": levers,
-          "designs": designs, "mixture-overlap": mixture_overlap, "comparison": comparison,
+          "designs": designs, "forgetting": forgetting, "mixture-overlap": mixture_overlap, "comparison": comparison,
           "comparison-per-task": comparison_per_task, "hide-ablations": hide_ablations, "param-budget": param_budget,
           "family-runs": family_runs, "family-calibration": family_calibration}
 

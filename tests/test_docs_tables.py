@@ -39,6 +39,19 @@ def test_the_tables_in_docs_are_generated():
     assert all(f"<!-- table: {name} -->" in text for name in docs_tables.TABLES)
 
 
+def test_the_forgetting_splits_each_sum_to_r2():
+    """Either split of sequential LoRA's MFT - Last (by the task that loses, by the training that
+    takes it) adds up to the file's R2, to the rounding of the printed cells."""
+    rows = [line for line in docs_tables.forgetting().splitlines()[2:]]
+    assert len(rows) >= 4  # the default's seeds at least
+    T = len(docs_tables._seed_files()[0]["tasks"])
+    for row in rows:
+        cells = [float(c) for c in row.strip("|").split("|")[1:]]
+        r2, lost, taken = cells[0], cells[1:T], cells[T:]
+        assert len(lost) == len(taken) == T - 1
+        assert abs(sum(lost) - r2) <= 0.05 * T and abs(sum(taken) - r2) <= 0.05 * T, row
+
+
 def calibration_files():
     return sorted([*(RESULTS / "calibration").glob("seed*.json"), *(RESULTS / "levers").glob("*.json"),
                    *(RESULTS / "families").glob("*.json")])
