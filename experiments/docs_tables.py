@@ -178,10 +178,9 @@ def _forgetting_files() -> list[tuple[str, dict]]:
     for folder in ("levers", "calibration_designs"):
         for path in sorted((RESULTS / folder).glob("*.json")):
             r = _load(path)
-            if folder == "levers" and path.stem == "a-default":
-                continue  # the default's seed 0 again
+            # a file that repeats another's runs (a-default is the default's seed 0) is left out
             if "lora" in r.get("matrices", {}) and all(r["matrices"]["lora"] != o["matrices"]["lora"] for _, o in named):
-                named.append((path.stem, r))  # a file that repeats another's runs is left out
+                named.append((path.stem, r))
     return named
 
 

@@ -42,7 +42,7 @@ def test_the_tables_in_docs_are_generated():
 def test_the_forgetting_splits_each_sum_to_r2():
     """Either split of sequential LoRA's MFT - Last (by the task that loses, by the training that
     takes it) adds up to the file's R2, to the rounding of the printed cells."""
-    rows = [line for line in docs_tables.forgetting().splitlines()[2:]]
+    rows = docs_tables.forgetting().splitlines()[2:]
     assert len(rows) >= 4  # the default's seeds at least
     T = len(docs_tables._seed_files()[0]["tasks"])
     for row in rows:
