@@ -140,9 +140,9 @@ def calibration_tasks() -> str:
 
 
 def levers() -> str:
-    """Every design measured against R4: one row per file in docs/results/levers/, with the version
-    of the pretraining mixture its backbone was built on."""
-    lines = ["| design | mixture | overrides | seed | R1 | R2 | R3 | R4 | R5 | HiDe expand-all / fuse-all | HiDe as published "
+    """Every design measured against R4: one row per file in docs/results/levers/, with the versions
+    of the benchmark's data and of the pretraining mixture its backbone was built on."""
+    lines = ["| design | data / mixture | overrides | seed | R1 | R2 | R3 | R4 | R5 | HiDe expand-all / fuse-all | HiDe as published "
              "| LoRA MFT / Last | update size per layer | HiDe run (min) | all runs (min) |",
              "|---|---:|---|---:|---:|---:|---:|---:|---|---|---:|---|---|---:|---:|"]
     for path in sorted((RESULTS / "levers").glob("*.json")):
@@ -151,7 +151,7 @@ def levers() -> str:
         overrides = " ".join(o for o in r["overrides"] if not o.startswith(("logger=", "seed=", "resume=")))
         hide_minutes = r.get("hide_minutes")
         lines.append(
-            f"| {path.stem} | v{r['settings']['versions']['mixture']} | `{overrides or '(default)'}` | {r['seed']} | {_stat(s, 'R1', 3)} | {_stat(s, 'R2', 1)} | "
+            f"| {path.stem} | v{r['settings']['versions']['benchmark']} / v{r['settings']['versions']['mixture']} | `{overrides or '(default)'}` | {r['seed']} | {_stat(s, 'R1', 3)} | {_stat(s, 'R2', 1)} | "
             f"{_stat(s, 'R3', 3)} | {_stat(s, 'R4', 2)} | {_yes(s['R5'])} | {_hide_pair(r)} | "
             f"{_num(r.get('hide_default_Last'), 1)} | {s['lora_MFT']:.1f} / {s['lora_Last']:.1f} | "
             + (" ".join(f"{v:.3f}" for v in r["update_sizes"]["functional"]) if "update_sizes" in r else "-")

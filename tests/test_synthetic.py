@@ -349,6 +349,46 @@ def test_captions_describe_the_scene(bench):
         assert ("tree" in r["answer"]) == (m["trees"] > 0)
 
 
+def test_phrasing_draws_are_its_listed_sentences():
+    phrasing = sy.texts.Phrasing(["{x} {place}", "there is {x} {on}", "{x}"],
+                                 {"place": ["on a table", "sitting on a table"], "on": ["on the table"]})
+    listed = phrasing.all(x="a cup")
+    assert listed == ["a cup on a table", "a cup sitting on a table", "there is a cup on the table", "a cup"]
+    rng = np.random.default_rng(0)
+    drawn = [phrasing.draw(rng, x="a cup") for _ in range(3000)]
+    assert set(drawn) == set(listed)
+    assert abs(drawn.count("a cup") / 3000 - 1 / 3) < 0.03  # a form first, uniformly, then its slots
+    sequence = iter(["a", "a", "b", "a", "c", "d"])
+    assert sy.texts.distinct_draws(lambda: next(sequence), 3) == ["a", "b", "c"]
+    assert sy.texts.distinct_draws(lambda: "a", 3, tries=5) == ["a", "a", "a"]  # one wording: repeats kept
+
+
+@pytest.mark.parametrize("color_share", [0.5, 0.7])
+def test_varied_object_captions_disagree_as_captioners_do(color_share):
+    """`references="varied"`: three references in different wordings and a training caption drawn
+    apart from them; colours named at the given share, a two-object scene's objects both named in
+    about four of five captions, and the training caption rarely one of its image's references."""
+    n, with_color, named, both, two, repeated = 600, 0, 0, 0, 0, 0
+    for i in range(n):
+        rng = sy.build.sample_rng(0, sy.object_caption.NAME, "train", i)
+        _, _, caption, refs, meta = sy.object_caption.sample(rng, 8, references="varied", color_share=color_share)
+        objs = meta["objects"]
+        wordings = sy.object_caption.varied_wordings(objs)
+        assert len(set(refs)) == 3 and caption in wordings and all(r in wordings for r in refs)
+        repeated += caption in refs
+        for r in refs:
+            kinds = [o["kind"] for o in objs if o["kind"] in r.split()]
+            assert kinds, (r, objs)
+            named += len(kinds)
+            with_color += sum(f"{o['color']} {o['kind']}" in r for o in objs if o["kind"] in r.split())
+            if len(objs) == 2 and objs[0]["kind"] != objs[1]["kind"]:
+                two += 1
+                both += len(kinds) == 2
+    assert abs(with_color / named - color_share) < 0.05
+    assert abs(both / two - sy.object_caption.BOTH_NAMED) < 0.06
+    assert repeated / n < 0.1
+
+
 def test_mixture(mixture):
     records = _load(mixture, sy.MIXTURE, "train.json")
     assert len(records) == 40
@@ -431,7 +471,7 @@ def _check_own_style_caption(answer, meta):
     assert not any(re.search(rf"\b{p}\b", answer) for p in task_phrases), answer
     if meta["family"] == "table":
         assert answer == sy.texts.and_list([f"one {o['color']} {o['kind']}" for o in meta["objects"]])
-        references = sy.object_caption._object_captions(meta["objects"])
+        references = sy.object_caption._object_captions(meta["objects"]) + sy.object_caption.varied_wordings(meta["objects"])
     else:
         assert answer.startswith(f"a {meta['time']} scene of ")
         things = answer.removeprefix(f"a {meta['time']} scene of ")
@@ -702,3 +742,29 @@ def test_the_benchmark_reads_each_tasks_own_training_size(tmp_path):
     assert same.data_dir.name == "n6-t4-px32-s0"  # a scale of 1 changes nothing
     with pytest.raises(ConfigError, match="Scenecaption"):
         SyntheticBenchmark(str(tmp_path), train_scale={"Scenecaption": 2})
+
+
+def test_varied_object_captions_option_writes_its_own_data(tmp_path):
+    """`benchmark.object_captions=varied` writes ObjectCaption with captioners' references in a
+    folder of its own (the default's data and folder name are those without the option), and
+    leaves the other tasks' data as they are."""
+    from hide.data.datamodule import SyntheticBenchmark
+    from hide.errors import ConfigError
+
+    kwargs = dict(train_per_task=6, test_per_task=4, image_size=SIZE, select=["Renditions", "ObjectCaption"])
+    fixed = SyntheticBenchmark(str(tmp_path), **kwargs)
+    varied = SyntheticBenchmark(str(tmp_path), object_captions="varied", object_caption_color_share=0.5, **kwargs)
+    assert fixed.data_dir.name == "n6-t4-px32-s0" and varied.data_dir.name == "n6-t4-px32-s0-ocvaried0.5"
+    (renditions_f, captions_f), (renditions_v, captions_v) = fixed.load(), varied.load()
+    assert [r.answer for r in renditions_f.test] == [r.answer for r in renditions_v.test]
+    assert [r.image.read_bytes() for r in captions_f.test] == [r.image.read_bytes() for r in captions_v.test]
+    for f, v in zip(captions_f.test, captions_v.test):
+        refs_f, refs_v = captions_f.references[f.question_id], captions_v.references[v.question_id]
+        assert refs_f[1].startswith("there is") and refs_f[0] == f.answer  # the fixed wordings
+        assert len(set(refs_v)) == 3 and refs_v != refs_f and v.answer == refs_v[0]
+    marker = json.loads((varied.data_dir / sy.MARKER).read_text())["benchmark"]
+    assert marker["task_options"] == {"ObjectCaption": {"color_share": 0.5, "references": "varied"}}
+    with pytest.raises(ConfigError, match="object_captions"):
+        SyntheticBenchmark(str(tmp_path), object_captions="first")
+    with pytest.raises(ConfigError, match="color_share"):
+        SyntheticBenchmark(str(tmp_path), object_captions="varied", object_caption_color_share=1.5)

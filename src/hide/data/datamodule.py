@@ -112,7 +112,8 @@ class SyntheticBenchmark(Benchmark):
 
     def __init__(self, root: str, num_tasks: int | None = None, train_per_task: int = 600,
                  test_per_task: int = 200, image_size: int = 64, seed: int = 0, max_new_tokens: int = 32,
-                 select: list[str] | None = None, train_scale: dict[str, float] | None = None):
+                 select: list[str] | None = None, train_scale: dict[str, float] | None = None,
+                 object_captions: str = "fixed", object_caption_color_share: float = 0.7):
         self.image_size = image_size
         self.seed = seed
         unknown = sorted(set(train_scale or {}) - set(synth.TASK_NAMES))
@@ -121,7 +122,16 @@ class SyntheticBenchmark(Benchmark):
         sizes = {name: round(train_per_task * float(factor)) for name, factor in (train_scale or {}).items()}
         self.train_sizes = {name: n for name, n in sizes.items() if n != train_per_task}
         own_sizes = "".join(f"-{name}{n}" for name, n in sorted(self.train_sizes.items()))
-        data_dir = Path(root).expanduser() / f"n{train_per_task}{own_sizes}-t{test_per_task}-px{image_size}-s{seed}"
+        if object_captions not in synth.object_caption.REFERENCES:
+            raise ConfigError(f"benchmark.object_captions={object_captions!r}; choose one of {synth.object_caption.REFERENCES}")
+        if not 0.0 <= float(object_caption_color_share) <= 1.0:
+            raise ConfigError(f"benchmark.object_caption_color_share={object_caption_color_share!r} must lie in [0, 1]")
+        # the default data are written without options, as before there were any
+        self.task_options = ({synth.object_caption.NAME: {"references": object_captions,
+                                                          "color_share": float(object_caption_color_share)}}
+                             if object_captions != "fixed" else {})
+        options = (f"-oc{object_captions}{float(object_caption_color_share):g}" if self.task_options else "")
+        data_dir = Path(root).expanduser() / f"n{train_per_task}{own_sizes}-t{test_per_task}-px{image_size}-s{seed}{options}"
         super().__init__(str(data_dir), synth.SYNTH_TASKS, num_tasks, train_per_task, test_per_task,
                          max_new_tokens, select=select)
 
@@ -130,7 +140,8 @@ class SyntheticBenchmark(Benchmark):
         # on which tasks a run selects.
         synth.generate_benchmark(self.data_dir, train_per_task=self.train_per_task,
                                  test_per_task=self.test_per_task, image_size=self.image_size,
-                                 seed=self.seed, train_sizes=self.train_sizes or None)
+                                 seed=self.seed, train_sizes=self.train_sizes or None,
+                                 task_options=self.task_options or None)
 
     def train_limit(self, task_name: str) -> int:
         return self.train_sizes.get(task_name, self.train_per_task)

@@ -98,6 +98,9 @@ def regime_settings(cfg) -> dict:
     benchmark = plain(cfg.benchmark)
     benchmark.pop("root", None)  # where the data are written, not what they are
     benchmark["train_scale"] = benchmark.get("train_scale") or {}  # absent: every scale 1
+    if benchmark.get("object_captions", "fixed") == "fixed":  # absent: the fixed references
+        benchmark.pop("object_captions", None)
+        benchmark.pop("object_caption_color_share", None)
     return {
         "optim": plain(cfg.optim),
         "training": {"max_epochs": cfg.trainer.get("max_epochs"), "batch_size": cfg.data.batch_size,

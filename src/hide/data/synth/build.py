@@ -128,7 +128,9 @@ def _clear_task(root: Path, name: str, split: str | None = None) -> None:
     (root / "instructions" / name / f"{split}.json").unlink(missing_ok=True)
 
 
-def _generate_task(root: Path, task, n_train: int, n_test: int, size: int, seed: int, progress: _Progress) -> None:
+def _generate_task(root: Path, task, n_train: int, n_test: int, size: int, seed: int, progress: _Progress,
+                   options: dict | None = None) -> None:
+    options = options or {}
     name, spec = task.NAME, task.SPEC
     _clear_task(root, name)
     for split in ("train", "test"):
@@ -139,10 +141,10 @@ def _generate_task(root: Path, task, n_train: int, n_test: int, size: int, seed:
     for split, count in (("train", n_train), ("test", n_test)):
         for i in range(count):
             if split == "train":
-                img, text, answer, refs, meta = task.sample(sample_rng(seed, name, split, i), size)
+                img, text, answer, refs, meta = task.sample(sample_rng(seed, name, split, i), size, **options)
                 seen.add(_image_key(img))
             else:
-                img, text, answer, refs, meta = draw_test_sample(task, seed, i, size, seen)
+                img, text, answer, refs, meta = draw_test_sample(task, seed, i, size, seen, options)
             rel = f"{name}/{split}/{i}.png"
             _save_png(img, root / "datasets" / rel)
             if split == "train":
@@ -163,12 +165,13 @@ def _generate_task(root: Path, task, n_train: int, n_test: int, size: int, seed:
         write_caption_references(folder / spec["references_file"], file_names, references)
 
 
-def draw_test_sample(task, seed: int, index: int, size: int, train_keys: set[bytes] = frozenset()):
+def draw_test_sample(task, seed: int, index: int, size: int, train_keys: set[bytes] = frozenset(),
+                     options: dict | None = None):
     """Test sample `index` of a task: drawn again (the next attempt's stream) until its image is in
     the test half of the image space and none of the task's training images (`train_keys`)."""
     attempt = 0
     while True:
-        sample = task.sample(sample_rng(seed, task.NAME, "test", index, attempt), size)
+        sample = task.sample(sample_rng(seed, task.NAME, "test", index, attempt), size, **(options or {}))
         key = _image_key(sample[0])
         if key not in train_keys and key[-1] & 1 == TEST_HALF:
             return sample
@@ -193,9 +196,12 @@ def _check_count(name: str, value: int, minimum: int = 1) -> None:
 
 def generate_benchmark(root, train_per_task: int = 600, test_per_task: int = 200, image_size: int = 64,
                        seed: int = 0, tasks: list[str] | None = None, progress: bool = True,
-                       train_sizes: dict[str, int] | None = None) -> Path:
+                       train_sizes: dict[str, int] | None = None, task_options: dict[str, dict] | None = None) -> Path:
     """Write the six-task synthetic benchmark (or the named subset, kept in benchmark order) in
     the UCIT layout under `root`, and return `root`.
+
+    `task_options`: keyword arguments of a task's `sample` by task name (ObjectCaption's
+    `references` and `color_share`); they are part of the marker, so other options regenerate.
 
     Idempotent: a marker `root/.complete.json` records the parameters, written last; when it holds
     the same parameters nothing is done, otherwise the requested tasks are regenerated from scratch.
@@ -214,6 +220,11 @@ def generate_benchmark(root, train_per_task: int = 600, test_per_task: int = 200
               "image_size": image_size, "seed": int(seed), "tasks": names}
     if train_sizes:  # tasks with a training set of their own size (the others: train_per_task)
         params["train_sizes"] = {name: int(n) for name, n in sorted(train_sizes.items())}
+    unknown = sorted(set(task_options or {}) - set(TASK_NAMES))
+    if unknown:
+        raise ConfigError(f"task options for unknown task(s) {unknown}; the tasks are {TASK_NAMES}")
+    if task_options:
+        params["task_options"] = {name: dict(sorted(o.items())) for name, o in sorted(task_options.items())}
 
     def build():
         root.mkdir(parents=True, exist_ok=True)
@@ -221,7 +232,8 @@ def generate_benchmark(root, train_per_task: int = 600, test_per_task: int = 200
         with _Progress(progress) as bar:
             for task in TASKS:
                 if task.NAME in names:
-                    _generate_task(root, task, (train_sizes or {}).get(task.NAME, train_per_task), test_per_task, image_size, int(seed), bar)
+                    _generate_task(root, task, (train_sizes or {}).get(task.NAME, train_per_task), test_per_task, image_size,
+                                   int(seed), bar, (task_options or {}).get(task.NAME))
         _write_marker(root, "benchmark", params)
 
     build_once(root, lambda: _is_complete(root, "benchmark", params), build)

@@ -15,10 +15,25 @@ the objects of each kind and colour.
 
 from __future__ import annotations
 
+import itertools
+
 from PIL import Image
 
 from hide.data.synth.draw import RGB, canvas, darker, finish, jitter_color, lighter
-from hide.data.synth.texts import COLORS, IT_IS, and_list, art, caption_prompt, count_answer, multiple_choice, register, short, yes_no
+from hide.data.synth.texts import (
+    COLORS,
+    IT_IS,
+    Phrasing,
+    and_list,
+    art,
+    caption_prompt,
+    count_answer,
+    distinct_draws,
+    multiple_choice,
+    register,
+    short,
+    yes_no,
+)
 
 NAME = "ObjectCaption"
 KIND = "caption"
@@ -133,10 +148,64 @@ def _object_captions(objects: list[dict]) -> list[str]:
     return [t.format(**fill) for t in OBJECT_CAPTIONS_2]
 
 
-def sample(rng, size):
+# `references="varied"`: three references per image in different wordings, as three captioners
+# write them, and the training caption a fourth, independent draw, so that a trained model cannot
+# repeat the sentence it is scored against and is scored on what it says about the objects.
+_TABLE_PLACES = ["on a table", "on the table", "on a wooden table", "sitting on a table", "sitting on the table",
+                 "sitting on a wooden table"]
+_ON_TABLE = ["on a table", "on the table", "on a wooden table"]
+_A_TABLE = ["a table", "a wooden table"]
+VARIED_CAPTIONS_1 = Phrasing(
+    ["{x} {place}", "there is {x} {on}", "a picture of {x} {place}", "{a_table} with {x}", "{a_table} with {x} on it"],
+    {"place": _TABLE_PLACES, "on": _ON_TABLE, "a_table": _A_TABLE})
+VARIED_CAPTIONS_2 = Phrasing(
+    ["{x} {near} {y}", "{x} {near} {y} {place}", "{x} and {y} {place}", "there is {x} and {y} {on}",
+     "a picture of {x} {near} {y}", "a picture of {x} and {y} {on}", "{a_table} with {x} and {y}"],
+    {"near": ["next to", "beside", "near"], "place": _TABLE_PLACES, "on": _ON_TABLE, "a_table": _A_TABLE})
+REFERENCES = ("fixed", "varied")
+BOTH_NAMED = 0.8  # share of a two-object scene's varied captions that name both objects
+
+
+def _named(objects: list[dict], with_color: list[bool]) -> list[str]:
+    return [f"a {o['color']} {o['kind']}" if c else f"{art(o['kind'])} {o['kind']}" for o, c in zip(objects, with_color)]
+
+
+def varied_caption(objects: list[dict], rng, color_share: float) -> str:
+    """One captioner's caption of the objects: each object named with its colour (with probability
+    `color_share`) or without, a pair's objects in either order or (one in five) only one of them,
+    in one of the varied wordings."""
+    named = _named(objects, [rng.random() < color_share for _ in objects])
+    if len(named) == 2 and rng.random() >= BOTH_NAMED:
+        named = [named[rng.integers(2)]]
+    if len(named) == 1:
+        return VARIED_CAPTIONS_1.draw(rng, x=named[0])
+    x, y = named if rng.random() < 0.5 else named[::-1]
+    return VARIED_CAPTIONS_2.draw(rng, x=x, y=y)
+
+
+def varied_wordings(objects: list[dict]) -> list[str]:
+    """Every caption `varied_caption` can give for these objects."""
+    out = []
+    for with_color in itertools.product([True, False], repeat=len(objects)):
+        named = _named(objects, list(with_color))
+        for one in named:
+            out += VARIED_CAPTIONS_1.all(x=one)
+        if len(named) == 2:
+            out += VARIED_CAPTIONS_2.all(x=named[0], y=named[1]) + VARIED_CAPTIONS_2.all(x=named[1], y=named[0])
+    return sorted(set(out))
+
+
+def sample(rng, size, references: str = "fixed", color_share: float = 0.7):
+    """`references="fixed"`: the three wordings above, trained on the first (the test record's
+    answer too); `"varied"`: three different captioners' captions, trained on a fourth."""
     img, meta = _scene_table(rng, size)
-    refs = _object_captions(meta["objects"])
-    return img, OBJECT_CAPTION_Q, refs[0], refs, meta  # trained on the first, the test record's answer too
+    if references == "fixed":
+        refs = _object_captions(meta["objects"])
+        return img, OBJECT_CAPTION_Q, refs[0], refs, meta
+    if references != "varied":
+        raise ValueError(f"ObjectCaption references must be one of {REFERENCES}, got {references!r}")
+    refs = distinct_draws(lambda: varied_caption(meta["objects"], rng, color_share), 3)
+    return img, OBJECT_CAPTION_Q, varied_caption(meta["objects"], rng, color_share), refs, meta
 
 
 def pretraining(rng, size):

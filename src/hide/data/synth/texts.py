@@ -8,6 +8,7 @@ every task module, so all texts are registered before anyone can call `vocabular
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 
 import numpy as np
@@ -166,3 +167,51 @@ def and_list(items: list[str]) -> str:
     if len(items) == 1:
         return items[0]
     return " , ".join(items[:-1]) + " and " + items[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Caption references in varied wording, as several human captioners write them
+# ---------------------------------------------------------------------------------------------
+
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
+class Phrasing:
+    """Sentence forms with slots, each slot a list of interchangeable phrases: `draw` picks a
+    form, then a phrase for each of its slots, uniformly; `all` lists every sentence it can draw.
+    Fields that are not slots (an object's words, say) are passed to both as keyword values."""
+
+    def __init__(self, forms: list[str], slots: dict[str, list[str]]):
+        self.forms = register(list(forms))
+        self.slots = {name: register(list(phrases)) for name, phrases in slots.items()}  # names are not text
+
+    def _slot_names(self, form: str) -> list[str]:
+        return [name for name in _FIELD.findall(form) if name in self.slots]
+
+    def draw(self, rng, **values: str) -> str:
+        form = self.forms[rng.integers(len(self.forms))]
+        picked = {name: self.slots[name][rng.integers(len(self.slots[name]))] for name in self._slot_names(form)}
+        return form.format(**values, **picked)
+
+    def all(self, **values: str) -> list[str]:
+        out = []
+        for form in self.forms:
+            names = self._slot_names(form)
+            for choice in itertools.product(*(self.slots[n] for n in names)):
+                out.append(form.format(**values, **dict(zip(names, choice))))
+        return out
+
+
+def distinct_draws(draw, k: int, tries: int = 50) -> list[str]:
+    """k different sentences from `draw()` (a fresh draw while one repeats an earlier one, up to
+    `tries` draws in all; then repeats are kept, so a form with few wordings still gets k)."""
+    out: list[str] = []
+    for _ in range(tries):
+        text = draw()
+        if text not in out:
+            out.append(text)
+        if len(out) == k:
+            return out
+    while len(out) < k:
+        out.append(draw())
+    return out
