@@ -19,6 +19,7 @@ and NAME is one of `TABLES`, each a function of files kept in docs/results/:
 - `forgetting`: sequential LoRA's MFT - Last split by the task that loses and by the training that
   takes it, from the lora matrices of the calibration, lever and design files;
 - `mixture-overlap`: docs/results/mixture_overlap.json (experiments/mixture_overlap.py);
+- `caption-scales`: docs/results/caption_scales.json (experiments/caption_scales.py);
 - `comparison`, `comparison-per-task`: every method's runs of the 3-seed comparison, kept in
   docs/results/runs/comparison/methods/ (experiments/run_comparison.sh), summarised by
   experiments/compare.py;
@@ -209,6 +210,10 @@ def mixture_overlap() -> str:
     return _experiment("mixture_overlap").markdown(_load(RESULTS / "mixture_overlap.json"))
 
 
+def caption_scales() -> str:
+    return _experiment("caption_scales").markdown(_load(RESULTS / "caption_scales.json"))
+
+
 def _experiment(name: str):
     """A module of experiments/ (compare, hide_inference, mixture_overlap), imported by name."""
     sys.path.insert(0, str(ROOT / "experiments"))
@@ -297,7 +302,8 @@ def family_calibration() -> str:
 
 
 TABLES = {"calibration": calibration, "calibration-tasks": calibration_tasks, "levers": levers,
-          "designs": designs, "forgetting": forgetting, "mixture-overlap": mixture_overlap, "comparison": comparison,
+          "designs": designs, "forgetting": forgetting, "mixture-overlap": mixture_overlap, "caption-scales": caption_scales,
+          "comparison": comparison,
           "comparison-per-task": comparison_per_task, "hide-ablations": hide_ablations, "param-budget": param_budget,
           "family-runs": family_runs, "family-calibration": family_calibration}
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # R4 against its levers: the default design and one change at a time (rank per task, update size,
 # decoder width, depth, depth with a smaller update, ObjectCaption's references in captioners'
-# varied wordings, alone and with both caption tasks on twice the samples), each calibrated on
+# varied wordings, alone and with the caption tasks on more samples), each calibrated on
 # seed 0 (R1-R5, HiDe's variants, update sizes, times).
 # Resumable: run it again after a crash; a design whose file is in docs/results/levers/ is skipped.
 #   bash experiments/run_levers.sh [DESIGN ...]      (default: all, in the order below)
@@ -22,6 +22,8 @@ declare -A DESIGNS=(
   [h-depth8-lr7e-4]="model.text.num_hidden_layers=8 optim.lr=7e-4"
   [i-varied-captions]="benchmark.object_captions=varied benchmark.object_caption_color_share=0.5"
   [j-varied-captions-2x]="benchmark.object_captions=varied benchmark.object_caption_color_share=0.7 +benchmark.train_scale.ObjectCaption=2.0 benchmark.train_scale.SceneCaption=2.0"
+  [k-varied-captions-scene-1.75x]="benchmark.object_captions=varied benchmark.object_caption_color_share=0.7 +benchmark.train_scale.ObjectCaption=2.0 benchmark.train_scale.SceneCaption=1.75"
+  [l-varied-captions-1.5x-scene-1.75x]="benchmark.object_captions=varied benchmark.object_caption_color_share=0.7 +benchmark.train_scale.ObjectCaption=1.5 benchmark.train_scale.SceneCaption=1.75"
 )
 NAMES=("$@")
 [ ${#NAMES[@]} -eq 0 ] && NAMES=($(printf '%s\n' "${!DESIGNS[@]}" | sort))
