@@ -24,6 +24,7 @@ declare -A DESIGNS=(
   [j-varied-captions-2x]="benchmark.object_captions=varied benchmark.object_caption_color_share=0.7 +benchmark.train_scale.ObjectCaption=2.0 benchmark.train_scale.SceneCaption=2.0"
   [k-varied-captions-scene-1.75x]="benchmark.object_captions=varied benchmark.object_caption_color_share=0.7 +benchmark.train_scale.ObjectCaption=2.0 benchmark.train_scale.SceneCaption=1.75"
   [l-varied-captions-1.5x-scene-1.75x]="benchmark.object_captions=varied benchmark.object_caption_color_share=0.7 +benchmark.train_scale.ObjectCaption=1.5 benchmark.train_scale.SceneCaption=1.75"
+  [m-depth8-varied-captions]="model.text.num_hidden_layers=8 benchmark.object_captions=varied benchmark.object_caption_color_share=0.7"
 )
 NAMES=("$@")
 [ ${#NAMES[@]} -eq 0 ] && NAMES=($(printf '%s\n' "${!DESIGNS[@]}" | sort))
