@@ -124,13 +124,14 @@ class SyntheticBenchmark(Benchmark):
         own_sizes = "".join(f"-{name}{n}" for name, n in sorted(self.train_sizes.items()))
         if object_captions not in synth.object_caption.REFERENCES:
             raise ConfigError(f"benchmark.object_captions={object_captions!r}; choose one of {synth.object_caption.REFERENCES}")
-        if not 0.0 <= float(object_caption_color_share) <= 1.0:
+        color_share = float(object_caption_color_share)
+        if not 0.0 <= color_share <= 1.0:
             raise ConfigError(f"benchmark.object_caption_color_share={object_caption_color_share!r} must lie in [0, 1]")
         # the default data are written without options, as before there were any
-        self.task_options = ({synth.object_caption.NAME: {"references": object_captions,
-                                                          "color_share": float(object_caption_color_share)}}
-                             if object_captions != "fixed" else {})
-        options = (f"-oc{object_captions}{float(object_caption_color_share):g}" if self.task_options else "")
+        varied = object_captions != "fixed"
+        self.task_options = ({synth.object_caption.NAME: {"references": object_captions, "color_share": color_share}}
+                             if varied else {})
+        options = f"-oc{object_captions}{color_share:g}" if varied else ""
         data_dir = Path(root).expanduser() / f"n{train_per_task}{own_sizes}-t{test_per_task}-px{image_size}-s{seed}{options}"
         super().__init__(str(data_dir), synth.SYNTH_TASKS, num_tasks, train_per_task, test_per_task,
                          max_new_tokens, select=select)
